@@ -1,0 +1,44 @@
+"""Data pipeline: sources of uint8 images, a stateless batcher, prefetching.
+
+Typical use by a trainer::
+
+  source = data.make_source(config.data)            # or data.mnist_digits()
+  batcher = data.Batcher(source, config.batch_size, config.seed,
+                         process_index=jax.process_index(),
+                         process_count=jax.process_count())
+  with data.prefetch_batches(batcher, start_step=int(state.step),
+                             stop_step=batcher.num_steps(config.num_epochs)) as batches:
+    for batch in batches:   # {'image': float32 (b, H, W, C) in [-1, 1], ...}
+      state, metrics = train_step(state, batch["image"])
+"""
+
+from sagan_jax.data.batcher import Batcher
+from sagan_jax.data.errors import DataError, DataNotFoundError
+from sagan_jax.data.factory import CONFIG_FIELDS, SOURCE_NAMES, make_source
+from sagan_jax.data.image_folder import IMAGE_EXTENSIONS, ImageFolderSource, image_folder
+from sagan_jax.data.mnist import load_mnist_5k, mnist_digits
+from sagan_jax.data.prefetch import Prefetcher, prefetch_batches
+from sagan_jax.data.source import ArraySource, Source
+from sagan_jax.data.tfds_source import tfds_dataset
+from sagan_jax.data.transforms import to_model_range, to_uint8
+
+__all__ = [
+    "ArraySource",
+    "Batcher",
+    "CONFIG_FIELDS",
+    "DataError",
+    "DataNotFoundError",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderSource",
+    "Prefetcher",
+    "SOURCE_NAMES",
+    "Source",
+    "image_folder",
+    "load_mnist_5k",
+    "make_source",
+    "mnist_digits",
+    "prefetch_batches",
+    "tfds_dataset",
+    "to_model_range",
+    "to_uint8",
+]

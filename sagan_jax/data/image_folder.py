@@ -1,0 +1,134 @@
+"""Images stored as files under a folder (the chapter's ``img_78`` layout).
+
+The folder is scanned once, recursively, at construction; images are decoded
+only when a batch asks for them, so folders larger than memory work and a
+multi-host run decodes only its own slice of each batch.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from sagan_jax.data import transforms
+from sagan_jax.data.errors import DataError, DataNotFoundError
+from sagan_jax.data.source import as_indices
+
+# Matched case-insensitively.
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
+
+# What PIL raises for unreadable or corrupt files: OSError (incl.
+# UnidentifiedImageError, truncated data), SyntaxError and ValueError from
+# some decoders, and DecompressionBombError for absurd dimensions.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def list_image_files(root: pathlib.Path) -> list[pathlib.Path]:
+  """Image files under ``root``, recursively, in a deterministic order.
+
+  Order: by relative path, compared component by component (so it does not
+  depend on the file system's listing order or the OS's path separator).
+  Hidden files and folders (name starting with '.') are skipped: they are
+  usually metadata such as macOS ``._x.png`` or ``.ipynb_checkpoints``.
+  Symbolic links to folders below ``root`` are not followed.
+  """
+  found = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    for name in filenames:
+      if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+        found.append(pathlib.Path(dirpath, name))
+  return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+class ImageFolderSource:
+  """Image files under a folder, decoded lazily, converted and resized.
+
+  Every file with an extension in `IMAGE_EXTENSIONS` (any case) anywhere
+  under ``path`` is one example; see `list_image_files` for the order and
+  what is skipped. Each image is converted to 'L' (``channels=1``) or 'RGB'
+  (``channels=3``) — an alpha channel is dropped — and, if it is not already
+  ``image_size`` × ``image_size``, resized to that *square* size with PIL
+  bicubic interpolation. The aspect ratio is not preserved: crop non-square
+  images beforehand if that matters. EXIF orientation is not applied
+  (as torchvision's ``ImageFolder``).
+
+  Args:
+    path: the folder.
+    image_size: output height and width.
+    channels: 1 (grayscale) or 3 (RGB).
+
+  Raises:
+    DataNotFoundError: ``path`` does not exist.
+    DataError: ``path`` is not a folder, or holds no image files.
+  """
+
+  labels = None  # folders carry no labels here
+
+  def __init__(self, path: str | os.PathLike, image_size: int, channels: int):
+    self.image_size = transforms.check_image_size(image_size)
+    self.channels = transforms.check_channels(channels)
+    self.root = pathlib.Path(path).expanduser()
+    if not self.root.exists():
+      raise DataNotFoundError(f"image folder {self.root} does not exist")
+    if not self.root.is_dir():
+      raise DataError(f"image folder {self.root} is not a folder")
+    self.files = list_image_files(self.root)
+    if not self.files:
+      raise DataError(
+          f"image folder {self.root} holds no image files (looked recursively for "
+          f"{', '.join(IMAGE_EXTENSIONS)}, any case; hidden files skipped)")
+    self.image_shape = (self.image_size, self.image_size, self.channels)
+    self.description = (
+        f"image folder {self.root}: {len(self.files)} images, decoded per batch, "
+        f"{'L' if self.channels == 1 else 'RGB'}, resized (bicubic, square) to "
+        f"{self.image_size}x{self.image_size}x{self.channels}")
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}({self.description})"
+
+  def load(self, index: int) -> np.ndarray:
+    """Decodes one image → uint8 ``(image_size, image_size, channels)``.
+
+    Raises:
+      DataNotFoundError: the file has disappeared since the folder was scanned.
+      DataError: the file cannot be decoded (the message names it).
+    """
+    path = self.files[index]
+    try:
+      with Image.open(path) as image:
+        return transforms.pil_to_array(image, self.image_size, self.channels)
+    except FileNotFoundError as e:
+      raise DataNotFoundError(f"image file {path} has disappeared: {e}") from e
+    except _DECODE_ERRORS as e:
+      raise DataError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
+
+  def get(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Decodes the images at ``indices`` → uint8 ``(n, h, w, c)``."""
+    idx = as_indices(indices, len(self))
+    out = np.empty((len(idx),) + self.image_shape, np.uint8)
+    for i, j in enumerate(idx):
+      out[i] = self.load(int(j))
+    return out
+
+  def verify(self) -> None:
+    """Decodes every file once, so a corrupt one fails now, not mid-training.
+
+    Raises:
+      DataError: naming the first file that cannot be decoded.
+    """
+    for i in range(len(self)):
+      self.load(i)
+
+
+def image_folder(path: str | os.PathLike, image_size: int,
+                 channels: int) -> ImageFolderSource:
+  """Images under ``path`` as a lazily decoded source; see `ImageFolderSource`."""
+  return ImageFolderSource(path, image_size, channels)

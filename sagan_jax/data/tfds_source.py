@@ -1,0 +1,103 @@
+"""TensorFlow Datasets as an in-memory source (optional dependency).
+
+``tensorflow_datasets`` — and the TensorFlow it needs to read data, about
+1.45 GB — is imported only when `tfds_dataset` is called, so the core install
+and the default (MNIST) run never need it. Install with::
+
+  pip install 'sagan-jax[tfds]'
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from sagan_jax.data import transforms
+from sagan_jax.data.errors import DataError
+from sagan_jax.data.source import ArraySource
+
+INSTALL_HINT = ("TFDS datasets need tensorflow-datasets and TensorFlow, which are "
+                "optional: pip install 'sagan-jax[tfds]'")
+
+
+def _import_tfds():
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DataError(f"{INSTALL_HINT} (import failed: {e})") from e
+  return tfds
+
+
+def _to_pil(image: np.ndarray, name: str, image_key: str) -> Image.Image:
+  """A TFDS image feature (uint8 (h, w, c) or (h, w)) as a PIL image."""
+  if image.dtype != np.uint8:
+    raise DataError(f"tfds '{name}' feature '{image_key}' is {image.dtype}, expected uint8")
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+    raise DataError(f"tfds '{name}' feature '{image_key}' has shape {image.shape}; "
+                    "expected (h, w) or (h, w, 1 | 3 | 4)")
+  return Image.fromarray(image)
+
+
+def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
+                 channels: int = 3, image_key: str = "image",
+                 label_key: str | None = "label",
+                 data_dir: str | os.PathLike | None = None,
+                 download: bool = True) -> ArraySource:
+  """Loads a TFDS split into memory, converted and resized like all sources.
+
+  For datasets whose *resized* images fit in memory (e.g. MNIST, CIFAR-10,
+  CelebA at 64×64): every example is read once, converted to 'L' or 'RGB'
+  and, if needed, resized to a square ``image_size`` × ``image_size`` with
+  PIL bicubic interpolation (aspect ratio not preserved), then held as one
+  uint8 array. Images of varying sizes are fine.
+
+  Args:
+    name: TFDS name, e.g. ``'mnist'``, ``'cifar10'``, ``'celeb_a'``.
+    split: TFDS split string, e.g. ``'train'`` or ``'train[:90%]'``.
+    image_size: output height and width.
+    channels: 1 (grayscale) or 3 (RGB); gray data is replicated to RGB.
+    image_key: the feature holding the image.
+    label_key: the feature holding an integer label, kept as ``labels`` if
+      present; ``None`` to ignore labels.
+    data_dir: TFDS data folder (TFDS's default if ``None``).
+    download: let TFDS download and prepare the dataset if it is not in
+      ``data_dir`` yet.
+
+  Returns:
+    An `ArraySource` of uint8 ``(n, image_size, image_size, channels)``.
+
+  Raises:
+    DataError: tensorflow-datasets or TensorFlow is not installed (the message
+      says how to install them), the image feature is missing or not uint8,
+      or the split is empty.
+  """
+  image_size = transforms.check_image_size(image_size)
+  channels = transforms.check_channels(channels)
+  tfds = _import_tfds()
+  images, labels = [], []
+  try:
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
+    for example in tfds.as_numpy(dataset):
+      if image_key not in example:
+        raise DataError(f"tfds '{name}' has no feature '{image_key}'; features: "
+                        f"{sorted(example)} (set image_key)")
+      pil = _to_pil(np.asarray(example[image_key]), name, image_key)
+      images.append(transforms.pil_to_array(pil, image_size, channels))
+      if label_key is not None and label_key in example:
+        labels.append(int(example[label_key]))
+  except ModuleNotFoundError as e:
+    # tensorflow_datasets imports without TensorFlow but cannot read data.
+    if (e.name or "").split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+      raise DataError(f"{INSTALL_HINT} (missing module: {e.name})") from e
+    raise
+  if not images:
+    raise DataError(f"tfds '{name}' split '{split}' is empty")
+  description = (f"tfds {name} split '{split}': {len(images)} images in memory, "
+                 f"{image_size}x{image_size}x{channels} (bicubic, square)")
+  return ArraySource(
+      np.stack(images), description,
+      labels=np.asarray(labels, np.int32) if len(labels) == len(images) else None)

@@ -1,0 +1,1 @@
+"""Conversions from other frameworks' checkpoints."""

@@ -1,0 +1,224 @@
+"""PyTorch ``state_dict`` → Flax variables, for the layers and models here.
+
+Works on any mapping of names to arrays (``torch.Tensor``, NumPy, JAX): torch
+itself is not imported. Each converter returns a dict of variable collections
+(``params``, ``spectral``, ``batch_stats``), ready for ``module.apply``.
+
+Layout rules (PyTorch → here):
+
+* ``Conv2d.weight (out, in, kh, kw)`` → ``kernel (kh, kw, in, out)``;
+* ``ConvTranspose2d.weight (in, out, kh, kw)`` → ``kernel (kh, kw, in, out)``;
+* ``Linear.weight (out, in)`` → ``kernel (in, out)``; embeddings unchanged;
+* spectral norm: ``weight_orig`` is the kernel, ``weight_u`` is ``u``, and
+  ``weight_v`` (flattened in PyTorch's ``(in, kh, kw)`` order) is permuted to
+  the kernel's ``(kh, kw, in)`` order; ``sigma`` is recomputed from them;
+* BatchNorm: ``weight``/``bias`` → ``scale``/``bias``, running stats →
+  ``batch_stats`` ``mean``/``var`` (``num_batches_tracked`` is not needed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+from sagan_jax.layers.spectral_norm import PowerIterationState, spectral_norm_estimate, weight_matrix
+
+Variables = dict[str, dict[str, Any]]
+
+
+class StateDictReader:
+  """Reads a state_dict by prefix and remembers which keys were used.
+
+  ``check_all_used`` then reports keys that no converter read, the way
+  ``load_state_dict(strict=True)`` does in PyTorch.
+  """
+
+  IGNORED_SUFFIXES = ("num_batches_tracked",)
+
+  def __init__(self, state_dict: Mapping[str, Any]):
+    self._state = dict(state_dict)
+    self._used: set[str] = set()
+
+  def has(self, key: str) -> bool:
+    return key in self._state
+
+  def __getitem__(self, key: str) -> np.ndarray:
+    if key not in self._state:
+      near = sorted(k for k in self._state if k.split(".")[0] == key.split(".")[0])
+      raise KeyError(
+          f"state_dict has no key {key!r}" + (f"; keys under that module: {near}" if near
+                                               else f"; it has {len(self._state)} keys"))
+    self._used.add(key)
+    value = self._state[key]
+    if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
+      value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float32 if np.asarray(value).dtype.kind == "f" else None)
+
+  def check_all_used(self) -> None:
+    unused = sorted(k for k in self._state if k not in self._used
+                    and not k.endswith(self.IGNORED_SUFFIXES))
+    if unused:
+      raise ValueError(f"state_dict keys not used by the conversion: {unused}")
+
+
+def _reader(state_dict) -> StateDictReader:
+  return state_dict if isinstance(state_dict, StateDictReader) else StateDictReader(state_dict)
+
+
+def _join(prefix: str, name: str) -> str:
+  return f"{prefix}.{name}" if prefix else name
+
+
+def _weighted(sd: StateDictReader, prefix: str, to_kernel, v_to_kernel_order,
+              use_bias: bool | None, out_axis: int = -1) -> Variables:
+  """Shared part of every weight layer: kernel, optional bias, optional SN state."""
+  spectral = sd.has(_join(prefix, "weight_orig"))
+  weight = sd[_join(prefix, "weight_orig" if spectral else "weight")]
+  kernel = to_kernel(weight)
+  params = {"kernel": jnp.asarray(kernel)}
+  bias_key = _join(prefix, "bias")
+  if use_bias is None:
+    use_bias = sd.has(bias_key)
+  if use_bias:
+    params["bias"] = jnp.asarray(sd[bias_key])
+  variables: Variables = {"params": params}
+  if spectral:
+    u = jnp.asarray(sd[_join(prefix, "weight_u")])
+    v = jnp.asarray(v_to_kernel_order(sd[_join(prefix, "weight_v")], weight.shape))
+    sigma = spectral_norm_estimate(weight_matrix(params["kernel"], out_axis),
+                                   PowerIterationState(u, v))
+    variables["spectral"] = {"u": u, "v": v, "sigma": sigma}
+  return variables
+
+
+def _v_conv_order(v, torch_weight_shape, in_axis=1):
+  """PyTorch's v is ordered (in, kh, kw); the kernel's flattening is (kh, kw, in)."""
+  if len(torch_weight_shape) != 4:
+    return v
+  cin, kh, kw = torch_weight_shape[in_axis], torch_weight_shape[2], torch_weight_shape[3]
+  return np.asarray(v).reshape(cin, kh, kw).transpose(1, 2, 0).reshape(-1)
+
+
+def linear(state_dict, prefix: str = "", use_bias: bool | None = None) -> Variables:
+  """``nn.Linear`` (optionally spectral-normed) → ``Dense`` variables."""
+  return _weighted(_reader(state_dict), prefix, lambda w: w.T, lambda v, s: v, use_bias)
+
+
+def embedding(state_dict, prefix: str = "") -> Variables:
+  """``nn.Embedding`` (optionally spectral-normed) → ``Embed`` variables."""
+  sd = _reader(state_dict)
+  variables = _weighted(sd, prefix, lambda w: w, lambda v, s: v, use_bias=False,
+                        out_axis=0)
+  variables["params"] = {"embedding": variables["params"].pop("kernel")}
+  return variables
+
+
+def conv2d(state_dict, prefix: str = "", use_bias: bool | None = None) -> Variables:
+  """``nn.Conv2d`` (optionally spectral-normed) → ``Conv``/``PointwiseConv`` variables."""
+  return _weighted(_reader(state_dict), prefix, lambda w: w.transpose(2, 3, 1, 0),
+                   lambda v, s: _v_conv_order(v, s, in_axis=1), use_bias)
+
+
+def conv_transpose2d(state_dict, prefix: str = "", use_bias: bool | None = None) -> Variables:
+  """``nn.ConvTranspose2d`` (optionally spectral-normed) → ``ConvTranspose`` variables."""
+  return _weighted(_reader(state_dict), prefix, lambda w: w.transpose(2, 3, 0, 1),
+                   lambda v, s: _v_conv_order(v, s, in_axis=0), use_bias)
+
+
+def batch_norm(state_dict, prefix: str = "") -> Variables:
+  """``nn.BatchNorm2d`` → ``BatchNorm`` variables."""
+  sd = _reader(state_dict)
+  return {
+      "params": {"scale": jnp.asarray(sd[_join(prefix, "weight")]),
+                 "bias": jnp.asarray(sd[_join(prefix, "bias")])},
+      "batch_stats": {"mean": jnp.asarray(sd[_join(prefix, "running_mean")]),
+                      "var": jnp.asarray(sd[_join(prefix, "running_var")])},
+  }
+
+
+def nest(layers: Mapping[str, Variables], extra_params: Mapping[str, Any] | None = None
+         ) -> Variables:
+  """Combines per-layer variables into one tree keyed by Flax module names."""
+  out: Variables = {}
+  for name, variables in layers.items():
+    for collection, value in variables.items():
+      out.setdefault(collection, {})[name] = value
+  if extra_params:
+    out.setdefault("params", {}).update(extra_params)
+  return out
+
+
+# Official-code names (BigGAN-PyTorch's Attention) → this library's seed names.
+OFFICIAL_ATTENTION_NAMES = {"theta": "key_conv", "phi": "query_conv", "g": "value_conv",
+                            "o": "output_conv"}
+
+
+def self_attention(state_dict, prefix: str = "", official: bool = False) -> Variables:
+  """The seed's ``Self_Attention`` (or, with ``official``, BigGAN-PyTorch's
+  ``Attention``: theta, phi, g, o) → ``SelfAttention`` variables."""
+  sd = _reader(state_dict)
+  names = OFFICIAL_ATTENTION_NAMES if official else {
+      n: n for n in ("query_conv", "key_conv", "value_conv")}
+  layers = {ours: conv2d(sd, _join(prefix, theirs)) for theirs, ours in names.items()}
+  gamma = jnp.asarray(sd[_join(prefix, "gamma")]).reshape(())
+  return nest(layers, {"gamma": gamma})
+
+
+# The chapter's PyTorch attribute names (with its 'self_attntion' spelling).
+_CHAPTER_ATTENTION = {"self_attention1": "self_attntion1", "self_attention2": "self_attntion2"}
+
+
+def _chapter_generator(sd: StateDictReader) -> Variables:
+  layers = {}
+  for i in range(1, 5):
+    layers[f"layer{i}"] = nest({"conv": conv_transpose2d(sd, f"layer{i}.0"),
+                                "bn": batch_norm(sd, f"layer{i}.1")})
+  for ours, theirs in _CHAPTER_ATTENTION.items():
+    layers[ours] = self_attention(sd, theirs)
+  layers["last"] = conv_transpose2d(sd, "last.0")
+  return nest(layers)
+
+
+def _chapter_discriminator(sd: StateDictReader) -> Variables:
+  layers = {f"layer{i}": nest({"conv": conv2d(sd, f"layer{i}.0")}) for i in range(1, 5)}
+  for ours, theirs in _CHAPTER_ATTENTION.items():
+    layers[ours] = self_attention(sd, theirs)
+  layers["last"] = conv2d(sd, "last")
+  return nest(layers)
+
+
+def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
+  """Flax variables for ``module`` from a PyTorch ``state_dict`` of the same model.
+
+  Supports the chapter's ``Generator64`` and ``Discriminator64`` (keys as the
+  chapter's ``Generator``/``Discriminator``: ``layer1.0.weight_orig``,
+  ``layer1.1.running_mean``, ``self_attntion1.query_conv.weight``, ``last``…).
+  Every key must be used (``num_batches_tracked`` aside), like PyTorch's strict
+  loading; shapes are checked against ``module``'s own variables.
+  """
+  import jax  # local: keeps this module importable for plain conversions
+
+  from sagan_jax.models import Discriminator64, Generator64
+
+  sd = _reader(state_dict)
+  if isinstance(module, Generator64):
+    variables = _chapter_generator(sd)
+    example = jnp.zeros((1, module.z_dim), jnp.float32)
+  elif isinstance(module, Discriminator64):
+    variables = _chapter_discriminator(sd)
+    example = jnp.zeros((1, 64, 64, module.channels), jnp.float32)
+  else:
+    raise TypeError(f"from_torch supports Generator64 and Discriminator64, got "
+                    f"{type(module).__name__}; convert layers with the per-layer functions.")
+  sd.check_all_used()
+  expected = jax.eval_shape(module.init, jax.random.key(0), example)
+  got_shapes = jax.tree.map(lambda a: a.shape, variables)
+  want_shapes = jax.tree.map(lambda a: a.shape, dict(expected))
+  if got_shapes != want_shapes:
+    raise ValueError(
+        f"state_dict does not fit {type(module).__name__}(width={module.width}, "
+        f"channels={module.channels}): converted shapes {got_shapes} vs expected "
+        f"{want_shapes}.")
+  return variables

@@ -1,0 +1,204 @@
+"""Self-attention of SAGAN, as the seed notebook writes it, and the paper's variant.
+
+The seed (NCHW, ``N = H·W``) computes
+
+    S = qᵀk                      S[i, j] = q_i · k_j          (N × N)
+    attention_map[j, i] = softmax over i of S[i, j]            (rows sum to 1)
+    o[:, j] = Σ_i v[:, i] · attention_map[j, i]
+    y = x + γ·o                  γ initialised to 0
+
+so output position ``j`` attends over source positions ``i`` with scores
+``k_j · q_i``: ordinary row-softmax attention whose *queries* come from the
+seed's ``key_conv`` and whose *keys* come from its ``query_conv``. The pure
+function ``attend`` uses the ordinary orientation; ``SelfAttention`` keeps the
+seed's parameter names and feeds them the right way round.
+
+The variant of the paper's released code (also BigGAN's) differs by arguments
+only: values with C/2 channels, a 2×2 max-pool over the source positions
+(``query_conv`` and ``value_conv`` in seed names; ``phi`` and ``g`` in the
+official code, whose ``theta`` is our ``key_conv`` and ``o`` our
+``output_conv``), spectral norm on every 1×1 conv, no biases, and a 1×1
+output conv back to C channels. ``OfficialSelfAttention`` presets them.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sagan_jax.layers.conv import PointwiseConv
+from sagan_jax.layers.validation import layer_name, require_rank
+
+Initializer = Callable[..., jax.Array]
+
+
+def attention_weights(queries: jax.Array, keys: jax.Array) -> jax.Array:
+  """``softmax(queries · keysᵀ)`` over the keys: (B, Nq, D), (B, Nk, D) → (B, Nq, Nk).
+
+  No 1/√D scaling, as in SAGAN.
+  """
+  logits = jnp.einsum("bqd,bkd->bqk", queries, keys)
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(queries.dtype)
+
+
+def _attend_materialized(queries, keys, values):
+  weights = attention_weights(queries, keys)
+  return jnp.einsum("bqk,bkd->bqd", weights, values), weights
+
+
+def _attend_chunked(queries, keys, values, chunk_size):
+  """Attention over query chunks, recomputed in the backward pass.
+
+  Peak memory is one (B, chunk_size, Nk) block instead of (B, Nq, Nk); each
+  output row depends only on its own query, so chunking changes no value.
+  """
+  batch, num_queries, depth = queries.shape
+  num_chunks = math.ceil(num_queries / chunk_size)
+  padded = num_chunks * chunk_size
+  q = jnp.pad(queries, ((0, 0), (0, padded - num_queries), (0, 0)))
+  q = q.reshape(batch, num_chunks, chunk_size, depth).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def one_chunk(q_chunk):
+    return _attend_materialized(q_chunk, keys, values)[0]
+
+  out = jax.lax.map(one_chunk, q)  # (num_chunks, B, chunk, Dv)
+  out = out.swapaxes(0, 1).reshape(batch, padded, values.shape[-1])
+  return out[:, :num_queries]
+
+
+def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
+           return_weights: bool = False, chunk_size: Optional[int] = None):
+  """Row-softmax attention ``softmax(Q Kᵀ) V`` without scaling.
+
+  Args:
+    queries: (B, Nq, D).
+    keys: (B, Nk, D).
+    values: (B, Nk, Dv).
+    return_weights: also return the (B, Nq, Nk) weights (forces the
+      materialized path).
+    chunk_size: when set and smaller than Nq (and weights are not requested),
+      process queries in chunks of this size with rematerialization, so the
+      full Nq × Nk matrix never exists, in the forward or the backward pass.
+
+  Returns:
+    (B, Nq, Dv) outputs, or ``(outputs, weights)``.
+  """
+  if return_weights or chunk_size is None or chunk_size >= queries.shape[1]:
+    out, weights = _attend_materialized(queries, keys, values)
+    return (out, weights) if return_weights else out
+  return _attend_chunked(queries, keys, values, chunk_size)
+
+
+def _flatten_positions(t: jax.Array) -> jax.Array:
+  return t.reshape(t.shape[0], t.shape[1] * t.shape[2], t.shape[3])
+
+
+def _max_pool_2x2(t: jax.Array) -> jax.Array:
+  return nn.max_pool(t, window_shape=(2, 2), strides=(2, 2))
+
+
+class SelfAttention(nn.Module):
+  """SAGAN self-attention on NHWC feature maps.
+
+  Defaults reproduce the seed notebook's ``Self_Attention``. Call
+  ``layer(x)`` for ``y``, or ``layer(x, return_attention=True)`` for
+  ``(y, attention_map)`` with the map (B, N, N_source) oriented like the seed's
+  (``attention_map[b, j]`` is the distribution over source positions for
+  output position ``j``; positions flattened row-major, ``y·W + x``).
+
+  Attributes:
+    qk_reduction: query/key channels are C // qk_reduction (8).
+    value_reduction: value channels are C // value_reduction (1; official 2).
+    pool_sources: 2×2 max-pool the attended-over positions (official).
+    output_conv: a 1×1 conv from the value channels back to C (official).
+    use_bias: biases on the 1×1 convs (the seed has them; official not).
+    spectral_norm: spectral norm on the 1×1 convs (official).
+    num_power_iterations: power-iteration rounds per train-mode call.
+    update_stats: train mode for spectral norm; may also be given at call time.
+    kernel_init, bias_init: for the 1×1 convs (default PyTorch's).
+    gamma_init: the residual gate's init (0, so the layer starts as identity).
+    chunk_size: when maps are not requested and N exceeds it, attention runs
+      query-chunked without materializing the N×N matrix (None: never).
+  """
+
+  qk_reduction: int = 8
+  value_reduction: int = 1
+  pool_sources: bool = False
+  output_conv: bool = False
+  use_bias: bool = True
+  spectral_norm: bool = False
+  num_power_iterations: int = 1
+  update_stats: Optional[bool] = None
+  kernel_init: Optional[Initializer] = None
+  bias_init: Optional[Initializer] = None
+  gamma_init: Initializer = nn.initializers.zeros
+  chunk_size: Optional[int] = 1024
+
+  def _check_input(self, x: jax.Array) -> None:
+    require_rank(self, x, 4, "(batch, height, width, channels)")
+    _, height, width, channels = x.shape
+    if channels < self.qk_reduction or channels % self.qk_reduction:
+      raise ValueError(
+          f"{layer_name(self)} needs channels divisible by qk_reduction="
+          f"{self.qk_reduction} (at least {self.qk_reduction}), got input shape {x.shape}.")
+    if channels % self.value_reduction:
+      raise ValueError(
+          f"{layer_name(self)} needs channels divisible by value_reduction="
+          f"{self.value_reduction}, got input shape {x.shape}.")
+    if self.value_reduction != 1 and not self.output_conv:
+      raise ValueError(
+          f"{layer_name(self)}: value_reduction={self.value_reduction} gives "
+          f"{channels // self.value_reduction} value channels; set output_conv=True "
+          f"to project them back to {channels}.")
+    stored = self.variables.get("params", {}).get("value_conv", {}).get("kernel")
+    if stored is not None and stored.shape[2] != channels:
+      raise ValueError(
+          f"{layer_name(self)} was initialised for {stored.shape[2]} channels, got input "
+          f"shape {x.shape}.")
+    if self.pool_sources and (height % 2 or width % 2):
+      raise ValueError(
+          f"{layer_name(self)}: pool_sources needs even height and width, got input "
+          f"shape {x.shape}.")
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, return_attention: bool = False,
+               update_stats: Optional[bool] = None):
+    self._check_input(x)
+    batch, height, width, channels = x.shape
+    conv = functools.partial(
+        PointwiseConv, use_bias=self.use_bias, spectral_norm=self.spectral_norm,
+        num_power_iterations=self.num_power_iterations, update_stats=self.update_stats,
+        kernel_init=self.kernel_init, bias_init=self.bias_init)
+    qk_channels = channels // self.qk_reduction
+    value_channels = channels // self.value_reduction
+    # Seed names: key_conv gives the output (query) side, query_conv the source side.
+    # Seed names: key_conv scores the output positions, query_conv the sources.
+    source_proj = conv(qk_channels, name="query_conv")(x, update_stats=update_stats)
+    target_proj = conv(qk_channels, name="key_conv")(x, update_stats=update_stats)
+    value = conv(value_channels, name="value_conv")(x, update_stats=update_stats)
+    if self.pool_sources:
+      source_proj, value = _max_pool_2x2(source_proj), _max_pool_2x2(value)
+    out = attend(_flatten_positions(target_proj), _flatten_positions(source_proj),
+                 _flatten_positions(value), return_weights=return_attention,
+                 chunk_size=self.chunk_size)
+    out, attention_map = out if return_attention else (out, None)
+    out = out.reshape(batch, height, width, value_channels)
+    if self.output_conv:
+      out = conv(channels, name="output_conv")(out, update_stats=update_stats)
+    gamma = self.param("gamma", self.gamma_init, ())
+    y = x + gamma.astype(x.dtype) * out
+    return (y, attention_map) if return_attention else y
+
+
+OfficialSelfAttention = functools.partial(
+    SelfAttention, value_reduction=2, pool_sources=True, output_conv=True,
+    use_bias=False, spectral_norm=True)
+OfficialSelfAttention.__doc__ = (
+    "The self-attention of the SAGAN paper's released code (and BigGAN): C/2 "
+    "values, 2×2 max-pooled sources, spectral norm, no biases, 1×1 output conv.")

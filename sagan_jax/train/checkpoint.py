@@ -1,0 +1,101 @@
+"""Orbax checkpoints of the whole ``GANState``, plus the config that made it.
+
+Orbax writes each step into a temporary directory and renames it only once
+complete, so a process killed mid-write (even ``kill -9``) leaves either the
+previous checkpoints or a leftover temporary directory that is ignored and
+cleaned up — never a half-written step that looks complete.
+
+The config is stored beside the state; resuming in a workdir whose checkpoint
+was made by an incompatible config (another model shape, loss, data, …) is an
+error rather than a silent mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+# Fields that may change between a run and its resumption; everything else
+# must match, or the restored state would mean something else.
+RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
+                    "checkpoint_every", "keep_checkpoints", "num_samples", "data.prefetch",
+                    "data.path", "data.tfds_data_dir", "data.tfds_download",
+                    "model.attention_chunk_size", "model.conv_implementation")
+
+
+class IncompatibleCheckpointError(ValueError):
+  """The workdir holds a checkpoint made by a config this run cannot continue."""
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(_flat(value, name + "."))
+    else:
+      out[name] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def config_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as flat JSON-able fields, without those a resume may change."""
+  flat = _flat(json.loads(config.to_json()))
+  return {k: v for k, v in flat.items() if k not in RESUMABLE_FIELDS}
+
+
+class Checkpointer:
+  """Saves and restores ``GANState`` under ``<workdir>/checkpoints``."""
+
+  def __init__(self, workdir: str, keep: int = 3):
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, cleanup_tmp_directories=True,
+            # Saves overlap the next training steps; `wait` joins them.
+            enable_async_checkpointing=True),
+        item_names=("state", "config"))
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> None:
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        config=ocp.args.JsonSave(config_fingerprint(config))), force=True)
+
+  def check_compatible(self, config: ml_collections.ConfigDict, step: int) -> None:
+    stored = self._manager.restore(step, args=ocp.args.Composite(
+        config=ocp.args.JsonRestore()))["config"]
+    current = config_fingerprint(config)
+    diffs = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if diffs:
+      detail = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs now {current.get(k)!r}"
+                         for k in diffs[:8])
+      raise IncompatibleCheckpointError(
+          f"{self.directory} holds step {step} of a run with another config ({detail}). "
+          f"Use a new --workdir, or the original config; nothing was overwritten.")
+
+  def restore(self, step: int, abstract_state: Any) -> Any:
+    """The state saved at ``step``, laid out like ``abstract_state``
+    (a pytree of ``jax.ShapeDtypeStruct`` with shardings)."""
+    return self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))["state"]
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def abstract_like(state: Any) -> Any:
+  """``ShapeDtypeStruct`` leaves (with shardings) for a restore target."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                      state)

@@ -1,0 +1,16 @@
+"""The errors a user can cause (bad config, data, workdir, diverged run).
+
+Command-line entry points report these as one clear line instead of a traceback.
+"""
+
+from sagan_jax.data.errors import DataError
+from sagan_jax.train.checkpoint import IncompatibleCheckpointError
+from sagan_jax.train.config import ConfigError
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or infinite; training stopped before saving it."""
+
+
+USER_ERRORS = (ConfigError, DataError, IncompatibleCheckpointError, NonFiniteLossError,
+               FileNotFoundError)

@@ -1,0 +1,203 @@
+"""``train_and_evaluate(config, workdir)``: the whole training run.
+
+Validates the config, builds data, models and the jitted, sharded step,
+resumes from the workdir's latest checkpoint if there is one, then trains to
+``num_steps`` (or ``num_epochs``), writing TensorBoard scalars, sample grids,
+attention figures and checkpoints of the whole state. Rerunning the same
+command continues where it stopped; raising ``num_steps`` extends a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from sagan_jax import data as data_lib
+from sagan_jax import viz
+from sagan_jax.losses import get_loss
+from sagan_jax.models import build_gan
+from sagan_jax.train import sharding
+from sagan_jax.train.checkpoint import Checkpointer, abstract_like
+from sagan_jax.train.config import validate
+from sagan_jax.train.errors import NonFiniteLossError
+from sagan_jax.train.metric_writer import ConsoleProgress, MetricWriter
+from sagan_jax.train.optimizers import make_optimizers
+from sagan_jax.train.state import GANState, init_gan_state
+from sagan_jax.train.step import make_train_step
+
+# Fields of config.data that configure the batcher, not the source.
+_BATCHING_FIELDS = ("drop_remainder", "prefetch")
+SAMPLE_NOISE_SALT = 0x5A6A  # fixed-noise key: fold_in(seed key, salt), apart from training keys
+
+
+def make_source(config: ml_collections.ConfigDict) -> data_lib.Source:
+  fields = {k: v for k, v in config.data.items() if k not in _BATCHING_FIELDS}
+  return data_lib.make_source(fields)
+
+
+def total_steps(config: ml_collections.ConfigDict, batcher: data_lib.Batcher) -> int:
+  return config.num_steps if config.num_steps is not None else batcher.num_steps(config.num_epochs)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """``<workdir>/config.json``: what the sampling and evaluation commands rebuild."""
+  path = os.path.join(workdir, "config.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(config.to_json(indent=2))
+  os.replace(tmp, path)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir!r} a sagan-jax workdir?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _check_finite(step: int, metrics: dict[str, Any], last_checkpoint: Optional[int]) -> None:
+  losses = {k: float(metrics[k]) for k in ("d_loss", "g_loss")}
+  if not all(np.isfinite(v) for v in losses.values()):
+    kept = (f"the last checkpoint (step {last_checkpoint}) is intact"
+            if last_checkpoint is not None else "no checkpoint was written")
+    raise NonFiniteLossError(
+        f"non-finite loss at step {step}: "
+        + ", ".join(f"{k}={v}" for k, v in losses.items())
+        + f"; training stopped and {kept}. Lower the learning rates or check the data.")
+
+
+class Trainer:
+  """The pieces of a run, built once from the config (no training loop state)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh=None):
+    validate(config)
+    self.config = config
+    self.mesh = mesh if mesh is not None else sharding.make_mesh()
+    self.source = make_source(config)
+    self.batcher = data_lib.Batcher(
+        self.source, config.batch_size, config.seed, drop_remainder=config.data.drop_remainder,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    sharding.check_divisible(config.batch_size, self.mesh)
+    if self.batcher.last_batch_size != config.batch_size:
+      sharding.check_divisible(self.batcher.last_batch_size, self.mesh,
+                               "final partial batch of each epoch")
+    self.total_steps = total_steps(config, self.batcher)
+    self.image_shape = self.source.image_shape
+    self.generator, self.discriminator = build_gan(config.model, config.data.channels)
+    self.g_tx, self.d_tx = make_optimizers(config)
+    replicated = sharding.replicated(self.mesh)
+    self.batch_sharding = sharding.batch_sharded(self.mesh)
+    step_fn = make_train_step(self.generator, self.discriminator, self.g_tx, self.d_tx,
+                              get_loss(config.loss), config.model.z_dim)
+    # The state is donated: its buffers are reused for the new state.
+    self.train_step = jax.jit(step_fn, in_shardings=(replicated, self.batch_sharding),
+                              out_shardings=(replicated, replicated), donate_argnums=0)
+    self._init = jax.jit(functools.partial(
+        init_gan_state, self.generator, self.discriminator, seed=config.seed,
+        z_dim=config.model.z_dim, image_shape=self.image_shape, g_tx=self.g_tx,
+        d_tx=self.d_tx), out_shardings=replicated)
+    self._sample = jax.jit(functools.partial(self.generator.apply, return_attention=True))
+
+  def init_state(self) -> GANState:
+    return self._init()
+
+  def device_batch(self, host_batch: dict[str, Any]) -> dict[str, jax.Array]:
+    """A host batch (this process's slice) → the global batch, sharded over the mesh."""
+    return {"image": sharding.global_batch(host_batch["image"], self.batch_sharding)}
+
+  def batch(self, step: int) -> dict[str, jax.Array]:
+    """The global batch of ``step``, sharded over the mesh."""
+    return self.device_batch(self.batcher.batch(step))
+
+  def sample_noise(self) -> jax.Array:
+    key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), SAMPLE_NOISE_SALT)
+    return jax.random.normal(key, (self.config.num_samples, self.config.model.z_dim))
+
+  def sample(self, state: GANState, z: jax.Array):
+    """Eval-mode images and attention maps for ``z``."""
+    return self._sample(state.generator.variables(), z)
+
+
+def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: MetricWriter,
+                  z: jax.Array) -> None:
+  """Sample grid and attention figure for ``state`` (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  step = int(state.step)
+  images, (_, map2) = trainer.sample(state, z)
+  images = np.asarray(images)
+  grid = viz.image_grid(images)
+  samples_dir = os.path.join(workdir, "samples")
+  viz.save_png(os.path.join(samples_dir, f"samples_{step:06d}.png"), grid)
+  # The last attention layer works at 32×32; show four samples' maps.
+  figure = viz.attention_figure(images[:4], map2[:4])
+  viz.save_png(os.path.join(samples_dir, f"attention_{step:06d}.png"), figure)
+  writer.write_images(step, {"samples": grid, "attention": figure})
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
+  """Trains (or resumes) the run described by ``config`` in ``workdir``."""
+  trainer = Trainer(config)
+  is_chief = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    checkpointer.check_compatible(config, latest)
+    state = checkpointer.restore(latest, abstract_like(jax.eval_shape(trainer.init_state)))
+    logging.info("Resumed from %s at step %d.", checkpointer.directory, latest)
+  else:
+    state = trainer.init_state()
+  if is_chief:
+    write_config(config, workdir)
+  start = int(state.step)
+  total = trainer.total_steps
+  logging.info("Data: %s; %d steps of batch %d on %d device(s) (%d step(s) per epoch).",
+               trainer.source.description, total, config.batch_size, trainer.mesh.devices.size,
+               trainer.batcher.batches_per_epoch)
+  if start >= total:
+    logging.info("Nothing to do: the checkpoint is at step %d of %d.", start, total)
+    checkpointer.close()
+    return state
+
+  writer = MetricWriter(workdir, enabled=is_chief, purge_step=start if start else None)
+  progress = ConsoleProgress(total)
+  sample_z = trainer.sample_noise()
+  last_checkpoint = latest
+  pending = None  # (step, metrics) checked one step late so the device never idles
+  try:
+    with data_lib.prefetch_batches(
+        trainer.batcher, start_step=start, stop_step=total,
+        buffer_size=max(config.data.prefetch, 1),
+        transform=trainer.device_batch) as batches:
+      for step in range(start + 1, total + 1):
+        state, metrics = trainer.train_step(state, next(batches))
+        if pending is not None:
+          _check_finite(*pending, last_checkpoint)
+        pending = (step, metrics)
+        line = progress.update(step)
+        if step % config.log_every == 0 or step == total:
+          _check_finite(step, metrics, last_checkpoint)
+          scalars = jax.device_get(metrics)
+          writer.write_scalars(step, scalars)
+          logging.info(progress.update(step, scalars) if line else line)
+        if step % config.sample_every == 0 or step == total:
+          write_samples(trainer, state, workdir, writer, sample_z)
+        if step % config.checkpoint_every == 0 or step == total:
+          _check_finite(step, metrics, last_checkpoint)
+          checkpointer.save(step, state, config)
+          last_checkpoint = step
+  finally:
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
+  return state

@@ -1,0 +1,49 @@
+"""Data-parallel sharding: one ``data`` mesh axis over every device of every host.
+
+The state is replicated; batches are split along their first axis. Because
+the train step is written for the *global* batch (means and BatchNorm
+statistics over axis 0), ``jit`` inserts the cross-device reductions and the
+result does not depend on the number of devices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named ``data`` over ``devices`` (default: all, all hosts)."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:
+  """A global batch must split evenly over the devices; say so before compute."""
+  devices = mesh.devices.size
+  if batch_size % devices:
+    raise ValueError(
+        f"the {what} {batch_size} does not divide over {devices} devices; choose a multiple "
+        f"of {devices} (or, for a final partial batch, set config.data.drop_remainder=True).")
+
+
+def global_batch(local: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """This process's slice of a batch → one global array sharded over the mesh."""
+  return jax.make_array_from_process_local_data(sharding, local)
+
+
+def put_replicated(tree: Any, mesh: Mesh) -> Any:
+  return jax.device_put(tree, replicated(mesh))

@@ -1,0 +1,375 @@
+"""Tests for sagan_jax.data: the MNIST asset, sources, batcher, prefetcher."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import sys
+import threading
+import traceback
+import types
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from sagan_jax import data
+from sagan_jax.data import mnist
+
+# sha256 of images.tobytes() + labels.tobytes(); see sagan_jax/data/assets/README.md.
+ASSET_CONTENT_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"
+
+
+@pytest.fixture(scope="module")
+def mnist78():
+  return data.mnist_digits()  # the chapter's data: 200 sevens + 200 eights, 64x64
+
+
+def _first_of_each(labels, digits, start, stop):
+  return np.concatenate([np.flatnonzero(labels == d)[start:stop] for d in digits])
+
+
+# --- the packaged asset and the MNIST source ----------------------------------
+
+
+def test_asset_contents_and_provenance_hash():
+  images, labels = data.load_mnist_5k()
+  assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+  assert labels.shape == (5000,) and labels.dtype == np.uint8
+  np.testing.assert_array_equal(np.bincount(labels, minlength=10), [500] * 10)
+  digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+  assert digest == ASSET_CONTENT_SHA256
+  assert not images.flags.writeable  # the cached copy cannot be corrupted
+
+
+def test_mnist78_train_split(mnist78):
+  assert len(mnist78) == 400
+  assert mnist78.image_shape == (64, 64, 1)
+  np.testing.assert_array_equal(np.bincount(mnist78.labels, minlength=10)[[7, 8]], [200, 200])
+  images = mnist78.get(np.arange(400))
+  assert images.shape == (400, 64, 64, 1) and images.dtype == np.uint8
+  assert images.min() == 0 and images.max() >= 250  # real digits on black
+  assert "400 images" in mnist78.description
+  np.testing.assert_array_equal(images, data.mnist_digits().get(np.arange(400)))
+
+
+def test_mnist_splits_are_the_asset_rows_and_disjoint():
+  images, labels = data.load_mnist_5k()
+  train = data.mnist_digits((7, 8), 200, image_size=28, split="train")
+  heldout = data.mnist_digits((7, 8), 200, image_size=28, split="heldout")
+  np.testing.assert_array_equal(
+      train.get(np.arange(400))[..., 0], images[_first_of_each(labels, (7, 8), 0, 200)])
+  np.testing.assert_array_equal(
+      heldout.get(np.arange(600))[..., 0], images[_first_of_each(labels, (7, 8), 200, 500)])
+  train_bytes = {x.tobytes() for x in train.get(np.arange(len(train)))}
+  held_bytes = {x.tobytes() for x in heldout.get(np.arange(len(heldout)))}
+  assert not train_bytes & held_bytes
+
+  all_heldout = data.mnist_digits(range(10), split="heldout", image_size=28)
+  np.testing.assert_array_equal(np.bincount(all_heldout.labels), [300] * 10)
+
+
+def test_mnist_resize_is_pil_bicubic_on_uint8(mnist78):
+  images, labels = data.load_mnist_5k()
+  rows = _first_of_each(labels, (7, 8), 0, 200)
+  for i in (0, 1, 199, 200, 399):
+    expected = np.asarray(Image.fromarray(images[rows[i]]).resize((64, 64), Image.BICUBIC))
+    np.testing.assert_array_equal(mnist78.get([i])[0, ..., 0], expected)
+
+
+def test_mnist_rgb_and_argument_errors():
+  rgb = data.mnist_digits((3,), per_digit=4, image_size=32, channels=3)
+  x = rgb.get([0, 1, 2, 3])
+  assert x.shape == (4, 32, 32, 3)
+  np.testing.assert_array_equal(x[..., 0], x[..., 2])
+  for kwargs in ({"digits": (7, 7)}, {"digits": (10,)}, {"digits": ()},
+                 {"per_digit": 0}, {"per_digit": 501}, {"split": "test"},
+                 {"per_digit": 500, "split": "heldout"}, {"image_size": 0},
+                 {"channels": 2}):
+    with pytest.raises(data.DataError):
+      data.mnist_digits(**kwargs)
+
+
+# --- batcher ------------------------------------------------------------------
+
+
+def test_batch_sizes_per_epoch_match_the_chapter(mnist78):
+  batcher = data.Batcher(mnist78, batch_size=64, seed=0)
+  assert batcher.batches_per_epoch == 7 and batcher.num_steps(300) == 2100
+  sizes = [batcher.batch(k)["image"].shape[0] for k in range(9)]
+  assert sizes == [64] * 6 + [16] + [64] * 2
+  dropped = data.Batcher(mnist78, batch_size=64, seed=0, drop_remainder=True)
+  assert dropped.batches_per_epoch == 6
+  assert dropped.batch(6)["epoch"] == 1
+
+
+def test_batch_contents_and_normalization(mnist78):
+  batcher = data.Batcher(mnist78, batch_size=64, seed=3)
+  b = batcher.batch(9)
+  assert (b["step"], b["epoch"]) == (9, 1)
+  assert b["image"].dtype == np.float32 and b["image"].shape == (64, 64, 64, 1)
+  assert b["image"].min() >= -1.0 and b["image"].max() <= 1.0
+  idx = batcher.local_indices(9)
+  raw = mnist78.get(idx).astype(np.float32)
+  np.testing.assert_array_equal(b["image"], (raw / np.float32(255) - 0.5) / 0.5)
+  np.testing.assert_array_equal(b["label"], mnist78.labels[idx])
+  assert b["label"].dtype == np.int32
+
+
+def test_each_example_once_per_epoch_and_epochs_differ(mnist78):
+  batcher = data.Batcher(mnist78, batch_size=64, seed=0)
+  epochs = []
+  for epoch in range(2):
+    steps = range(epoch * 7, (epoch + 1) * 7)
+    seen = np.concatenate([batcher.global_indices(k) for k in steps])
+    np.testing.assert_array_equal(np.sort(seen), np.arange(400))
+    epochs.append(seen)
+  assert not np.array_equal(epochs[0], epochs[1])
+  # The documented rule, so other tools can reproduce the order.
+  np.testing.assert_array_equal(epochs[1], np.random.default_rng([0, 1]).permutation(400))
+
+
+def test_resume_reproduces_batches_without_iterator_state(mnist78):
+  run = data.Batcher(mnist78, batch_size=64, seed=42)
+  history = {k: run.batch(k)["image"] for k in range(16)}
+  for k in (0, 6, 7, 13, 15):  # a fresh batcher, as after a restart at step k
+    np.testing.assert_array_equal(
+        data.Batcher(mnist78, batch_size=64, seed=42).batch(k)["image"], history[k])
+  other_seed = data.Batcher(mnist78, batch_size=64, seed=43).batch(0)["image"]
+  assert not np.array_equal(other_seed, history[0])
+
+
+@pytest.mark.parametrize("process_count", [2, 4])
+def test_process_slices_reassemble_the_global_batch(mnist78, process_count):
+  whole = data.Batcher(mnist78, batch_size=64, seed=1)
+  parts = [data.Batcher(mnist78, batch_size=64, seed=1, process_index=i,
+                        process_count=process_count) for i in range(process_count)]
+  assert parts[0].local_batch_size == 64 // process_count
+  for step in (0, 6, 8):  # full, last partial (16), next epoch
+    np.testing.assert_array_equal(
+        np.concatenate([p.batch(step)["image"] for p in parts]), whole.batch(step)["image"])
+
+
+class _RecordingSource:
+  """Wraps a source and records which indices were read."""
+
+  def __init__(self, source):
+    self.source, self.read = source, []
+    self.description, self.image_shape = source.description, source.image_shape
+    self.labels = None
+
+  def __len__(self):
+    return len(self.source)
+
+  def get(self, indices):
+    self.read.extend(int(i) for i in indices)
+    return self.source.get(indices)
+
+
+def test_each_process_reads_only_its_slice(mnist78):
+  spy = _RecordingSource(mnist78)
+  assert isinstance(spy, data.Source) and isinstance(mnist78, data.Source)
+  batcher = data.Batcher(spy, batch_size=64, seed=1, process_index=1, process_count=4)
+  batcher.batch(0)
+  assert spy.read == list(data.Batcher(mnist78, batch_size=64, seed=1).global_indices(0)[16:32])
+
+
+def test_batcher_errors(mnist78):
+  with pytest.raises(data.DataError, match="does not divide among 3"):
+    data.Batcher(mnist78, batch_size=64, process_count=3)
+  with pytest.raises(data.DataError, match="last batch of each epoch has 40"):
+    data.Batcher(mnist78, batch_size=60, process_count=3)  # 400 % 60 = 40
+  assert data.Batcher(mnist78, batch_size=60, process_count=3,
+                      drop_remainder=True).batches_per_epoch == 6
+  with pytest.raises(data.DataError, match="leaves no batch"):
+    data.Batcher(mnist78, batch_size=512, drop_remainder=True)
+  for kwargs in ({"batch_size": 0}, {"batch_size": 8, "seed": -1},
+                 {"batch_size": 8, "process_index": 2, "process_count": 2}):
+    with pytest.raises(data.DataError):
+      data.Batcher(mnist78, **kwargs)
+  with pytest.raises(data.DataError, match="step"):
+    data.Batcher(mnist78, batch_size=8).batch(-1)
+
+
+# --- prefetching --------------------------------------------------------------
+
+
+def test_prefetch_yields_the_batches_from_a_start_step(mnist78):
+  batcher = data.Batcher(mnist78, batch_size=64, seed=0)
+  with data.prefetch_batches(batcher, start_step=5, stop_step=9) as batches:
+    got = list(batches)
+  assert [b["step"] for b in got] == [5, 6, 7, 8]
+  for b in got:
+    np.testing.assert_array_equal(b["image"], batcher.batch(b["step"])["image"])
+
+
+def _fails_at_step_3(step):
+  if step == 3:
+    raise KeyError("boom in the producer")
+  return step
+
+
+def test_prefetch_propagates_the_original_exception():
+  items = []
+  with pytest.raises(KeyError, match="boom") as info:
+    with data.Prefetcher(_fails_at_step_3, start_step=0, buffer_size=1) as it:
+      for item in it:
+        items.append(item)
+  assert items == [0, 1, 2]
+  frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+  assert "_fails_at_step_3" in frames  # the traceback reaches into the thread
+
+
+def _prefetch_threads():
+  return [t for t in threading.enumerate() if t.name == "sagan_jax-prefetch" and t.is_alive()]
+
+
+def test_prefetch_close_and_abandon_stop_the_thread():
+  before = len(_prefetch_threads())
+  it = data.Prefetcher(lambda s: s, start_step=10, buffer_size=2)  # endless
+  assert next(it) == 10 and next(it) == 11
+  it.close()
+  assert len(_prefetch_threads()) == before
+  with pytest.raises(StopIteration):
+    next(it)
+
+  abandoned = data.Prefetcher(lambda s: s, buffer_size=2)
+  next(abandoned)
+  thread = abandoned._thread  # pylint: disable=protected-access
+  del abandoned
+  gc.collect()
+  thread.join(timeout=5)
+  assert not thread.is_alive()
+
+
+# --- image folder -------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(tmp_path):
+  """A small img_78-like folder: gray and RGB files, nested, mixed formats."""
+  rng = np.random.default_rng(0)
+  gray = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+  rgb = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+  (tmp_path / "7").mkdir()
+  (tmp_path / "8").mkdir()
+  Image.fromarray(gray).save(tmp_path / "7" / "a.png")
+  Image.fromarray(rgb).save(tmp_path / "8" / "b.PNG")
+  Image.fromarray(rgb).save(tmp_path / "8" / "c.jpg", quality=95)
+  (tmp_path / "notes.txt").write_text("not an image")
+  (tmp_path / "8" / "._b.PNG").write_bytes(b"macOS metadata, not an image")
+  return tmp_path, gray, rgb
+
+
+def test_image_folder_lists_and_loads(folder):
+  root, gray, rgb = folder
+  source = data.image_folder(root, image_size=64, channels=1)
+  assert [p.relative_to(root).as_posix() for p in source.files] == [
+      "7/a.png", "8/b.PNG", "8/c.jpg"]
+  x = source.get([0, 1, 2])
+  assert x.shape == (3, 64, 64, 1) and x.dtype == np.uint8
+  np.testing.assert_array_equal(x[0, ..., 0], gray)  # already 64x64: untouched
+  expected = Image.fromarray(rgb).convert("L").resize((64, 64), Image.BICUBIC)
+  np.testing.assert_array_equal(x[1, ..., 0], np.asarray(expected))
+  assert source.labels is None
+
+  color = data.image_folder(root, image_size=32, channels=3)
+  y = color.get([2, 1])
+  assert y.shape == (2, 32, 32, 3)
+  expected = Image.fromarray(rgb).resize((32, 32), Image.BICUBIC)
+  np.testing.assert_array_equal(y[1], np.asarray(expected))
+  color.verify()
+
+  batch = data.Batcher(color, batch_size=2, seed=0).batch(1)
+  assert batch["image"].shape == (1, 32, 32, 3) and "label" not in batch
+
+
+def test_image_folder_errors_name_the_path(tmp_path, folder):
+  missing = tmp_path / "nope"
+  with pytest.raises(FileNotFoundError, match="nope"):
+    data.image_folder(missing, 64, 1)
+  with pytest.raises(data.DataNotFoundError):
+    data.image_folder(missing, 64, 1)
+
+  empty = tmp_path / "empty"
+  (empty / "sub").mkdir(parents=True)
+  (empty / "sub" / "readme.txt").write_text("x")
+  with pytest.raises(data.DataError, match=r"empty.*\.png"):
+    data.image_folder(empty, 64, 1)
+
+  root, _, _ = folder
+  (root / "8" / "d.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+  source = data.image_folder(root, 64, 1)
+  with pytest.raises(data.DataError, match="d.png"):
+    source.get([3])
+  with pytest.raises(data.DataError, match="d.png"):
+    source.verify()
+
+
+# --- tfds (optional dependency) -----------------------------------------------
+
+
+def test_tfds_missing_package_says_how_to_install(monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+  with pytest.raises(data.DataError, match=r"pip install 'sagan-jax\[tfds\]'"):
+    data.tfds_dataset("mnist", "train", image_size=64, channels=1)
+  with pytest.raises(data.DataError, match=r"sagan-jax\[tfds\]"):
+    data.make_source({"source": "tfds", "tfds_name": "mnist", "channels": 1})
+
+
+def test_tfds_without_tensorflow_says_how_to_install(monkeypatch):
+  fake = types.ModuleType("tensorflow_datasets")
+
+  def load(*args, **kwargs):
+    raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+  fake.load = load
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+  with pytest.raises(data.DataError, match=r"sagan-jax\[tfds\]"):
+    data.tfds_dataset("mnist", "train", image_size=64, channels=1)
+
+
+def test_tfds_examples_are_converted(monkeypatch):
+  """A stand-in TFDS module checks the conversion without TensorFlow."""
+  rng = np.random.default_rng(0)
+  examples = [{"image": rng.integers(0, 256, (28, 28, 1), dtype=np.uint8), "label": i}
+              for i in range(3)]
+  fake = types.ModuleType("tensorflow_datasets")
+  fake.load = lambda name, split, data_dir, download: examples
+  fake.as_numpy = lambda ds: iter(ds)
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+  source = data.tfds_dataset("mnist", "train", image_size=64, channels=3)
+  assert len(source) == 3 and source.image_shape == (64, 64, 3)
+  np.testing.assert_array_equal(source.labels, [0, 1, 2])
+  expected = Image.fromarray(examples[1]["image"][..., 0]).convert("RGB").resize(
+      (64, 64), Image.BICUBIC)
+  np.testing.assert_array_equal(source.get([1])[0], np.asarray(expected))
+  with pytest.raises(data.DataError, match="no feature 'img'"):
+    data.tfds_dataset("mnist", "train", image_size=64, channels=1, image_key="img")
+
+
+# --- config factory -----------------------------------------------------------
+
+
+def test_make_source_from_dict_and_configdict(mnist78, folder):
+  config = ml_collections.ConfigDict({
+      "source": "mnist78", "image_size": 64, "channels": 1, "digits": (7, 8),
+      "per_digit": 200, "path": "/not/used/by/mnist78", "tfds_name": "unused"})
+  source = data.make_source(config)
+  np.testing.assert_array_equal(source.get([0, 399]), mnist78.get([0, 399]))
+  assert len(data.make_source({"source": "mnist78", "split": "heldout"})) == 600
+
+  root, _, _ = folder
+  config.source, config.path, config.image_size = "image_folder", str(root), 32
+  assert data.make_source(config).image_shape == (32, 32, 1)
+
+
+def test_make_source_errors():
+  with pytest.raises(data.DataError, match="mnist78.*image_folder.*tfds"):
+    data.make_source({"source": "cifar"})
+  with pytest.raises(data.DataError, match="per_digits"):
+    data.make_source({"source": "mnist78", "per_digits": 100})
+  with pytest.raises(data.DataError, match="'path'"):
+    data.make_source({"source": "image_folder", "channels": 1})
+  with pytest.raises(data.DataError, match="'channels'"):
+    data.make_source({"source": "image_folder", "path": "/tmp"})

@@ -1,0 +1,46 @@
+"""Trains a SAGAN: ``python train.py --config configs/mnist78.py [--workdir DIR]``.
+
+Intentionally kept short: the logic lives in ``sagan_jax.train`` so tests and
+notebooks can call it. Override any config field on the command line, e.g.
+``--config.num_steps=600`` or ``--config.data.source=image_folder
+--config.data.path=img_78``. Rerunning the same command resumes from the
+workdir's latest checkpoint.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from sagan_jax.train import distributed
+from sagan_jax.train.errors import USER_ERRORS
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+flags.DEFINE_string("workdir", None,
+                    "Checkpoints, samples and TensorBoard logs go here "
+                    "(default: runs/<config file name>).")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  distributed.maybe_initialize()
+  # Imported after distributed init: jax must not touch devices before it.
+  from sagan_jax.train.loop import train_and_evaluate
+
+  config_path = flags.FLAGS["config"].config_filename
+  workdir = FLAGS.workdir or os.path.join(
+      "runs", os.path.splitext(os.path.basename(config_path))[0])
+  logging.info("Config %s → workdir %s", config_path, workdir)
+  try:
+    train_and_evaluate(FLAGS.config, workdir)
+  except USER_ERRORS as error:
+    logging.error("%s: %s", type(error).__name__, error)
+    sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+  app.run(main)
