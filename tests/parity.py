@@ -72,6 +72,8 @@ def assert_tree_close(actual: dict, expected: dict, atol: float = ATOL, what: st
   worst = 0.0
   for key in actual:
     name = f"{what}/{key}"
+    if actual[key] is None and expected[key] is None:
+      continue
     if isinstance(actual[key], dict):
       worst = max(worst, assert_tree_close(actual[key], expected[key], atol, name))
     else:

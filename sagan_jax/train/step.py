@@ -58,23 +58,14 @@ def attention_gates(params, prefix: str) -> Metrics:
           for path, value in flat.items() if path.endswith("/gamma")}
 
 
-def make_train_step(generator: nn.Module, discriminator: nn.Module,
+def make_gan_update(generator: nn.Module, discriminator: nn.Module,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                    loss: GANLoss, z_dim: int) -> Callable[[GANState, Any], tuple[GANState, Metrics]]:
-  """Builds ``train_step(state, batch) -> (state, metrics)``.
+                    loss: GANLoss):
+  """Builds ``gan_update(state, images, z_d, z_g) -> (state, metrics)``: one step
+  with given noise (``z_d`` for the D update, ``z_g`` for the G update)."""
 
-  ``batch['image']`` is (B, H, W, C) in [-1, 1]. The noise comes from
-  ``fold_in(state.rng, state.step)``, so a step is reproducible from the
-  state alone.
-  """
-
-  def train_step(state: GANState, batch) -> tuple[GANState, Metrics]:
-    images = batch["image"]
-    batch_size = images.shape[0]
-    step_key = jax.random.fold_in(state.rng, state.step)
-    z_d_key, z_g_key = jax.random.split(step_key)
-    z_d = jax.random.normal(z_d_key, (batch_size, z_dim), jnp.float32)
-    z_g = jax.random.normal(z_g_key, (batch_size, z_dim), jnp.float32)
+  def gan_update(state: GANState, images: jax.Array, z_d: jax.Array, z_g: jax.Array
+                 ) -> tuple[GANState, Metrics]:
     g, d = state.generator, state.discriminator
 
     # --- Discriminator update (G runs in train mode too, as in the chapter). ---
@@ -112,5 +103,26 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
         **attention_gates(d.params, "D"),
     }
     return GANState(step=state.step + 1, rng=state.rng, generator=g, discriminator=d), metrics
+
+  return gan_update
+
+
+def make_train_step(generator: nn.Module, discriminator: nn.Module,
+                    g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
+                    loss: GANLoss, z_dim: int) -> Callable[[GANState, Any], tuple[GANState, Metrics]]:
+  """Builds ``train_step(state, batch) -> (state, metrics)``.
+
+  ``batch['image']`` is (B, H, W, C) in [-1, 1]. The noise comes from
+  ``fold_in(state.rng, state.step)``, so a step is reproducible from the
+  state alone.
+  """
+  gan_update = make_gan_update(generator, discriminator, g_tx, d_tx, loss)
+
+  def train_step(state: GANState, batch) -> tuple[GANState, Metrics]:
+    images = batch["image"]
+    z_d_key, z_g_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    z_d = jax.random.normal(z_d_key, (images.shape[0], z_dim), jnp.float32)
+    z_g = jax.random.normal(z_g_key, (images.shape[0], z_dim), jnp.float32)
+    return gan_update(state, images, z_d, z_g)
 
   return train_step
