@@ -9,6 +9,7 @@ import sys
 
 from absl import app, flags, logging
 
+from sagan_jax.cli import quiet_logging
 from sagan_jax.train.errors import USER_ERRORS
 from sagan_jax.train.sampling import write_sample_files
 
@@ -25,6 +26,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_logging()
   try:
     paths = write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
                                FLAGS.attention, FLAGS.step)

@@ -14,6 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sagan_jax.train import distributed
+from sagan_jax.cli import quiet_logging
 from sagan_jax.train.errors import USER_ERRORS
 
 FLAGS = flags.FLAGS
@@ -27,6 +28,7 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_logging()
   distributed.maybe_initialize()
   # Imported after distributed init: jax must not touch devices before it.
   from sagan_jax.train.loop import train_and_evaluate
@@ -34,7 +36,7 @@ def main(argv):
   config_path = flags.FLAGS["config"].config_filename
   workdir = FLAGS.workdir or os.path.join(
       "runs", os.path.splitext(os.path.basename(config_path))[0])
-  logging.info("Config %s → workdir %s", config_path, workdir)
+  logging.warning("Config %s → workdir %s", config_path, workdir)
   try:
     train_and_evaluate(FLAGS.config, workdir)
   except USER_ERRORS as error:

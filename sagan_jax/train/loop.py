@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from typing import Any, Optional
 
@@ -18,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
 from sagan_jax import data as data_lib
 from sagan_jax import viz
@@ -35,6 +35,8 @@ from sagan_jax.train.step import make_train_step
 
 # Fields of config.data that configure the batcher, not the source.
 _BATCHING_FIELDS = ("drop_remainder", "prefetch")
+logger = logging.getLogger(__name__)
+CONSOLE_METRICS = ("d_loss", "g_loss", "d_real", "d_fake")  # the rest go to TensorBoard
 SAMPLE_NOISE_SALT = 0x5A6A  # fixed-noise key: fold_in(seed key, salt), apart from training keys
 
 
@@ -154,18 +156,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   if latest is not None:
     checkpointer.check_compatible(config, latest)
     state = checkpointer.restore(latest, abstract_like(jax.eval_shape(trainer.init_state)))
-    logging.info("Resumed from %s at step %d.", checkpointer.directory, latest)
+    logger.info("Resumed from %s at step %d.", checkpointer.directory, latest)
   else:
     state = trainer.init_state()
   if is_chief:
     write_config(config, workdir)
   start = int(state.step)
   total = trainer.total_steps
-  logging.info("Data: %s; %d steps of batch %d on %d device(s) (%d step(s) per epoch).",
+  logger.info("Data: %s; %d steps of batch %d on %d device(s) (%d step(s) per epoch).",
                trainer.source.description, total, config.batch_size, trainer.mesh.devices.size,
                trainer.batcher.batches_per_epoch)
   if start >= total:
-    logging.info("Nothing to do: the checkpoint is at step %d of %d.", start, total)
+    logger.info("Nothing to do: the checkpoint is at step %d of %d.", start, total)
     checkpointer.close()
     return state
 
@@ -184,12 +186,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
         if pending is not None:
           _check_finite(*pending, last_checkpoint)
         pending = (step, metrics)
-        line = progress.update(step)
         if step % config.log_every == 0 or step == total:
           _check_finite(step, metrics, last_checkpoint)
           scalars = jax.device_get(metrics)
           writer.write_scalars(step, scalars)
-          logging.info(progress.update(step, scalars) if line else line)
+          logger.info(progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS}))
+        else:
+          progress.update(step)
         if step % config.sample_every == 0 or step == total:
           write_samples(trainer, state, workdir, writer, sample_z)
         if step % config.checkpoint_every == 0 or step == total:

@@ -1,0 +1,301 @@
+"""Tests for sagan_jax.ops.convolution: PyTorch-semantics conv2d / conv_transpose2d.
+
+Values and gradients (w.r.t. x and the kernel, of ``sum(y * r)``) of the 'gemm' and
+'auto' paths must equal the 'xla' path, and the live PyTorch functions when torch is
+importable, to <= 1e-5 absolute, float32. Inputs are drawn in [-1, 1] with kernels of
+scale 0.2 so every output and gradient is O(1) and the bound is meaningful.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sagan_jax.ops import conv2d, conv_transpose2d
+from sagan_jax.ops import convolution
+
+ATOL = 1e-5
+
+# (name, input (H, W, Cin), Cout, kernel (kh, kw), stride, padding[, output_padding])
+# The chapter's layers with batch and channels shrunk, then odd geometries.
+CONV_T_CASES = [
+    ('g_first_k4s1p0', (1, 1, 5), 8, (4, 4), 1, 0, 0),
+    ('g_4to8', (4, 4, 8), 6, (4, 4), 2, 1, 0),
+    ('g_8to16', (8, 8, 6), 4, (4, 4), 2, 1, 0),
+    ('g_16to32', (16, 16, 4), 3, (4, 4), 2, 1, 0),
+    ('g_last_to1ch', (8, 8, 4), 1, (4, 4), 2, 1, 0),
+    ('nonsquare_kernel', (5, 6, 3), 2, (3, 2), 2, 1, 0),
+    ('stride3', (4, 5, 2), 3, (4, 4), 3, 1, 0),
+    ('stride3_kernel2', (3, 3, 2), 2, (2, 2), 3, 0, 0),
+    ('pad0', (3, 4, 2), 3, (3, 3), 2, 0, 0),
+    ('pad2', (5, 5, 2), 3, (4, 4), 2, 2, 0),
+    ('pad_exceeds_kernel', (6, 6, 2), 2, (2, 2), 1, 1, 0),
+    ('output_padding1', (4, 5, 3), 2, (3, 3), 2, 1, 1),
+    ('output_padding_beyond_taps', (3, 3, 2), 2, (1, 1), 3, 0, 2),
+    ('pairs', (4, 6, 2), 3, (3, 4), (2, 3), (1, 0), (1, 2)),
+    ('stride1_pad1', (5, 4, 3), 2, (3, 3), 1, 1, 0),
+]
+
+CONV_CASES = [
+    ('d_first_1ch', (16, 16, 1), 4, (4, 4), 2, 1),
+    ('d_16to8', (16, 16, 3), 6, (4, 4), 2, 1),
+    ('d_8to4', (8, 8, 6), 8, (4, 4), 2, 1),
+    ('d_4to2', (4, 4, 8), 5, (4, 4), 2, 1),
+    ('d_last_k4s1p0', (4, 4, 8), 1, (4, 4), 1, 0),
+    ('nonsquare_kernel', (6, 7, 3), 2, (3, 2), 2, 1),
+    ('stride3', (10, 9, 2), 3, (4, 4), 3, 1),
+    ('stride3_kernel2', (8, 8, 2), 2, (2, 2), 3, 0),
+    ('pad0_uneven', (7, 6, 2), 3, (3, 3), 2, 0),
+    ('pad2', (5, 5, 2), 3, (4, 4), 2, 2),
+    ('pad_exceeds_kernel', (3, 3, 2), 2, (1, 1), 1, 2),
+    ('pairs', (7, 9, 2), 3, (3, 4), (2, 3), (1, 0)),
+    ('stride1_pad1', (5, 4, 3), 2, (3, 3), 1, 1),
+]
+
+BATCH = 2
+
+
+def _inputs(in_shape, cout, ksize, seed):
+  rng = np.random.default_rng(seed)
+  x = rng.uniform(-1, 1, (BATCH, *in_shape)).astype(np.float32)
+  kernel = (0.2 * rng.standard_normal((*ksize, in_shape[2], cout))).astype(np.float32)
+  return x, kernel
+
+
+def _value_and_grads(fn, x, kernel, r):
+  """y and (dL/dx, dL/dkernel) of L = sum(fn(x, kernel) * r), jitted."""
+  y = jax.jit(fn)(x, kernel)
+  grads = jax.jit(jax.grad(lambda a, b: jnp.sum(fn(a, b) * r), argnums=(0, 1)))(x, kernel)
+  return y, grads
+
+
+def _assert_close(actual, expected):
+  for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    assert a.shape == e.shape
+    np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=0, atol=ATOL)
+
+
+def _conv_t(case, implementation):
+  _, _, _, _, stride, padding, output_padding = case
+  return functools.partial(conv_transpose2d, stride=stride, padding=padding,
+                           output_padding=output_padding, implementation=implementation)
+
+
+def _conv(case, implementation):
+  _, _, _, _, stride, padding = case
+  return functools.partial(conv2d, stride=stride, padding=padding,
+                           implementation=implementation)
+
+
+def _torch_nchw(a):
+  import torch  # pylint: disable=import-outside-toplevel
+  return torch.tensor(np.asarray(a).transpose(0, 3, 1, 2), requires_grad=True)
+
+
+# ---------------------------------------------------------------- vs the 'xla' path
+
+
+@pytest.mark.parametrize('implementation', ['gemm', 'auto'])
+@pytest.mark.parametrize('case', CONV_T_CASES, ids=[c[0] for c in CONV_T_CASES])
+def test_conv_transpose2d_matches_xla(case, implementation):
+  x, kernel = _inputs(case[1], case[2], case[3], seed=0)
+  y_ref = jax.jit(_conv_t(case, 'xla'))(x, kernel)
+  r = np.random.default_rng(1).uniform(-1, 1, y_ref.shape).astype(np.float32)
+  expected = _value_and_grads(_conv_t(case, 'xla'), x, kernel, r)
+  _assert_close(_value_and_grads(_conv_t(case, implementation), x, kernel, r), expected)
+
+
+@pytest.mark.parametrize('implementation', ['gemm', 'auto'])
+@pytest.mark.parametrize('case', CONV_CASES, ids=[c[0] for c in CONV_CASES])
+def test_conv2d_matches_xla(case, implementation):
+  x, kernel = _inputs(case[1], case[2], case[3], seed=0)
+  y_ref = jax.jit(_conv(case, 'xla'))(x, kernel)
+  r = np.random.default_rng(1).uniform(-1, 1, y_ref.shape).astype(np.float32)
+  expected = _value_and_grads(_conv(case, 'xla'), x, kernel, r)
+  _assert_close(_value_and_grads(_conv(case, implementation), x, kernel, r), expected)
+
+
+@pytest.mark.parametrize('side', ['x', 'y'])
+@pytest.mark.parametrize('op', ['conv2d', 'conv_transpose2d'])
+def test_both_expansion_sides_agree(monkeypatch, op, side):
+  # The cost model picks one side per layer; force each, so both code paths of the
+  # hand-written VJPs are checked whatever the model picks for these sizes.
+  monkeypatch.setattr(convolution, '_choose_side', lambda *args: side)
+  if op == 'conv2d':
+    case = CONV_CASES[1]
+    make = _conv
+  else:
+    case = CONV_T_CASES[3]
+    make = _conv_t
+  x, kernel = _inputs(case[1], case[2], case[3], seed=2)
+  y_ref = make(case, 'xla')(x, kernel)
+  r = np.random.default_rng(3).uniform(-1, 1, y_ref.shape).astype(np.float32)
+  expected = _value_and_grads(make(case, 'xla'), x, kernel, r)
+  _assert_close(_value_and_grads(make(case, 'gemm'), x, kernel, r), expected)
+
+
+# ---------------------------------------------------------------- vs PyTorch, live
+
+
+@pytest.mark.parametrize('implementation', ['auto', 'xla'])
+@pytest.mark.parametrize('case', CONV_T_CASES, ids=[c[0] for c in CONV_T_CASES])
+def test_conv_transpose2d_matches_torch(case, implementation):
+  torch = pytest.importorskip('torch')
+  x, kernel = _inputs(case[1], case[2], case[3], seed=4)
+  _, _, _, _, stride, padding, output_padding = case
+  xt = _torch_nchw(x)
+  wt = torch.tensor(kernel.transpose(2, 3, 0, 1), requires_grad=True)  # (I, O, kh, kw)
+  yt = torch.nn.functional.conv_transpose2d(xt, wt, stride=stride, padding=padding,
+                                            output_padding=output_padding)
+  r = np.random.default_rng(5).uniform(-1, 1, yt.shape).astype(np.float32)
+  gxt, gwt = torch.autograd.grad((yt * torch.tensor(r)).sum(), (xt, wt))
+  expected = (yt.detach().numpy().transpose(0, 2, 3, 1),
+              (gxt.numpy().transpose(0, 2, 3, 1), gwt.numpy().transpose(2, 3, 0, 1)))
+  actual = _value_and_grads(_conv_t(case, implementation), x, kernel,
+                            r.transpose(0, 2, 3, 1))
+  _assert_close(actual, expected)
+
+
+@pytest.mark.parametrize('implementation', ['auto', 'xla'])
+@pytest.mark.parametrize('case', CONV_CASES, ids=[c[0] for c in CONV_CASES])
+def test_conv2d_matches_torch(case, implementation):
+  torch = pytest.importorskip('torch')
+  x, kernel = _inputs(case[1], case[2], case[3], seed=6)
+  _, _, _, _, stride, padding = case
+  xt = _torch_nchw(x)
+  wt = torch.tensor(kernel.transpose(3, 2, 0, 1), requires_grad=True)  # (O, I, kh, kw)
+  yt = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding)
+  r = np.random.default_rng(7).uniform(-1, 1, yt.shape).astype(np.float32)
+  gxt, gwt = torch.autograd.grad((yt * torch.tensor(r)).sum(), (xt, wt))
+  expected = (yt.detach().numpy().transpose(0, 2, 3, 1),
+              (gxt.numpy().transpose(0, 2, 3, 1), gwt.numpy().transpose(2, 3, 1, 0)))
+  actual = _value_and_grads(_conv(case, implementation), x, kernel,
+                            r.transpose(0, 2, 3, 1))
+  _assert_close(actual, expected)
+
+
+# ---------------------------------------------------------------- transformations
+
+
+def test_output_shapes_follow_torch_formulas():
+  x = jnp.zeros((3, 7, 9, 2))
+  k = jnp.zeros((4, 3, 2, 5))
+  assert conv2d(x, k, stride=(2, 3), padding=(1, 2)).shape == (3, 3, 4, 5)
+  assert conv_transpose2d(x, k, stride=(2, 3), padding=(1, 2),
+                          output_padding=(1, 2)).shape == (3, 14, 25, 5)
+
+
+def test_auto_lowers_to_gemm_on_cpu_under_grad():
+  # `platform_dependent` must resolve at lowering, also inside the VJP: on CPU no
+  # convolution (whose kernel gradient is the slow op) may reach the compiled program.
+  if jax.default_backend() != 'cpu':
+    pytest.skip('checks the CPU lowering')
+  x = jnp.ones((2, 8, 8, 3))
+  kt = jnp.ones((4, 4, 3, 2))
+  kc = jnp.ones((4, 4, 3, 2))
+
+  def loss(x, kt, kc):
+    y = conv_transpose2d(x, kt, stride=2, padding=1)
+    return jnp.sum(conv2d(y, kc, stride=2, padding=1) ** 2)
+
+  hlo = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(x, kt, kc).as_text(dialect='hlo')
+  assert 'convolution(' not in hlo
+  hlo_xla = jax.jit(jax.grad(lambda x, k: jnp.sum(
+      conv2d(x, k, stride=2, padding=1, implementation='xla')))).lower(x, kc).as_text(
+          dialect='hlo')
+  assert 'convolution(' in hlo_xla
+
+
+@pytest.mark.parametrize('op', ['conv2d', 'conv_transpose2d'])
+def test_vmap_matches_loop(op):
+  fn = (functools.partial(conv2d, stride=2, padding=1) if op == 'conv2d' else
+        functools.partial(conv_transpose2d, stride=2, padding=1))
+  rng = np.random.default_rng(8)
+  xs = rng.uniform(-1, 1, (3, BATCH, 6, 6, 2)).astype(np.float32)
+  ks = (0.2 * rng.standard_normal((3, 4, 4, 2, 3))).astype(np.float32)
+
+  def loss(x, k):
+    return jnp.sum(fn(x, k) ** 2)
+
+  # Per-example values and gradients, vmapped over both operands, vs a Python loop.
+  ys = jax.jit(jax.vmap(fn))(xs, ks)
+  grads = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(xs, ks)
+  for i in range(3):
+    _assert_close((ys[i], grads[0][i], grads[1][i]),
+                  (fn(xs[i], ks[i]), *jax.grad(loss, argnums=(0, 1))(xs[i], ks[i])))
+  # vmap over x only (shared kernel).
+  ys_shared = jax.vmap(fn, in_axes=(0, None))(xs, ks[0])
+  _assert_close(ys_shared, [fn(xs[i], ks[0]) for i in range(3)])
+
+
+def test_scan_of_conv_stack_matches_unrolled():
+  rng = np.random.default_rng(9)
+  x = rng.uniform(-1, 1, (BATCH, 5, 5, 3)).astype(np.float32)
+  kts = (0.2 * rng.standard_normal((4, 4, 4, 3, 3))).astype(np.float32)
+  kcs = (0.2 * rng.standard_normal((4, 4, 4, 3, 3))).astype(np.float32)
+
+  def block(h, kt, kc, implementation):
+    up = conv_transpose2d(h, kt, stride=2, padding=1, implementation=implementation)
+    return jnp.tanh(conv2d(up, kc, stride=2, padding=1, implementation=implementation))
+
+  def scanned(x, kts, kcs):
+    h, _ = jax.lax.scan(lambda h, k: (block(h, *k, 'auto'), None), x, (kts, kcs))
+    return jnp.sum(h ** 2)
+
+  def unrolled(x, kts, kcs):
+    for i in range(kts.shape[0]):
+      x = block(x, kts[i], kcs[i], 'xla')
+    return jnp.sum(x ** 2)
+
+  grad = functools.partial(jax.value_and_grad, argnums=(0, 1, 2))
+  _assert_close(jax.jit(grad(scanned))(x, kts, kcs), jax.jit(grad(unrolled))(x, kts, kcs))
+
+
+@pytest.mark.parametrize('implementation', ['gemm', 'xla'])
+def test_bfloat16_runs_and_tracks_float32(implementation):
+  x, kernel = _inputs((8, 8, 4), 3, (4, 4), seed=10)
+  xb, kb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(kernel, jnp.bfloat16)
+  for fn in (functools.partial(conv_transpose2d, stride=2, padding=1),
+             functools.partial(conv2d, stride=2, padding=1)):
+    fn = functools.partial(fn, implementation=implementation)
+    y = jax.jit(fn)(xb, kb)
+    gx, gk = jax.jit(jax.grad(lambda a, b: jnp.sum(fn(a, b).astype(jnp.float32)),
+                              argnums=(0, 1)))(xb, kb)
+    assert y.dtype == gx.dtype == gk.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y, np.float32), fn(x, kernel), atol=0.05)
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda: conv2d(jnp.zeros((4, 4, 3)), jnp.zeros((3, 3, 3, 2))),
+     r'x must be 4-D .* got shape \(4, 4, 3\)'),
+    (lambda: conv_transpose2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 3))),
+     r'kernel must be 4-D .* got shape \(3, 3, 3\)'),
+    (lambda: conv2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 2, 5))),
+     r'x has 3 channels but kernel expects 2 \(x shape \(1, 4, 4, 3\), kernel shape '
+     r'\(3, 3, 2, 5\)\)'),
+    (lambda: conv_transpose2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 4, 5))),
+     r'x has 3 channels but kernel expects 4'),
+    (lambda: conv2d(jnp.zeros((1, 2, 2, 1)), jnp.zeros((5, 5, 1, 1)), padding=1),
+     r'padded input \(4, 4\) is smaller than the kernel \(5, 5\).*empty'),
+    (lambda: conv_transpose2d(jnp.zeros((1, 1, 1, 1)), jnp.zeros((2, 2, 1, 1)),
+                              padding=1),
+     r'output size \(0, 0\) is not positive .*x shape \(1, 1, 1, 1\)'),
+    (lambda: conv_transpose2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), stride=2,
+                              output_padding=2),
+     r'output_padding \(2, 2\) must be >= 0 and smaller than stride \(2, 2\)'),
+    (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), stride=0),
+     r'stride must be >= 1'),
+    (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), padding=(1, 2, 3)),
+     r'padding must be an int or a pair of ints'),
+    (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)),
+                    implementation='cudnn'),
+     r"implementation must be one of \('auto', 'xla', 'gemm'\)"),
+])
+def test_bad_input_raises_value_error(call, message):
+  with pytest.raises(ValueError, match=message):
+    call()
