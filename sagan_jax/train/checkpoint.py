@@ -95,7 +95,12 @@ class Checkpointer:
     self._manager.close()
 
 
-def abstract_like(state: Any) -> Any:
-  """``ShapeDtypeStruct`` leaves (with shardings) for a restore target."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+def abstract_like(state: Any, sharding: jax.sharding.Sharding) -> Any:
+  """A restore target: ``state``'s shapes and dtypes, placed by ``sharding``.
+
+  The sharding must be explicit: without one, orbax would restore onto the
+  devices the checkpoint was *written* from, which breaks a resume on another
+  device count.
+  """
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       state)

@@ -155,7 +155,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   latest = checkpointer.latest_step()
   if latest is not None:
     checkpointer.check_compatible(config, latest)
-    state = checkpointer.restore(latest, abstract_like(jax.eval_shape(trainer.init_state)))
+    state = checkpointer.restore(latest, abstract_like(jax.eval_shape(trainer.init_state),
+                                                 sharding.replicated(trainer.mesh)))
     logger.info("Resumed from %s at step %d.", checkpointer.directory, latest)
   else:
     state = trainer.init_state()

@@ -12,7 +12,7 @@ import numpy as np
 
 from sagan_jax import viz
 from sagan_jax.models import build_gan
-from sagan_jax.train.checkpoint import Checkpointer
+from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from sagan_jax.train.optimizers import make_optimizers
 from sagan_jax.train.state import GANState, init_gan_state
 
@@ -40,7 +40,9 @@ def load_run(workdir: str, step: Optional[int] = None) -> LoadedRun:
     abstract = jax.eval_shape(functools.partial(
         init_gan_state, generator, discriminator, seed=config.seed, z_dim=config.model.z_dim,
         image_shape=image_shape, g_tx=g_tx, d_tx=d_tx))
-    state = checkpointer.restore(step, abstract)
+    # Onto one local device, whatever the device count of the run that wrote it.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    state = checkpointer.restore(step, abstract_like(abstract, device))
   finally:
     checkpointer.close()
   return LoadedRun(config, state, generator, step)
