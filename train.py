@@ -25,6 +25,26 @@ flags.DEFINE_string("workdir", None,
 flags.mark_flags_as_required(["config"])
 
 
+def parse_flags(argv):
+  """absl's flag parsing, but a ``--config.<field>`` the config lacks is one
+  clear line (ml_collections raises a bare KeyError/AttributeError for it)."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as error:
+    message = error
+    while isinstance(message, BaseException) and message.args:
+      message = message.args[0]  # AttributeError(KeyError("'name'\nDid you mean …"))
+    name, _, hint = str(message).partition("\n")
+    name = name.strip("'\"")
+    culprits = [arg.split("=", 1)[0] for arg in argv[1:] if arg.startswith("--config.")
+                and name in arg.split("=", 1)[0][len("--config."):].split(".")]
+    if not culprits:
+      raise
+    sys.exit(f"error: {culprits[0]}: the config has no field {name!r}"
+             + (f". {hint.strip()}" if hint.strip() else "")
+             + " (every field and its default: sagan_jax/train/config.py)")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -45,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -328,6 +328,10 @@ def _windows(z, taps, grid):
   """im2col: (B, >= grid + taps - 1, C) -> (B, gh, gw, ah, aw, C), [.., ay, ax, :] = z[m + ay, n + ax]."""
   (ah, aw), (gh, gw) = taps, grid
   b, c = z.shape[0], z.shape[3]
+  if grid == (1, 1):
+    # A single window (the 4x4 -> 1x1 and 1x1 -> 4x4 layers) is a reshape; the general
+    # form would stack ah * aw one-pixel slices.
+    return z[:, :ah, :aw].reshape(b, 1, 1, ah, aw, c)
   # One concatenate of contiguous slices: XLA:CPU emits it as a single loop fusion
   # (one pass at memory speed), unlike the transpose of strided slicing.
   cols = jnp.stack([z[:, ay:ay + gh, ax:ax + gw] for ay in range(ah) for ax in range(aw)],
@@ -355,7 +359,9 @@ def _gather_sum(r, grid):
 
 def _scatter_sum(r):
   """col2im, scatter form: (B, gy, ah, aw, I) -> (B, gy + a - 1, I), adding r[m, n, ay, ax] at (m + ay, n + ax)."""
-  ah, aw = r.shape[3:5]
+  b, gh, gw, ah, aw, c = r.shape
+  if (gh, gw) == (1, 1):
+    return r.reshape(b, ah, aw, c)  # one window: nothing overlaps
   out = None
   for ay in range(ah):
     for ax in range(aw):

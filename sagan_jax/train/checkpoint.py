@@ -3,7 +3,10 @@
 Orbax writes each step into a temporary directory and renames it only once
 complete, so a process killed mid-write (even ``kill -9``) leaves either the
 previous checkpoints or a leftover temporary directory that is ignored and
-cleaned up — never a half-written step that looks complete.
+cleaned up — never a half-written step that looks complete. Old steps are
+deleted the same way in reverse: first renamed into ``checkpoints/.trash``
+(atomic), then removed there, so a kill during a deletion cannot leave a
+half-deleted step that looks complete either.
 
 The config is stored beside the state; resuming in a workdir whose checkpoint
 was made by an incompatible config (another model shape, loss, data, …) is an
@@ -12,8 +15,11 @@ error rather than a silent mix.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import shutil
 from typing import Any, Optional
 
 import jax
@@ -25,7 +31,13 @@ import orbax.checkpoint as ocp
 RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
                     "checkpoint_every", "keep_checkpoints", "num_samples", "data.prefetch",
                     "data.path", "data.tfds_data_dir", "data.tfds_download",
-                    "model.attention_chunk_size", "model.conv_implementation")
+                    "model.attention_chunk_size", "model.conv_implementation",
+                    "model.compute_dtype", "steps_per_dispatch")
+
+
+# Old steps are renamed into this subfolder, then removed (see module docstring).
+# Its name is not a step number, so orbax never lists it as a checkpoint.
+TRASH_DIR = ".trash"
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -50,25 +62,43 @@ def config_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 class Checkpointer:
-  """Saves and restores ``GANState`` under ``<workdir>/checkpoints``."""
+  """Saves and restores ``GANState`` under ``<workdir>/checkpoints``.
 
-  def __init__(self, workdir: str, keep: int = 3):
+  ``read_only=True`` (sampling, evaluation, the compatibility check before a
+  resume) never writes or deletes anything, so it is safe beside a running
+  trainer: a writable one would clean up the trainer's in-progress save.
+  """
+
+  def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, cleanup_tmp_directories=True,
-            # Saves overlap the next training steps; `wait` joins them.
-            enable_async_checkpointing=True),
-        item_names=("state", "config"))
+    self.read_only = read_only
+    if read_only:
+      options = ocp.CheckpointManagerOptions(
+          read_only=True, create=False, save_interval_steps=0, max_to_keep=None,
+          cleanup_tmp_directories=False)
+    else:
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True, cleanup_tmp_directories=True,
+          todelete_subdir=TRASH_DIR,
+          # Saves overlap the next training steps; `wait` joins them.
+          enable_async_checkpointing=True)
+      self._empty_trash()  # left by a process killed while deleting
+    with _quiet_absl():  # orbax warns that a read-only directory is read-only
+      self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                            item_names=("state", "config"))
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
 
   def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> None:
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         config=ocp.args.JsonSave(config_fingerprint(config))), force=True)
+    # `save` first waited for the previous save, whose clean-up moved old steps here.
+    self._empty_trash()
 
   def check_compatible(self, config: ml_collections.ConfigDict, step: int) -> None:
     stored = self._manager.restore(step, args=ocp.args.Composite(
@@ -90,9 +120,36 @@ class Checkpointer:
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
+    self._empty_trash()
 
   def close(self) -> None:
     self._manager.close()
+    self._empty_trash()
+
+  def _empty_trash(self) -> None:
+    """Removes the steps orbax moved to the trash (one by one: a save running in
+    the background may be moving another one in)."""
+    if self.read_only:
+      return
+    trash = os.path.join(self.directory, TRASH_DIR)
+    try:
+      names = os.listdir(trash)
+    except FileNotFoundError:
+      return
+    for name in names:
+      shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  """Drops absl (orbax) log records below ERROR for the duration."""
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
 
 
 def abstract_like(state: Any, sharding: jax.sharding.Sharding) -> Any:

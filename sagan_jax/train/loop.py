@@ -26,7 +26,7 @@ from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan
 from sagan_jax.train import sharding
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
-from sagan_jax.train.config import validate
+from sagan_jax.train.config import ConfigError, validate
 from sagan_jax.train.errors import NonFiniteLossError
 from sagan_jax.train.metric_writer import ConsoleProgress, MetricWriter
 from sagan_jax.train.optimizers import make_optimizers
@@ -77,6 +77,27 @@ def _check_finite(step: int, metrics: dict[str, Any], last_checkpoint: Optional[
         + f"; training stopped and {kept}. Lower the learning rates or check the data.")
 
 
+def _check_state_finite(trainer: "Trainer", step: int, state: GANState,
+                        metrics: dict[str, Any], last_checkpoint: Optional[int]) -> None:
+  """Refuses to checkpoint a state that is already NaN/inf although its step's
+  losses were finite (e.g. an overflowing gradient): the next run would resume
+  from it."""
+  if trainer.state_is_finite(state):
+    return
+  kept = (f"the last checkpoint (step {last_checkpoint}) is intact"
+          if last_checkpoint is not None else "no checkpoint was written")
+  raise NonFiniteLossError(
+      f"non-finite values in the training state after step {step} (its losses were "
+      f"d_loss={float(metrics['d_loss'])}, g_loss={float(metrics['g_loss'])}); training "
+      f"stopped without saving it and {kept}. Lower the learning rates or check the data.")
+
+
+def _all_finite(tree) -> jax.Array:
+  flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+           if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
+
+
 class Trainer:
   """The pieces of a run, built once from the config (no training loop state)."""
 
@@ -88,10 +109,13 @@ class Trainer:
     self.batcher = data_lib.Batcher(
         self.source, config.batch_size, config.seed, drop_remainder=config.data.drop_remainder,
         process_index=jax.process_index(), process_count=jax.process_count())
-    sharding.check_divisible(config.batch_size, self.mesh)
-    if self.batcher.last_batch_size != config.batch_size:
-      sharding.check_divisible(self.batcher.last_batch_size, self.mesh,
-                               "final partial batch of each epoch")
+    try:
+      sharding.check_divisible(config.batch_size, self.mesh)
+      if self.batcher.last_batch_size != config.batch_size:
+        sharding.check_divisible(self.batcher.last_batch_size, self.mesh,
+                                 "final partial batch of each epoch")
+    except ValueError as error:  # a config error: reported as one line by train.py
+      raise ConfigError(str(error)) from None
     self.total_steps = total_steps(config, self.batcher)
     self.image_shape = self.source.image_shape
     self.generator, self.discriminator = build_gan(config.model, config.data.channels)
@@ -108,6 +132,11 @@ class Trainer:
         z_dim=config.model.z_dim, image_shape=self.image_shape, g_tx=self.g_tx,
         d_tx=self.d_tx), out_shardings=replicated)
     self._sample = jax.jit(functools.partial(self.generator.apply, return_attention=True))
+    self._all_finite = jax.jit(_all_finite)
+
+  def state_is_finite(self, state: GANState) -> bool:
+    """Whether every float in ``state`` (params, SN/BN state, Adam moments) is finite."""
+    return bool(self._all_finite(state))
 
   def init_state(self) -> GANState:
     return self._init()
@@ -151,12 +180,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   trainer = Trainer(config)
   is_chief = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
+  # Check compatibility read-only first: a workdir we refuse is left untouched
+  # (a writable checkpointer would already clean up its temporary files).
+  reader = Checkpointer(workdir, read_only=True)
+  try:
+    latest = reader.latest_step()
+    if latest is not None:
+      reader.check_compatible(config, latest)
+  finally:
+    reader.close()
   checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
-  latest = checkpointer.latest_step()
   if latest is not None:
-    checkpointer.check_compatible(config, latest)
     state = checkpointer.restore(latest, abstract_like(jax.eval_shape(trainer.init_state),
-                                                 sharding.replicated(trainer.mesh)))
+                                                       sharding.replicated(trainer.mesh)))
     logger.info("Resumed from %s at step %d.", checkpointer.directory, latest)
   else:
     state = trainer.init_state()
@@ -194,10 +230,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           logger.info(progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS}))
         else:
           progress.update(step)
-        if step % config.sample_every == 0 or step == total:
-          write_samples(trainer, state, workdir, writer, sample_z)
-        if step % config.checkpoint_every == 0 or step == total:
+        save = step % config.checkpoint_every == 0 or step == total
+        if save:
+          # Never save (or sample) a diverged state: check this step's losses and
+          # the state itself (a finite loss can come with non-finite gradients).
           _check_finite(step, metrics, last_checkpoint)
+          _check_state_finite(trainer, step, state, metrics, last_checkpoint)
+        if step % config.sample_every == 0 or step == total:
+          _check_finite(step, metrics, last_checkpoint)
+          write_samples(trainer, state, workdir, writer, sample_z)
+        if save:
           checkpointer.save(step, state, config)
           last_checkpoint = step
   finally:

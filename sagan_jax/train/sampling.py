@@ -29,11 +29,17 @@ def load_run(workdir: str, step: Optional[int] = None) -> LoadedRun:
   from sagan_jax.train.loop import load_config  # avoid an import cycle
 
   config = load_config(workdir)
-  checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+  # Read-only: safe while a trainer is writing to the same workdir.
+  checkpointer = Checkpointer(workdir, read_only=True)
   try:
+    steps = checkpointer.all_steps()
     step = checkpointer.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
+    if step not in steps:
+      raise FileNotFoundError(
+          f"no checkpoint of step {step} in {checkpointer.directory} (it holds "
+          f"{', '.join(map(str, sorted(steps))) or 'none'})")
     generator, discriminator = build_gan(config.model, config.data.channels)
     g_tx, d_tx = make_optimizers(config)
     image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
