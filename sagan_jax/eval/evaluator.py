@@ -235,18 +235,26 @@ class Evaluator:
       half_a = np.concatenate([np.flatnonzero(labels == d)[0::2] for d in self.digits])
       half_b = np.concatenate([np.flatnonzero(labels == d)[1::2] for d in self.digits])
       full = extract(self.extractor, _batches(images, self.batch_size))
-      if full.count <= self.settings["k"]:
-        raise EvalError(f"k={self.settings['k']} needs more than {full.count} real images")
-      self._real = RealReference(
-          full, extract(self.extractor, _batches(images[half_a], self.batch_size)),
-          extract(self.extractor, _batches(images[half_b], self.batch_size)),
-          metrics.knn_radii(full.features, self.settings["k"]), description)
+      if min(len(half_a), len(half_b)) <= self.settings["k"]:
+        raise EvalError(f"k={self.settings['k']} needs more than {len(half_b)} real images "
+                        "per half")
+
+      def subset(index):
+        probs = None if full.probs is None else full.probs[index]
+        return FeatureSet(stats.of(full.features[index]), full.features[index], probs)
+
+      self._real = RealReference(full, subset(half_a), subset(half_b),
+                                 metrics.knn_radii(full.features, self.settings["k"]),
+                                 description)
     return self._real
 
   def _classifier_metrics(self, probs: Optional[np.ndarray]) -> dict[str, Any]:
     if probs is None:
       return {}
-    score = metrics.classifier_score(probs, min(self.settings["splits"], len(probs)))
+    # A fixed shuffle first: the real images are sorted by digit, and the score's
+    # consecutive splits assume samples in random order.
+    shuffled = probs[np.random.default_rng(0).permutation(len(probs))]
+    score = metrics.classifier_score(shuffled, min(self.settings["splits"], len(probs)))
     out = {"classifier_score": score.mean, "classifier_score_std": score.std}
     labels = getattr(self.extractor, "labels", None)
     if labels is not None and all(d in list(labels) for d in self.digits):
@@ -273,6 +281,9 @@ class Evaluator:
     return result
 
 
+_NOT_SCALARS = ("step", "seed", "seconds", "num_samples", "num_real", "num_per_half")
+
+
 def scalars(result: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float]:
   """The numeric entries of a result as TensorBoard scalars (``eval/fid``, ``eval/real/fid``)."""
   out = {}
@@ -281,7 +292,7 @@ def scalars(result: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float
       if key == "real":
         out.update(scalars(value, f"{prefix}real/"))
     elif (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and key not in ("step", "seed", "seconds") and math.isfinite(value)):
+          and key not in _NOT_SCALARS and math.isfinite(value)):
       out[prefix + key] = float(value)
   return out
 

@@ -5,7 +5,10 @@ Any callable with this contract can drive the evaluation::
   extractor(images)  # images: float (B, H, W, C) in [-1, 1], NumPy or JAX
   -> {"features": (B, D) array, "probs": (B, K) array or None}
 
-plus a ``name`` attribute (recorded in the results). ``features`` feed FID,
+plus a ``name`` attribute (recorded in the results) and, optionally,
+``labels``: the class of each column of ``probs`` (the MNIST classifier's are
+0-9), which turns on the per-digit readings (``confident_fraction``,
+``share_<d>``, ``ratio_<a>_to_<b>``). ``features`` feed FID,
 KID and precision/recall; ``probs`` (class probabilities, rows summing to 1)
 feed the classifier score and the class-share metrics, which are skipped
 when an extractor returns ``None``. The extractor resizes and converts

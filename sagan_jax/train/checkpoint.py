@@ -32,7 +32,8 @@ RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
                     "checkpoint_every", "keep_checkpoints", "num_samples", "data.prefetch",
                     "data.path", "data.tfds_data_dir", "data.tfds_download",
                     "model.attention_chunk_size", "model.conv_implementation",
-                    "model.compute_dtype", "steps_per_dispatch")
+                    "model.compute_dtype", "steps_per_dispatch", "eval_every",
+                    "eval_num_samples", "eval_batch_size")
 
 
 # Old steps are renamed into this subfolder, then removed (see module docstring).

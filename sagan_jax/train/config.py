@@ -76,6 +76,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 300  # steps between checkpoints (and at the end)
   c.keep_checkpoints = 3
   c.num_samples = 64  # images in a sample grid (fixed noise)
+
+  # Evaluation against held-out real digits during training (see evaluate.py).
+  c.eval_every = 0  # steps between evaluations (0: never)
+  c.eval_num_samples = 2000  # generated images per evaluation
+  c.eval_batch_size = 500
   return c
 
 
@@ -125,5 +130,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config.optimizer[name]
     if not (isinstance(value, (int, float)) and 0 <= value < 1):
       raise ConfigError(f"config.optimizer.{name} must be in [0, 1), got {value!r}")
+  if (isinstance(config.eval_every, bool) or not isinstance(config.eval_every, int)
+      or config.eval_every < 0):
+    raise ConfigError(f"config.eval_every must be >= 0 (0 turns evaluation off), got "
+                      f"{config.eval_every!r}")
+  if config.eval_every:
+    _positive_int(config, "eval_num_samples")
+    _positive_int(config, "eval_batch_size")
+    if config.data.source != "mnist78":
+      raise ConfigError("config.eval_every needs held-out real digits (data.source='mnist78'); "
+                        "set eval_every=0")
   if not isinstance(config.data.prefetch, int) or config.data.prefetch < 0:
     raise ConfigError(f"config.data.prefetch must be >= 0, got {config.data.prefetch!r}")

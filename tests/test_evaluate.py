@@ -1,0 +1,165 @@
+"""evaluate_run / evaluate.py on a tiny two-step checkpoint, the packaged classifier,
+and generation over several (simulated CPU) devices."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from tensorboardX.proto import event_pb2
+
+from sagan_jax import eval as eval_lib
+from sagan_jax.eval import mnist_classifier as mc
+from sagan_jax.train.loop import train_and_evaluate
+from sagan_jax.train.sampling import load_run
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+METRICS = ("fid", "kid", "kid_std", "precision", "recall", "classifier_score",
+           "classifier_score_std", "confident_fraction", "count_7", "count_8", "share_7",
+           "share_8", "ratio_7_to_8")
+
+
+def _tiny_config():
+  spec = importlib.util.spec_from_file_location("tiny", ROOT / "configs" / "tiny.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.num_steps = 2
+  config.data.per_digit = 200  # the chapter's split: 300 held-out sevens and eights
+  return config
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("tiny_run"))
+  train_and_evaluate(_tiny_config(), path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def classifier():
+  return mc.MnistClassifier()
+
+
+@pytest.fixture(scope="module")
+def result(workdir, classifier):
+  # 30 does not divide over the 4 test devices: batches are padded, the rest dropped.
+  return eval_lib.evaluate_run(workdir, num_samples=64, batch_size=30, extractor=classifier,
+                               kid_subsets=10)
+
+
+def test_packaged_classifier_reaches_its_test_accuracy(classifier):
+  assert classifier.meta["test_accuracy"] >= 0.97
+  _, test = mc.split_indices()
+  images, labels = mc.mnist_64(test)
+  out = classifier(images[:8])
+  assert out["features"].shape == (8, 64) and out["probs"].shape == (8, 10)
+  np.testing.assert_allclose(np.asarray(out["probs"]).sum(1), 1.0, rtol=1e-5)
+  assert mc.accuracy(classifier, images, labels) >= 0.97
+  # The GAN's training images were never part of the classifier's data.
+  train, test = mc.split_indices()
+  _, all_labels = mc.load_mnist_5k()
+  for d in (7, 8):
+    gan_train = np.flatnonzero(all_labels == d)[:200]
+    assert not set(gan_train) & (set(train) | set(test))
+
+
+def test_evaluate_run_writes_json_and_scalars(workdir, result):
+  assert result["step"] == 2 and result["num_samples"] == 64 and result["num_real"] == 600
+  assert result["extractor"] == "mnist_classifier"
+  for key in METRICS:
+    assert key in result, key
+  for key in ("fid", "kid", "kid_std", "precision", "recall", "classifier_score"):
+    assert key in result["real"], key
+  assert result["fid"] > 0 and result["real"]["fid"] > 0
+  # A two-step generator is far from the digits; two halves of real digits are close.
+  assert result["fid"] > 3 * result["real"]["fid"]
+  assert result["real"]["precision"] > 0.5 and result["real"]["recall"] > 0.5
+  assert result["real"]["confident_fraction"] > 0.9
+  assert 0.4 < result["real"]["share_7"] < 0.6
+  for key in ("precision", "recall", "confident_fraction"):
+    assert 0.0 <= result[key] <= 1.0
+  assert 1.0 <= result["classifier_score"] <= 10.0
+  assert result["count_7"] + result["count_8"] == round(result["confident_fraction"] * 64)
+
+  path = os.path.join(workdir, "eval", "eval_000002.json")
+  assert result["path"] == path
+  with open(path) as f:
+    written = json.load(f)  # strict JSON: no NaN/Infinity
+  assert written["fid"] == pytest.approx(result["fid"])
+  assert not [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")]
+
+  tags = set()
+  for name in os.listdir(workdir):
+    if name.startswith("events.out.tfevents"):
+      data = pathlib.Path(workdir, name).read_bytes()
+      pos = 0
+      while pos < len(data):
+        (length,) = np.frombuffer(data[pos:pos + 8], "<u8")
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + int(length)])
+        pos += 16 + int(length)
+        tags |= {(event.step, v.tag) for v in event.summary.value}
+  assert {(2, "eval/fid"), (2, "eval/real/fid"), (2, "eval/precision")} <= tags
+
+
+def test_format_table_lists_every_metric(result):
+  table = eval_lib.format_table(result)
+  for label in ("FID", "KID", "precision", "recall", "classifier score", "ratio 7:8"):
+    assert label in table
+
+
+def test_generation_does_not_depend_on_batch_size_or_devices(workdir):
+  if jax.local_device_count() < 2:
+    pytest.skip("needs several devices (XLA_FLAGS=--xla_force_host_platform_device_count)")
+  run = load_run(workdir)
+  variables = run.state.generator.variables()
+  one = np.concatenate([np.asarray(b) for b in eval_lib.generate_batches(
+      run.generator, variables, 20, 10, batch_size=10, devices=jax.local_devices()[:1])])
+  many_batches = list(eval_lib.generate_batches(run.generator, variables, 20, 10, batch_size=3))
+  assert [b.shape[0] for b in many_batches] == [3, 3, 3, 1]
+  assert len(many_batches[0].sharding.device_set) > 1  # split over the devices
+  np.testing.assert_allclose(np.concatenate([np.asarray(b) for b in many_batches]), one,
+                             atol=1e-5)
+
+
+def test_any_extractor_plugs_in_and_probs_are_optional(workdir):
+  def pixels(images):  # features only: the classifier metrics are skipped
+    x = np.asarray(images)
+    return {"features": x[:, ::8, ::8, 0].reshape(len(x), -1), "probs": None}
+
+  pixels.name = "pixels"
+  run = load_run(workdir)
+  evaluator = eval_lib.Evaluator(run.config.data, pixels, kid_subsets=2)
+  out = evaluator.evaluate([np.zeros((5, 64, 64, 1), np.float32),
+                            np.ones((5, 64, 64, 1), np.float32)])
+  assert out["extractor"] == "pixels" and out["num_samples"] == 10
+  assert "classifier_score" not in out and "classifier_score" not in out["real"]
+  assert math.isfinite(out["fid"]) and out["precision"] == 0.0
+
+
+def test_bad_arguments_are_eval_errors(workdir):
+  with pytest.raises(eval_lib.EvalError, match="num_samples"):
+    eval_lib.evaluate_run(workdir, num_samples=1)
+  with pytest.raises(eval_lib.EvalError, match="mnist78"):
+    eval_lib.Evaluator({"source": "image_folder"}, extractor=lambda x: x).real_reference()
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    eval_lib.evaluate_run(os.path.join(workdir, "missing"), num_samples=8)
+  with pytest.raises(eval_lib.EvalAssetNotFoundError, match="train_mnist_classifier"):
+    mc.MnistClassifier(os.path.join(workdir, "no_weights.msgpack"))
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+  proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--workdir",
+                         str(tmp_path / "nothing")], capture_output=True, text=True,
+                        cwd=ROOT, timeout=120)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+  assert "Traceback" not in proc.stderr
