@@ -51,25 +51,164 @@ def _attend_materialized(queries, keys, values):
   return jnp.einsum("bqk,bkd->bqd", weights, values), weights
 
 
-def _attend_chunked(queries, keys, values, chunk_size):
-  """Attention over query chunks, recomputed in the backward pass.
+# ---------------------------------------------------------------------------
+# Memory-efficient path (maps not requested).
+#
+# Choice, measured on this project's 2-core CPU (jax 0.10.2), fwd+bwd of
+# sum(attend(q, k, v) · r), B=1, N=4096, q/k width 8, v width 64. "temp" is the
+# compiled program's temp buffer size (`compile().memory_analysis()`); time is
+# process CPU time, median (the machine was shared; wall clock was noisier):
+#   materialized                        temp 256 MB   cpu ~475 ms
+#   jax.nn.dot_product_attention 'xla'  temp 259 MB   wall 2.3 s vs 1.0 s for the
+#       materialized path: with q, k zero-padded to v's width (its CPU path
+#       rejects unequal head widths) and scale=1, its XLA implementation is an
+#       einsum + softmax over the full N×N matrix, so it saves nothing. 'cudnn'
+#       needs a GPU and bf16/fp16 and caps the head width, which the seed's
+#       v = C (up to 512 in the chapter's D) exceeds. Not used.
+#   lax.map + jax.checkpoint (remat)    temp 8.2 MB   cpu ~240 ms   } 32 chunks
+#   custom VJP (below)                  temp 7.2 MB   cpu ~187 ms   } of 128 rows
+# (benchmarks/attention.py prints these for N = 1024, 4096, 16384.)
+# The custom VJP is the flash-attention backward: the forward keeps the
+# per-row max and sum of exp (two (B, Nq) arrays), the backward recomputes
+# exp(q·kᵀ − max)/sum per query chunk, so it skips re-running the softmax
+# reductions and P·V that remat repeats. Its residuals are q, k, v and those
+# two rows: no (B, Nq, Nk) array is stored, forward or backward. The remat
+# version stays as the fallback for forward-mode autodiff (jax.jvp / jacfwd),
+# which a custom VJP does not support; reverse-over-reverse (gradient
+# penalties) works with both. Layout mattered: with dK, dV accumulated as
+# (B, Nk, D) the custom VJP was ~10% *slower* than remat; accumulating their
+# transposes (B, D, Nk), i.e. dVᵀ = gᵀ·P, as XLA's own transpose rule does,
+# made its backward ~30% faster than remat's.
+# ---------------------------------------------------------------------------
 
-  Peak memory is one (B, chunk_size, Nk) block instead of (B, Nq, Nk); each
-  output row depends only on its own query, so chunking changes no value.
-  """
-  batch, num_queries, depth = queries.shape
-  num_chunks = math.ceil(num_queries / chunk_size)
-  padded = num_chunks * chunk_size
-  q = jnp.pad(queries, ((0, 0), (0, padded - num_queries), (0, 0)))
-  q = q.reshape(batch, num_chunks, chunk_size, depth).swapaxes(0, 1)
+# Rows per query chunk: aim for a (B, rows, Nk) score block of ~2¹⁹ elements
+# (2 MiB in float32). Measured fwd+bwd CPU time against rows: N=4096, B=1:
+# 16 → 241 ms, 32 → 201, 64 → 181, 128 → 172, 256 → 188, 512 → 196; N=1024,
+# B=8: 8 → 101, 32 → 76, 64 → 64, 128 → 67; N=1024, B=64: 4 → 2020, 16 → 864,
+# 64 → 716 (few rows per image make the batched matmuls slow, hence the floor).
+# `chunk_size` caps the rows.
+_BLOCK_ELEMENTS = 1 << 19
+_MIN_ROWS = 64
+
+
+def _chunk_layout(batch: int, num_queries: int, num_keys: int, chunk_size: int):
+  """(number of chunks, rows per chunk) with rows ≤ chunk_size, balanced."""
+  rows = max(_MIN_ROWS, _BLOCK_ELEMENTS // max(1, batch * num_keys))
+  rows = max(1, min(rows, chunk_size, num_queries))
+  num_chunks = math.ceil(num_queries / rows)
+  # Balanced chunks: pad Nq by fewer than num_chunks rows, not up to rows − 1.
+  return num_chunks, math.ceil(num_queries / num_chunks)
+
+
+def _split_rows(t: jax.Array, num_chunks: int, rows: int, fill=0) -> jax.Array:
+  """(B, N, ...) → (num_chunks, B, rows, ...), padding N with ``fill``."""
+  pad = num_chunks * rows - t.shape[1]
+  t = jnp.pad(t, [(0, 0), (0, pad)] + [(0, 0)] * (t.ndim - 2), constant_values=fill)
+  return t.reshape(t.shape[0], num_chunks, rows, *t.shape[2:]).swapaxes(0, 1)
+
+
+def _merge_rows(t: jax.Array, num_rows: int) -> jax.Array:
+  """(num_chunks, B, rows, ...) → (B, num_rows, ...)."""
+  t = t.swapaxes(0, 1)
+  return t.reshape(t.shape[0], t.shape[1] * t.shape[2], *t.shape[3:])[:, :num_rows]
+
+
+def _accumulation_dtype(*arrays) -> jnp.dtype:
+  return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
+
+
+def _flash_forward(queries, keys, values, num_chunks, rows):
+  acc = _accumulation_dtype(queries, keys, values)
+  # The materialized path's output dtype: einsum(weights in q's dtype, values).
+  out_dtype = jnp.result_type(queries.dtype, values.dtype)
+
+  def one_chunk(q_chunk):
+    logits = jnp.einsum("bqd,bkd->bqk", q_chunk, keys, preferred_element_type=acc)
+    peak = jnp.max(logits, axis=-1, keepdims=True)
+    unnormalized = jnp.exp(logits - peak)
+    total = jnp.sum(unnormalized, axis=-1, keepdims=True)
+    out = jnp.einsum("bqk,bkd->bqd", unnormalized.astype(values.dtype), values,
+                     preferred_element_type=acc) / total
+    return out.astype(out_dtype), peak[..., 0], total[..., 0]
+
+  out, peak, total = jax.lax.map(one_chunk, _split_rows(queries, num_chunks, rows))
+  num_queries = queries.shape[1]
+  out, peak, total = (_merge_rows(t, num_queries) for t in (out, peak, total))
+  return out, (queries, keys, values, peak, total)
+
+
+def _flash_backward(num_chunks, rows, residuals, out_grad):
+  queries, keys, values, peak, total = residuals
+  acc = _accumulation_dtype(queries, keys, values, out_grad)
+
+  def one_chunk(carry, chunk):
+    keys_grad, values_grad = carry
+    q_chunk, g_chunk, peak_chunk, total_chunk = chunk
+    logits = jnp.einsum("bqd,bkd->bqk", q_chunk, keys, preferred_element_type=acc)
+    # The softmax, recomputed as the forward computed it. (exp(logits − lse)
+    # with lse = peak + log(total) saves one array but scales every weight by
+    # the rounding of lse, ~eps·|lse|, a bias: dK, dV errors against float64
+    # grew ~1.5× at N=300 with unit-normal q, k.)
+    weights = jnp.exp(logits - peak_chunk[..., None]) / total_chunk[..., None]
+    values_grad += jnp.einsum("bqd,bqk->bdk", g_chunk, weights.astype(g_chunk.dtype),
+                              preferred_element_type=acc)
+    weights_grad = jnp.einsum("bqd,bkd->bqk", g_chunk, values, preferred_element_type=acc)
+    # Softmax backward as jax.nn.softmax's: Σ_k P·dP over the keys. Flash
+    # attention's dO·O (over Dv) is algebraically equal and one pass cheaper,
+    # but gave 3–4× the materialized path's dq error (2e-5 vs 5e-6 against
+    # float64 at N=300, unit-normal q/k); this pass cost no measurable time.
+    delta = jnp.sum(weights * weights_grad, axis=-1, keepdims=True)
+    logits_grad = weights * (weights_grad - delta)
+    q_grad = jnp.einsum("bqk,bkd->bqd", logits_grad.astype(keys.dtype), keys,
+                        preferred_element_type=acc)
+    keys_grad += jnp.einsum("bqd,bqk->bdk", q_chunk, logits_grad.astype(q_chunk.dtype),
+                            preferred_element_type=acc)
+    return (keys_grad, values_grad), q_grad.astype(queries.dtype)
+
+  # Padded query rows get a zero output gradient, so they add nothing to dK, dV
+  # (their sum of exp is padded with 1, not 0: 0/0 would give NaN·0 = NaN).
+  chunks = (_split_rows(queries, num_chunks, rows), _split_rows(out_grad, num_chunks, rows),
+            _split_rows(peak, num_chunks, rows), _split_rows(total, num_chunks, rows, fill=1))
+  # dKᵀ, dVᵀ (B, D, Nk) accumulate faster on XLA:CPU than dK, dV (see above).
+  init = (jnp.zeros(keys.shape, acc).swapaxes(1, 2), jnp.zeros(values.shape, acc).swapaxes(1, 2))
+  (keys_grad, values_grad), q_grad = jax.lax.scan(one_chunk, init, chunks)
+  return (_merge_rows(q_grad, queries.shape[1]), keys_grad.swapaxes(1, 2).astype(keys.dtype),
+          values_grad.swapaxes(1, 2).astype(values.dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _attend_flash(queries, keys, values, num_chunks, rows):
+  return _flash_forward(queries, keys, values, num_chunks, rows)[0]
+
+
+_attend_flash.defvjp(_flash_forward, _flash_backward)
+
+
+def _attend_chunked_remat(queries, keys, values, num_chunks, rows):
+  """Fallback: lax.map over query chunks of the materialized math, under
+  jax.checkpoint (the backward re-runs each chunk's forward). Supports
+  forward-mode autodiff; slower than the custom VJP (see above)."""
 
   @jax.checkpoint
   def one_chunk(q_chunk):
     return _attend_materialized(q_chunk, keys, values)[0]
 
-  out = jax.lax.map(one_chunk, q)  # (num_chunks, B, chunk, Dv)
-  out = out.swapaxes(0, 1).reshape(batch, padded, values.shape[-1])
-  return out[:, :num_queries]
+  out = jax.lax.map(one_chunk, _split_rows(queries, num_chunks, rows))
+  return _merge_rows(out, queries.shape[1])
+
+
+def _attend_chunked(queries, keys, values, chunk_size, *, remat: bool = False):
+  """Attention over query chunks of at most ``chunk_size`` rows, never holding
+  more than one (B, rows, Nk) block of scores, in the forward or the backward.
+
+  Each output row depends only on its own query, so chunking changes no value
+  (only float32 summation order: ~1e-6 relative). Rows per chunk: see
+  ``_chunk_layout``. ``remat=True`` selects the jax.checkpoint fallback.
+  """
+  batch, num_queries, _ = queries.shape
+  num_chunks, rows = _chunk_layout(batch, num_queries, keys.shape[1], chunk_size)
+  fn = _attend_chunked_remat if remat else _attend_flash
+  return fn(queries, keys, values, num_chunks, rows)
 
 
 def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
@@ -83,8 +222,14 @@ def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
     return_weights: also return the (B, Nq, Nk) weights (forces the
       materialized path).
     chunk_size: when set and smaller than Nq (and weights are not requested),
-      process queries in chunks of this size with rematerialization, so the
-      full Nq × Nk matrix never exists, in the forward or the backward pass.
+      attention runs over query chunks of at most this many rows (fewer when
+      B·Nk is large: one block of scores is kept near 2¹⁹ elements, at least
+      64 rows) with a custom VJP that recomputes the scores in the backward
+      from the saved row max and sum of exp, so the full Nq × Nk matrix never
+      exists, in the forward or the backward pass. Equal to the materialized
+      path up to float32 summation order. The chunked path is reverse-mode
+      differentiable to any order, but not forward-mode (``jax.jvp``): use
+      ``chunk_size=None`` for that.
 
   Returns:
     (B, Nq, Dv) outputs, or ``(outputs, weights)``.
@@ -177,7 +322,6 @@ class SelfAttention(nn.Module):
         kernel_init=self.kernel_init, bias_init=self.bias_init)
     qk_channels = channels // self.qk_reduction
     value_channels = channels // self.value_reduction
-    # Seed names: key_conv gives the output (query) side, query_conv the source side.
     # Seed names: key_conv scores the output positions, query_conv the sources.
     source_proj = conv(qk_channels, name="query_conv")(x, update_stats=update_stats)
     target_proj = conv(qk_channels, name="key_conv")(x, update_stats=update_stats)
