@@ -1,0 +1,414 @@
+"""The training loop's promises: exact resume, no broken or diverged checkpoint,
+config and data errors before compute, an incompatible workdir left untouched,
+and the outputs a run leaves behind (TensorBoard events, PNGs, config.json,
+whole-state checkpoints).
+
+Runs `train_and_evaluate` in this process on configs/tiny.py (width 8, 16
+images, a few steps) on one device (several devices: test_multi_device.py).
+Compiled programs go to a persistent compilation cache, so each distinct
+program is compiled once per test session, not once per `Trainer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import struct
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+from PIL import Image
+
+from sagan_jax.data import DataError
+from sagan_jax.train import loop, sharding
+from sagan_jax.train.checkpoint import Checkpointer, IncompatibleCheckpointError, abstract_like
+from sagan_jax.train.config import ConfigError
+from sagan_jax.train.errors import NonFiniteLossError
+from sagan_jax.train.sampling import load_run
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+POISON_STEP = 3  # see poisoned_make_train_step
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def tiny_config(**overrides):
+  """configs/tiny.py with 16 images (2 steps per epoch) and 4 steps; overrides
+  use ``__`` for a dot: ``tiny_config(data__per_digit=8)``."""
+  spec = importlib.util.spec_from_file_location("tiny_config", ROOT / "configs" / "tiny.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.data.per_digit = 8
+  config.num_steps = 4
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split("__")
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def use_compilation_cache(directory) -> None:
+  """Points this process's persistent compilation cache at ``directory`` (None: off)."""
+  jax.config.update("jax_compilation_cache_dir", None if directory is None else str(directory))
+  compilation_cache.reset_cache()
+
+
+def cache_dir(tmp_path_factory) -> pathlib.Path:
+  """One compilation cache for the whole test session (also test_cli's subprocesses).
+
+  Its keys include the process's device count, so a process with four (simulated)
+  devices and one with one never share an entry — nor, on XLA:CPU, the last bits
+  of their results."""
+  path = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
+  path.mkdir(exist_ok=True)
+  return path
+
+
+@contextlib.contextmanager
+def one_device_and_compilation_cache(tmp_path_factory):
+  """Trainers get a one-device mesh (what ``python train.py`` gets on a one-CPU
+  machine; quicker than conftest's four) and compiled programs are cached on disk."""
+  make_mesh = sharding.make_mesh
+  previous_cache = jax.config.jax_compilation_cache_dir
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(sharding, "make_mesh",
+                  lambda devices=None: make_mesh(jax.devices()[:1] if devices is None else devices))
+    use_compilation_cache(cache_dir(tmp_path_factory))
+    try:
+      yield
+    finally:
+      use_compilation_cache(previous_cache)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_device_and_compilation_cache(tmp_path_factory):
+  with one_device_and_compilation_cache(tmp_path_factory):
+    yield
+
+
+def restore(workdir, step: int, config=None):
+  """The state checkpointed at ``step`` in ``workdir`` (read-only)."""
+  config = config or loop.load_config(str(workdir))
+  trainer = loop.Trainer(config)
+  abstract = abstract_like(jax.eval_shape(trainer.init_state), sharding.replicated(trainer.mesh))
+  checkpointer = Checkpointer(str(workdir), read_only=True)
+  try:
+    return jax.device_get(checkpointer.restore(step, abstract))
+  finally:
+    checkpointer.close()
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  checkpointer = Checkpointer(str(workdir), read_only=True)
+  try:
+    return sorted(checkpointer.all_steps())
+  finally:
+    checkpointer.close()
+
+
+def assert_all_checkpoints_restore(workdir, config=None) -> list[int]:
+  """Every checkpoint orbax lists restores, holds its own step and only finite floats."""
+  steps = checkpoint_steps(workdir)
+  for step in steps:
+    state = restore(workdir, step, config)
+    assert int(state.step) == step
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+      if np.issubdtype(np.asarray(leaf).dtype, np.floating):
+        assert np.all(np.isfinite(leaf)), f"step {step}: non-finite {jax.tree_util.keystr(path)}"
+  return steps
+
+
+def assert_states_identical(a, b, what: str = "state") -> None:
+  """Bit-for-bit equality of two pytrees (structure, dtypes, shapes, bytes)."""
+  a, b = jax.device_get(a), jax.device_get(b)
+  flat_a, tree_a = jax.tree_util.tree_flatten_with_path(a)
+  flat_b, tree_b = jax.tree_util.tree_flatten_with_path(b)
+  assert tree_a == tree_b, f"{what}: different structure"
+  for (path, x), (_, y) in zip(flat_a, flat_b):
+    x, y = np.asarray(x), np.asarray(y)
+    name = f"{what}{jax.tree_util.keystr(path)}"
+    assert x.dtype == y.dtype and x.shape == y.shape, name
+    assert x.tobytes() == y.tobytes(), f"{name} differs (max |Δ| {np.max(np.abs(x - y))})"
+
+
+def snapshot(root) -> dict[str, tuple[int, int]]:
+  """``{relative path: (size, mtime_ns)}`` of every file and folder under ``root``."""
+  out = {}
+  for dirpath, dirnames, filenames in os.walk(root):
+    for name in dirnames + filenames:
+      path = os.path.join(dirpath, name)
+      stat = os.stat(path)
+      out[os.path.relpath(path, root)] = (stat.st_size, stat.st_mtime_ns)
+  return out
+
+
+def read_events(workdir) -> list:
+  """Every TensorBoard event in ``workdir`` (TFRecord framing parsed by hand)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+
+  events = []
+  for name in sorted(os.listdir(workdir)):
+    if not name.startswith("events.out.tfevents"):
+      continue
+    data = pathlib.Path(workdir, name).read_bytes()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      events.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
+      pos += 16 + length
+  return events
+
+
+def scalars(workdir) -> dict[tuple[int, str], float]:
+  return {(e.step, v.tag): v.simple_value for e in read_events(workdir)
+          if e.HasField("summary") for v in e.summary.value if v.HasField("simple_value")}
+
+
+def poisoned_make_train_step(make_train_step):
+  """``make_train_step`` whose generator params turn NaN from step POISON_STEP on,
+  while that step's own losses stay finite — as after an overflowing gradient. The
+  next step's losses are then NaN. (test_cli.py runs it in a subprocess too.)"""
+
+  def make(*args, **kwargs):
+    train_step = make_train_step(*args, **kwargs)
+
+    def poisoned_train_step(state, batch):
+      state, metrics = train_step(state, batch)
+      bad = state.step >= POISON_STEP
+      params = jax.tree.map(lambda x: jnp.where(bad, jnp.nan, x), state.generator.params)
+      return state.replace(generator=state.generator.replace(params=params)), metrics
+
+    return poisoned_train_step
+
+  return make
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """A finished 4-step run: (workdir, config, returned state)."""
+  workdir = tmp_path_factory.mktemp("finished")
+  config = tiny_config()
+  state = jax.device_get(loop.train_and_evaluate(config, str(workdir)))
+  return workdir, config, state
+
+
+@pytest.fixture
+def finished_copy(finished_run, tmp_path):
+  """A private copy (times preserved) of the finished run's workdir."""
+  workdir, config, state = finished_run
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  return copy, config, state
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_is_bit_exact(finished_run, tmp_path):
+  """4 steps in one go == 2 steps, a restart, then `num_steps` raised to 4."""
+  workdir, config, one_go = finished_run
+  first = jax.device_get(loop.train_and_evaluate(tiny_config(num_steps=2), str(tmp_path)))
+  assert int(first.step) == 2 and checkpoint_steps(tmp_path) == [2]
+  resumed = loop.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  assert int(resumed.step) == 4
+  assert_states_identical(resumed, one_go, "resumed vs one-go state")
+  # What was saved is the same too, and so is every logged scalar.
+  assert checkpoint_steps(tmp_path) == [2, 4]
+  assert_states_identical(restore(tmp_path, 4), restore(workdir, 4), "step-4 checkpoint")
+  assert scalars(tmp_path) == scalars(workdir)
+
+
+def test_rerun_of_finished_run_does_nothing(finished_copy):
+  workdir, config, state = finished_copy
+  before = snapshot(workdir)
+  again = loop.train_and_evaluate(tiny_config(), str(workdir))
+  assert_states_identical(again, state, "state returned by the rerun")
+  after = snapshot(workdir)
+  # config.json is rewritten (same content); nothing else is touched, no new events.
+  before.pop("config.json"), after.pop("config.json")
+  assert after == before
+  assert json.loads((workdir / "config.json").read_text()) == json.loads(config.to_json())
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch, log_every):
+  """G params turn NaN at step 3 (its losses still finite), so step 4's loss is NaN."""
+  monkeypatch.setattr(loop, "make_train_step", poisoned_make_train_step(loop.make_train_step))
+  config = tiny_config(log_every=log_every)  # checkpoints at 2 and 4
+  with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 4: d_loss=nan") as e:
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert "last checkpoint (step 2) is intact" in str(e.value)
+  assert assert_all_checkpoints_restore(tmp_path) == [2]
+  logged = {step for step, _ in scalars(tmp_path)}
+  assert logged == ({1, 2, 3} if log_every == 1 else set())
+  assert not (tmp_path / "samples" / "samples_000004.png").exists()
+
+
+def test_non_finite_state_is_never_checkpointed(tmp_path, monkeypatch):
+  """A finite loss with a NaN state (overflowing gradients) must not be saved."""
+  monkeypatch.setattr(loop, "make_train_step", poisoned_make_train_step(loop.make_train_step))
+  config = tiny_config(checkpoint_every=1)
+  with pytest.raises(NonFiniteLossError,
+                     match=r"non-finite values in the training state after step 3") as e:
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert "last checkpoint (step 2) is intact" in str(e.value)
+  assert assert_all_checkpoints_restore(tmp_path) == [1, 2]
+  # Rerunning resumes from step 2 (and diverges again, naming the step).
+  with pytest.raises(NonFiniteLossError, match="after step 3"):
+    loop.train_and_evaluate(config, str(tmp_path))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+  """Fails the test if the trainer starts initialising or restoring a state."""
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("compute started before the error")
+
+  monkeypatch.setattr(loop.Trainer, "init_state", refuse)
+  monkeypatch.setattr(Checkpointer, "restore", refuse)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": 0}, r"config\.batch_size must be a positive integer, got 0"),
+    ({"num_steps": -1}, r"config\.num_steps must be a positive integer"),
+    ({"data__image_size": 32}, r"makes 64×64 images; config\.data\.image_size is 32"),
+    ({"model__width": 12}, r"config\.model\.width must be a multiple of 8.*got 12"),
+    ({"model__width": 0}, r"config\.model\.width must be a positive integer"),
+    ({"loss": "hinj"}, r"config\.loss must be one of \['hinge', .*got 'hinj'"),
+    ({"data__source": "mnist"}, r"config\.data\.source must be one of .*got 'mnist'"),
+    ({"data__channels": 2}, r"config\.data\.channels must be one of \[1, 3\]"),
+    ({"optimizer__lr_d": float("inf")}, r"config\.optimizer\.lr_d must be finite and > 0"),
+    ({"optimizer__b2": 1.0}, r"config\.optimizer\.b2 must be in \[0, 1\)"),
+])
+def test_config_errors_before_any_compute(tmp_path, no_compute, overrides, message):
+  workdir = tmp_path / "run"
+  with pytest.raises(ConfigError, match=message):
+    loop.train_and_evaluate(tiny_config(**overrides), str(workdir))
+  assert not workdir.exists()
+
+
+def test_empty_image_folder_is_a_clear_error(tmp_path, no_compute):
+  folder = tmp_path / "images"
+  folder.mkdir()
+  (folder / "notes.txt").write_text("not an image")
+  config = tiny_config(data__source="image_folder", data__path=str(folder))
+  with pytest.raises(DataError, match=f"image folder {folder} holds no image files"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_image_is_a_clear_error_naming_the_file(tmp_path):
+  folder = tmp_path / "images"
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(7):
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i}.png")
+  (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+  # 8 images, batch 8: the first batch holds the broken one.
+  config = tiny_config(data__source="image_folder", data__path=str(folder))
+  with pytest.raises(DataError, match=r"cannot read image file .*broken\.png"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert checkpoint_steps(tmp_path / "run") == []
+
+
+def test_incompatible_checkpoint_leaves_workdir_untouched(finished_copy, no_compute):
+  workdir, _, _ = finished_copy
+  # A temporary folder as a run killed mid-save leaves: must survive too.
+  leftover = workdir / "checkpoints" / "6.orbax-checkpoint-tmp"
+  leftover.mkdir()
+  (leftover / "partial").write_bytes(b"x")
+  before = snapshot(workdir)
+  with pytest.raises(IncompatibleCheckpointError,
+                     match=r"holds step 4 of a run with another config "
+                           r"\(model\.width: checkpoint 8 vs now 16\)"):
+    loop.train_and_evaluate(tiny_config(model__width=16), str(workdir))
+  assert snapshot(workdir) == before
+
+
+def fake_mesh(num_devices: int):
+  """Stands in for a mesh of ``num_devices`` (the checks read only ``.devices.size``)."""
+  return types.SimpleNamespace(devices=np.empty(num_devices, object))
+
+
+def test_batch_that_does_not_split_over_devices(no_compute):
+  with pytest.raises(ValueError, match="the batch size 8 does not divide over 3 devices"):
+    sharding.check_divisible(8, fake_mesh(3))
+  sharding.check_divisible(8, fake_mesh(4))
+  # The trainer checks before building anything, and reports a config error.
+  with pytest.raises(ConfigError, match="the batch size 8 does not divide over 3 devices"):
+    loop.Trainer(tiny_config(), mesh=fake_mesh(3))
+  # 16 images at batch 6: the last batch of each epoch has 4, which 3 devices cannot split.
+  with pytest.raises(ConfigError, match="the final partial batch of each epoch 4 does not "
+                                        "divide over 3 devices"):
+    loop.Trainer(tiny_config(batch_size=6), mesh=fake_mesh(3))
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_run_outputs(finished_run):
+  workdir, config, state = finished_run
+  # TensorBoard: losses every step, σ and γ of every SN / attention layer, images.
+  logged = scalars(workdir)
+  for step in range(1, 5):
+    tags = {tag for s, tag in logged if s == step}
+    assert {"d_loss", "g_loss", "d_real", "d_fake"} <= tags
+    for prefix in ("sigma/G/", "sigma/D/", "gamma/G/", "gamma/D/"):
+      assert any(t.startswith(prefix) for t in tags), f"step {step}: no {prefix}* scalar"
+  assert {"sigma/G/layer1/conv", "sigma/D/layer4/conv", "gamma/G/self_attention2",
+          "gamma/D/self_attention1"} <= {t for _, t in logged}
+  images = {(e.step, v.tag) for e in read_events(workdir) if e.HasField("summary")
+            for v in e.summary.value if v.HasField("image")}
+  assert images == {(s, t) for s in (3, 4) for t in ("samples", "attention")}
+  # PNGs: sample grids and attention figures at sample_every (3) and at the end.
+  for step in (3, 4):
+    for kind in ("samples", "attention"):
+      with Image.open(workdir / "samples" / f"{kind}_{step:06d}.png") as png:
+        assert png.format == "PNG" and min(png.size) >= 64
+  # config.json: the whole config, as sampling rebuilds it.
+  assert json.loads(loop.load_config(str(workdir)).to_json()) == json.loads(config.to_json())
+  # Checkpoints of the whole state under <workdir>/checkpoints.
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
+  saved = restore(workdir, 4)
+  assert_states_identical(saved, state, "checkpointed state")
+  assert set(saved.generator.collections) == {"spectral", "batch_stats"}
+  assert set(saved.discriminator.collections) == {"spectral"}
+  assert jax.tree.leaves(saved.generator.opt_state) and jax.tree.leaves(
+      saved.discriminator.opt_state)
+
+
+def test_sampling_never_modifies_the_workdir(finished_copy):
+  """Sampling beside a running trainer must not clean up its in-progress save."""
+  workdir, config, state = finished_copy
+  in_progress = workdir / "checkpoints" / "6.orbax-checkpoint-tmp"
+  in_progress.mkdir()
+  (in_progress / "partial").write_bytes(b"x")
+  before = snapshot(workdir)
+  run = load_run(str(workdir))
+  assert run.step == 4
+  assert_states_identical(run.state.generator.params, state.generator.params, "sampled G")
+  assert snapshot(workdir) == before
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 3 .*holds 2, 4"):
+    load_run(str(workdir), step=3)
