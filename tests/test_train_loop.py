@@ -412,3 +412,37 @@ def test_sampling_never_modifies_the_workdir(finished_copy):
   assert snapshot(workdir) == before
   with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 3 .*holds 2, 4"):
     load_run(str(workdir), step=3)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_steps_per_dispatch_gives_the_same_run(finished_run, tmp_path):
+  """K steps per jitted call (a lax.scan) is the same computation as K calls; the
+  groups end where the loop logs/checkpoints and before the epoch's partial batch."""
+  _, _, one_by_one = finished_run
+  config = tiny_config(steps_per_dispatch=3, log_every=4, sample_every=4, checkpoint_every=4)
+  calls = []
+  dispatch = loop.Trainer.dispatch
+
+  def counting_dispatch(self, state, host_batches):
+    calls.append(len(host_batches))
+    return dispatch(self, state, host_batches)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(loop.Trainer, "dispatch", counting_dispatch)
+    state = loop.train_and_evaluate(config, str(tmp_path))
+  assert calls == [3, 1]  # 3 steps scanned, then step 4 alone (a log/checkpoint step)
+  assert int(state.step) == 4 and checkpoint_steps(tmp_path) == [4]
+  assert_states_identical(state, one_by_one, "K=3 vs K=1 state")
+
+
+def test_eval_every_writes_reports_during_training(tmp_path):
+  config = tiny_config(num_steps=2, eval_every=2, eval_num_samples=16, eval_batch_size=8,
+                       log_every=2, sample_every=2, checkpoint_every=2)
+  loop.train_and_evaluate(config, str(tmp_path))
+  report = json.loads((tmp_path / "eval" / "eval_000002.json").read_text())
+  assert report["step"] == 2
+  for key in ("fid", "kid", "precision", "recall", "classifier_score", "confident_fraction"):
+    assert key in report and key in report["real"]
+  assert np.isfinite(report["fid"]) and report["fid"] >= 0

@@ -31,7 +31,7 @@ from sagan_jax.train.errors import NonFiniteLossError
 from sagan_jax.train.metric_writer import ConsoleProgress, MetricWriter
 from sagan_jax.train.optimizers import make_optimizers
 from sagan_jax.train.state import GANState, init_gan_state
-from sagan_jax.train.step import make_train_step
+from sagan_jax.train.step import make_multi_step, make_train_step
 
 # Fields of config.data that configure the batcher, not the source.
 _BATCHING_FIELDS = ("drop_remainder", "prefetch")
@@ -67,6 +67,18 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def _check_finite(step: int, metrics: dict[str, Any], last_checkpoint: Optional[int]) -> None:
+  """Raises if a loss of the dispatch that ended at ``step`` is not finite.
+
+  A K-step dispatch carries every step's losses (``all_d_loss``/``all_g_loss``);
+  the error names the first bad step.
+  """
+  if "all_d_loss" in metrics:
+    all_losses = np.stack([np.asarray(metrics["all_d_loss"]), np.asarray(metrics["all_g_loss"])])
+    bad = np.flatnonzero(~np.all(np.isfinite(all_losses), axis=0))
+    if bad.size:
+      first = int(bad[0])
+      step = step - all_losses.shape[1] + 1 + first
+      metrics = {"d_loss": all_losses[0, first], "g_loss": all_losses[1, first]}
   losses = {k: float(metrics[k]) for k in ("d_loss", "g_loss")}
   if not all(np.isfinite(v) for v in losses.values()):
     kept = (f"the last checkpoint (step {last_checkpoint}) is intact"
@@ -127,6 +139,11 @@ class Trainer:
     # The state is donated: its buffers are reused for the new state.
     self.train_step = jax.jit(step_fn, in_shardings=(replicated, self.batch_sharding),
                               out_shardings=(replicated, replicated), donate_argnums=0)
+    # K steps per dispatch: batches stacked on a leading axis, split on the next.
+    self.stacked_sharding = sharding.stacked_batch_sharded(self.mesh)
+    self.multi_step = jax.jit(make_multi_step(step_fn),
+                              in_shardings=(replicated, self.stacked_sharding),
+                              out_shardings=(replicated, replicated), donate_argnums=0)
     self._init = jax.jit(functools.partial(
         init_gan_state, self.generator, self.discriminator, seed=config.seed,
         z_dim=config.model.z_dim, image_shape=self.image_shape, g_tx=self.g_tx,
@@ -145,6 +162,17 @@ class Trainer:
     """A host batch (this process's slice) → the global batch, sharded over the mesh."""
     return {"image": sharding.global_batch(host_batch["image"], self.batch_sharding)}
 
+  def stacked_device_batch(self, host_batches: list[dict[str, Any]]) -> dict[str, jax.Array]:
+    """K host batches → one (K, B, …) global array for ``multi_step``."""
+    images = np.stack([b["image"] for b in host_batches])
+    return {"image": sharding.global_batch(images, self.stacked_sharding)}
+
+  def dispatch(self, state: GANState, host_batches: list[dict[str, Any]]):
+    """Runs the steps of ``host_batches``: one jitted step, or a scan over several."""
+    if len(host_batches) == 1:
+      return self.train_step(state, self.device_batch(host_batches[0]))
+    return self.multi_step(state, self.stacked_device_batch(host_batches))
+
   def batch(self, step: int) -> dict[str, jax.Array]:
     """The global batch of ``step``, sharded over the mesh."""
     return self.device_batch(self.batcher.batch(step))
@@ -156,6 +184,41 @@ class Trainer:
   def sample(self, state: GANState, z: jax.Array):
     """Eval-mode images and attention maps for ``z``."""
     return self._sample(state.generator.variables(), z)
+
+
+def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
+                   group_size: int) -> bool:
+  """Whether the dispatch group ends after (1-based) ``step``.
+
+  A group ends when it holds ``steps_per_dispatch`` steps, at every step where
+  the loop logs, samples, evaluates or checkpoints (so those happen exactly
+  where configured), and before a batch of another size (the partial batch
+  at an epoch's end), since a scan needs equal shapes.
+  """
+  if group_size >= config.steps_per_dispatch or step == total:
+    return True
+  for every in (config.log_every, config.sample_every, config.checkpoint_every,
+                config.eval_every):
+    if every and step % every == 0:
+      return True
+  # ``step`` steps are done; the next one is index ``step`` (0-based).
+  return len(batcher.global_indices(step)) != len(batcher.global_indices(step - 1))
+
+
+def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
+                   writer: MetricWriter) -> None:
+  """Scores ``state``'s generator against held-out digits → eval/eval_<step>.json."""
+  from sagan_jax.eval import generate_batches, write_results
+
+  config = trainer.config
+  result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
+  result.update(evaluator.evaluate(generate_batches(
+      trainer.generator, state.generator.variables(), config.model.z_dim,
+      config.eval_num_samples, evaluator.batch_size, seed=config.seed)))
+  write_results(workdir, result, writer)
+  logger.info("eval step %d: FID %.3f (real floor %.3f) | KID %.4f | precision %.3f | "
+              "recall %.3f", step, result["fid"], result["real"]["fid"], result["kid"],
+              result["precision"], result["recall"])
 
 
 def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: MetricWriter,
@@ -211,21 +274,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   writer = MetricWriter(workdir, enabled=is_chief, purge_step=start if start else None)
   progress = ConsoleProgress(total)
   sample_z = trainer.sample_noise()
+  evaluator = None
+  if config.eval_every and is_chief:
+    from sagan_jax.eval import Evaluator  # loads the classifier only when asked
+
+    evaluator = Evaluator(config.data, batch_size=config.eval_batch_size)
   last_checkpoint = latest
-  pending = None  # (step, metrics) checked one step late so the device never idles
+  pending = None  # (step, metrics) checked one dispatch late so the device never idles
+  group: list[dict[str, Any]] = []
   try:
     with data_lib.prefetch_batches(
         trainer.batcher, start_step=start, stop_step=total,
-        buffer_size=max(config.data.prefetch, 1),
-        transform=trainer.device_batch) as batches:
+        buffer_size=max(config.data.prefetch, 1)) as batches:
       for step in range(start + 1, total + 1):
-        state, metrics = trainer.train_step(state, next(batches))
+        group.append(next(batches))
+        if not _ends_dispatch(step, config, total, trainer.batcher, len(group)):
+          continue
+        state, metrics = trainer.dispatch(state, group)
+        group = []
         if pending is not None:
           _check_finite(*pending, last_checkpoint)
         pending = (step, metrics)
         if step % config.log_every == 0 or step == total:
           _check_finite(step, metrics, last_checkpoint)
-          scalars = jax.device_get(metrics)
+          scalars = {k: v for k, v in jax.device_get(metrics).items()
+                     if not k.startswith("all_")}
           writer.write_scalars(step, scalars)
           logger.info(progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS}))
         else:
@@ -239,6 +312,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
         if step % config.sample_every == 0 or step == total:
           _check_finite(step, metrics, last_checkpoint)
           write_samples(trainer, state, workdir, writer, sample_z)
+        if evaluator is not None and (step % config.eval_every == 0 or step == total):
+          _check_finite(step, metrics, last_checkpoint)
+          evaluate_state(evaluator, trainer, state, step, workdir, writer)
         if save:
           checkpointer.save(step, state, config)
           last_checkpoint = step

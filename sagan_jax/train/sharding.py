@@ -31,6 +31,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def stacked_batch_sharded(mesh: Mesh) -> NamedSharding:
+  """K batches stacked on a leading (scan) axis: split the batch axis, axis 1."""
+  return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+
 def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:
   """A global batch must split evenly over the devices; say so before compute."""
   devices = mesh.devices.size
