@@ -8,7 +8,7 @@
 # chapter's loop only. Each side prints its own line; compare the two wall times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-K=${K:-7}  # 7 = one epoch (6 full batches + the partial one) per dispatch
+K=${K:-6}  # an epoch is 6 full batches (one dispatch) + the partial one (another)
 WORKDIR=$(mktemp -d)
 start=$(date +%s.%N)
 python train.py --config configs/mnist78.py --workdir "$WORKDIR" \
