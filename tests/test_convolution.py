@@ -1,11 +1,12 @@
 """Tests for sagan_jax.ops.convolution: PyTorch-semantics conv2d / conv_transpose2d.
 
 Tolerance: <= 1e-5 absolute, float32, for values and gradients (w.r.t. x and the
-kernel, of ``sum(y * r)``): 'gemm' against 'xla' for every case, and 'auto' against the
-live PyTorch functions when torch is importable (those tests skip otherwise). Inputs
-are drawn in [-1, 1], kernels with scale 0.2, and r scaled by the number of terms each
-kernel-gradient entry sums, so values and gradients are O(1) and the bound is strict.
-The cases are the chapter's layers with batch and channels shrunk, plus odd geometries.
+kernel, of ``sum(y * r)``): 'gemm' and 'auto' against 'xla' for every case, and 'auto'
+and 'xla' against the live PyTorch functions when torch is importable (those tests
+skip otherwise). Inputs are drawn in [-1, 1], kernels with scale 0.2, and r scaled by
+the number of terms each kernel-gradient entry sums, so values and gradients are O(1)
+and the bound is strict. The cases are the chapter's layers with batch and channels
+shrunk, plus odd geometries.
 """
 
 import functools
@@ -78,13 +79,8 @@ def _cotangent(x, y_shape, seed):
   return (r * min(1.0, 3.0 / np.sqrt(summands))).astype(np.float32)
 
 
-def _value_and_grads(fn, x, kernel, r):
-  """y and (dL/dx, dL/dkernel) of L = sum(fn(x, kernel) * r), in one jitted call."""
-  return _values_and_grads((fn,), x, kernel, r)[0]
-
-
 def _values_and_grads(fns, x, kernel, r):
-  """`_value_and_grads` of several functions, compiled together (faster tests)."""
+  """[(y, (dL/dx, dL/dkernel))] of L = sum(fn(x, kernel) * r) for each fn, in one jit."""
 
   @jax.jit
   def run(x, kernel, r):
@@ -115,45 +111,49 @@ def _conv(case, implementation):
                            implementation=implementation)
 
 
-def _nhwc_shape(t):
-  b, c, h, w = t.shape
-  return (b, h, w, c)
-
-
 def _torch_nchw(a):
   import torch  # pylint: disable=import-outside-toplevel
   return torch.tensor(np.asarray(a).transpose(0, 3, 1, 2), requires_grad=True)
 
 
+@functools.lru_cache(maxsize=None)
+def _case_results(op, name):
+  """Inputs and the values/gradients of all three paths for one case, computed once.
+
+  The 'xla' comparison and the torch comparison of a case share them, and the three
+  paths compile as one program: compilation dominates these tests' time.
+  """
+  case, make = (({c[0]: c for c in CONV_CASES}[name], _conv) if op == 'conv2d' else
+                ({c[0]: c for c in CONV_T_CASES}[name], _conv_t))
+  x, kernel = _inputs(case[1], case[2], case[3], seed=0)
+  r = _cotangent(x, jax.eval_shape(make(case, 'xla'), x, kernel).shape, seed=1)
+  results = _values_and_grads(tuple(make(case, impl) for impl in ('xla', 'gemm', 'auto')),
+                              x, kernel, r)
+  return case, x, kernel, r, dict(zip(('xla', 'gemm', 'auto'), results))
+
+
 # ---------------------------------------------------------------- vs the 'xla' path
 
 
-@pytest.mark.parametrize('case', CONV_T_CASES, ids=[c[0] for c in CONV_T_CASES])
-def test_conv_transpose2d_matches_xla(case):
-  x, kernel = _inputs(case[1], case[2], case[3], seed=0)
-  y_shape = jax.eval_shape(_conv_t(case, 'xla'), x, kernel).shape
-  r = _cotangent(x, y_shape, seed=1)
-  expected, actual = _values_and_grads((_conv_t(case, 'xla'), _conv_t(case, 'gemm')),
-                                       x, kernel, r)
-  _assert_close(actual, expected)
+@pytest.mark.parametrize('name', [c[0] for c in CONV_T_CASES])
+def test_conv_transpose2d_matches_xla(name):
+  *_, results = _case_results('conv_transpose2d', name)
+  _assert_close(results['gemm'], results['xla'])
+  _assert_close(results['auto'], results['xla'])
 
 
-@pytest.mark.parametrize('case', CONV_CASES, ids=[c[0] for c in CONV_CASES])
-def test_conv2d_matches_xla(case):
-  x, kernel = _inputs(case[1], case[2], case[3], seed=0)
-  y_shape = jax.eval_shape(_conv(case, 'xla'), x, kernel).shape
-  r = _cotangent(x, y_shape, seed=1)
-  expected, actual = _values_and_grads((_conv(case, 'xla'), _conv(case, 'gemm')),
-                                       x, kernel, r)
-  _assert_close(actual, expected)
+@pytest.mark.parametrize('name', [c[0] for c in CONV_CASES])
+def test_conv2d_matches_xla(name):
+  *_, results = _case_results('conv2d', name)
+  _assert_close(results['gemm'], results['xla'])
+  _assert_close(results['auto'], results['xla'])
 
 
-@pytest.mark.parametrize('chunks', [2, 4])
 @pytest.mark.parametrize('op', ['conv2d', 'conv_transpose2d'])
-def test_batch_slicing_matches(monkeypatch, op, chunks):
+def test_batch_slicing_matches(monkeypatch, op):
   # The chapter's sizes are processed in batch slices (lax.map/scan); at test sizes the
   # heuristic picks one slice, so force several.
-  monkeypatch.setattr(convolution, '_num_chunks', lambda *args: chunks)
+  monkeypatch.setattr(convolution, '_num_chunks', lambda *args: 2)
   case, make = (CONV_CASES[1], _conv) if op == 'conv2d' else (CONV_T_CASES[3], _conv_t)
   in_shape = case[1]
   rng = np.random.default_rng(2)
@@ -164,42 +164,50 @@ def test_batch_slicing_matches(monkeypatch, op, chunks):
   _assert_close(actual, expected)
 
 
+def test_slice_count_divides_batch_and_bounds_im2col():
+  # The generator's 16x16x128 -> 32x32x64 layer: 67 MB of im2col at batch 64 -> 16
+  # slices of 4 MiB; tiny layers stay whole; any batch size gets a divisor.
+  assert convolution._num_chunks(64, (16, 16), (2, 2, 256, 128), jnp.float32) == 16
+  assert convolution._num_chunks(64, (1, 1), (4, 4, 512, 20), jnp.float32) == 1
+  for batch in (1, 7, 30, 64, 96):
+    assert batch % convolution._num_chunks(batch, (16, 16), (2, 2, 256, 128),
+                                           jnp.float32) == 0
+
+
 # ---------------------------------------------------------------- vs PyTorch, live
 
 
-@pytest.mark.parametrize('case', CONV_T_CASES, ids=[c[0] for c in CONV_T_CASES])
-def test_conv_transpose2d_matches_torch(case):
+@pytest.mark.parametrize('name', [c[0] for c in CONV_T_CASES])
+def test_conv_transpose2d_matches_torch(name):
   torch = pytest.importorskip('torch')
-  x, kernel = _inputs(case[1], case[2], case[3], seed=4)
+  case, x, kernel, r, results = _case_results('conv_transpose2d', name)
   _, _, _, _, stride, padding, output_padding = case
   xt = _torch_nchw(x)
   wt = torch.tensor(kernel.transpose(2, 3, 0, 1), requires_grad=True)  # (I, O, kh, kw)
   yt = torch.nn.functional.conv_transpose2d(xt, wt, stride=stride, padding=padding,
                                             output_padding=output_padding)
-  r = _cotangent(x, _nhwc_shape(yt), seed=5)
   gxt, gwt = torch.autograd.grad((yt * torch.tensor(r.transpose(0, 3, 1, 2))).sum(),
-                              (xt, wt))
+                                 (xt, wt))
   expected = (yt.detach().numpy().transpose(0, 2, 3, 1),
               (gxt.numpy().transpose(0, 2, 3, 1), gwt.numpy().transpose(2, 3, 0, 1)))
-  actual = _value_and_grads(_conv_t(case, 'auto'), x, kernel, r)
-  _assert_close(actual, expected)
+  _assert_close(results['auto'], expected)
+  _assert_close(results['xla'], expected)
 
 
-@pytest.mark.parametrize('case', CONV_CASES, ids=[c[0] for c in CONV_CASES])
-def test_conv2d_matches_torch(case):
+@pytest.mark.parametrize('name', [c[0] for c in CONV_CASES])
+def test_conv2d_matches_torch(name):
   torch = pytest.importorskip('torch')
-  x, kernel = _inputs(case[1], case[2], case[3], seed=6)
+  case, x, kernel, r, results = _case_results('conv2d', name)
   _, _, _, _, stride, padding = case
   xt = _torch_nchw(x)
   wt = torch.tensor(kernel.transpose(3, 2, 0, 1), requires_grad=True)  # (O, I, kh, kw)
   yt = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding)
-  r = _cotangent(x, _nhwc_shape(yt), seed=7)
   gxt, gwt = torch.autograd.grad((yt * torch.tensor(r.transpose(0, 3, 1, 2))).sum(),
-                              (xt, wt))
+                                 (xt, wt))
   expected = (yt.detach().numpy().transpose(0, 2, 3, 1),
               (gxt.numpy().transpose(0, 2, 3, 1), gwt.numpy().transpose(2, 3, 1, 0)))
-  actual = _value_and_grads(_conv(case, 'auto'), x, kernel, r)
-  _assert_close(actual, expected)
+  _assert_close(results['auto'], expected)
+  _assert_close(results['xla'], expected)
 
 
 # ---------------------------------------------------------------- transformations

@@ -11,6 +11,9 @@ do). Two implementations compute the same function:
   (3.2 s vs 81 ms for the generator's 16x16x128 -> 32x32x64 layer at batch 64).
 
 ``'auto'`` (the default) picks ``'gemm'`` when lowering for CPU and ``'xla'`` otherwise.
+Both work under ``jit``, ``vmap``, ``lax.scan`` and reverse-mode autodiff (``grad``,
+``vjp``, grad-of-grad); ``'gemm'`` defines its gradient with ``jax.custom_vjp``, so
+forward mode (``jvp``, ``jacfwd``) needs ``implementation='xla'``.
 
 The ``'gemm'`` formulation:
 
@@ -41,6 +44,7 @@ O(1) values).
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from typing import Union
 
@@ -64,16 +68,18 @@ _MIN_CHUNK_ROWS = 512
 
 
 def _pair(value: IntOrPair, name: str) -> tuple[int, int]:
-  """Returns ``(h, w)`` from an int or a pair of ints."""
-  if isinstance(value, int):
-    return (value, value)
+  """Returns ``(h, w)`` from an int or a pair of ints (NumPy integers included)."""
   try:
-    pair = tuple(value)
+    return (operator.index(value),) * 2
+  except TypeError:
+    pass
+  try:
+    pair = tuple(operator.index(v) for v in value)
   except TypeError:
     pair = ()
-  if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+  if len(pair) != 2:
     raise ValueError(f'{name} must be an int or a pair of ints, got {value!r}.')
-  return pair  # type: ignore[return-value]
+  return pair
 
 
 def _check_operands(op: str, x: jax.Array, kernel: jax.Array) -> None:
@@ -133,6 +139,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
       empty output.
   """
   _check_implementation(implementation)
+  x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv2d', x, kernel)
   stride = _pair(stride, 'stride')
   padding = _pair(padding, 'padding')
@@ -174,6 +181,7 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
       ``output_padding >= stride``, or an output size <= 0.
   """
   _check_implementation(implementation)
+  x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv_transpose2d', x, kernel)
   stride = _pair(stride, 'stride')
   padding = _pair(padding, 'padding')
@@ -198,7 +206,7 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
 def _dispatch(implementation, xla, gemm, x, kernel):
   # Both paths need one dtype (lax.dot/conv and the custom VJP's cotangents).
   dtype = jnp.result_type(x, kernel)
-  x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
+  x, kernel = x.astype(dtype), kernel.astype(dtype)
   if implementation == 'xla':
     return xla(x, kernel)
   if implementation == 'gemm':
