@@ -6,9 +6,10 @@ the last partial batch of 16 kept, 300 epochs = 2,100 steps).
 
     python train.py --config configs/mnist78.py --workdir runs/mnist78
 
-Shorter run: ``--config.num_steps=600``. On the 2-core CPU of our CI
-machine a step takes a few seconds (see README, Performance); on one GPU the
-whole recipe takes minutes. The digits ship with the package (offline).
+Shorter run: ``--config.num_steps=600``. On a quiet 2-core CPU a step takes
+about 2.5–3.5 s, so the whole recipe about two hours (README, Performance);
+600 steps took 84 minutes on a busy one. The digits ship with the package
+(offline).
 """
 
 from sagan_jax.train.config import base_config
