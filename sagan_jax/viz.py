@@ -15,12 +15,14 @@ there ``M == N / 4``.
 from __future__ import annotations
 
 import math
+import io
 import os
-import uuid
 from typing import Any, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from sagan_jax.atomic_file import atomic_write
 
 __all__ = [
     "apply_colormap",
@@ -176,28 +178,9 @@ def save_png(path: str | os.PathLike, array: Any) -> str:
     ValueError: if ``array`` is not a uint8 image of a supported shape.
   """
   image = _to_pil(array)  # validate before touching the filesystem
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(
-      folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-  # os.open with mode 0o666 lets the umask decide the final permissions, as
-  # for an ordinary file (tempfile.mkstemp would leave the PNG at 0o600).
-  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-               0o666)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      image.save(f, format="PNG")
-      f.flush()
-      os.fsync(f.fileno())  # the data must be on disk before the rename
-    os.replace(tmp, path)
-  except BaseException:
-    try:
-      os.remove(tmp)
-    except OSError:
-      pass
-    raise
-  return path
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
+  return atomic_write(path, buffer.getvalue())
 
 
 def apply_colormap(values: Any, name: str = "viridis") -> np.ndarray:

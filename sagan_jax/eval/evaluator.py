@@ -29,13 +29,13 @@ import logging
 import math
 import os
 import time
-import uuid
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
+from sagan_jax.atomic_file import atomic_write
 from sagan_jax.data import mnist_digits, to_model_range
 from sagan_jax.eval import metrics, stats
 from sagan_jax.eval.errors import EvalError
@@ -298,20 +298,7 @@ def scalars(result: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float
 
 
 def _write_json_atomic(path: str, payload: Mapping[str, Any]) -> None:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-  try:
-    with open(tmp, "w") as f:
-      json.dump(payload, f, indent=2, allow_nan=False)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  atomic_write(path, (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode())
 
 
 def _json_safe(value: Any) -> Any:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import uuid
 from importlib import resources
 from typing import Any, Callable, Optional, Sequence
 
@@ -37,6 +36,7 @@ import numpy as np
 import optax
 from flax import serialization
 
+from sagan_jax.atomic_file import atomic_write
 from sagan_jax.data import load_mnist_5k, to_model_range
 from sagan_jax.data.mnist import PER_CLASS
 from sagan_jax.data.transforms import resize_uint8
@@ -131,20 +131,7 @@ def save_weights(path: str | os.PathLike, params: Any, meta: dict[str, Any]) -> 
   payload = serialization.msgpack_serialize({
       "format": FORMAT, "meta": dict(meta),
       "params": jax.tree.map(np.asarray, serialization.to_state_dict(params))})
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-  try:
-    with open(tmp, "wb") as f:
-      f.write(payload)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return path
+  return atomic_write(path, payload)
 
 
 def _abstract_params(model: DigitCNN) -> Any:

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from sagan_jax import data as data_lib
+from sagan_jax.atomic_file import atomic_write
 from sagan_jax import viz
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan
@@ -51,11 +52,7 @@ def total_steps(config: ml_collections.ConfigDict, batcher: data_lib.Batcher) ->
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """``<workdir>/config.json``: what the sampling and evaluation commands rebuild."""
-  path = os.path.join(workdir, "config.json")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(config.to_json(indent=2))
-  os.replace(tmp, path)
+  atomic_write(os.path.join(workdir, "config.json"), config.to_json(indent=2).encode())
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

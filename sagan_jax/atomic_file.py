@@ -1,0 +1,41 @@
+"""Writing a file so that a crash never leaves it half-written."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> str:
+  """Writes ``data`` to ``path`` atomically; creates missing parent folders.
+
+  The bytes go to a hidden temporary file in the destination folder, are
+  fsynced, and the file is moved over ``path`` with ``os.replace`` (atomic
+  within one filesystem): a process killed mid-write leaves the old file or
+  the new one, never a truncated one. A kill can leave a ``.<name>.*.tmp``
+  file behind, which no reader's pattern matches.
+
+  Returns:
+    ``path`` as a string.
+  """
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(
+      folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+  # Mode 0o666 lets the umask decide the final permissions, as for an ordinary
+  # file (tempfile.mkstemp would leave it at 0o600).
+  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())  # the data must be on disk before the rename
+    os.replace(tmp, path)
+  except BaseException:
+    try:
+      os.remove(tmp)
+    except OSError:
+      pass
+    raise
+  return path
