@@ -99,7 +99,7 @@ def test_batch_that_does_not_divide_over_devices_is_an_error():
 
 
 def test_partial_last_batch_must_divide_too():
-  # 16 images at batch 12 leave a last batch of 4: fine on 4 devices, not on 8 → use 3 of 4.
+  # 16 images at batch 6 leave a last batch of 4: 6 divides over 3 devices, 4 does not.
   config = tiny_config(batch_size=6)
   config.data.per_digit = 8  # 16 images: batches of 6, 6, 4
   with pytest.raises(ValueError, match="final partial batch"):

@@ -446,3 +446,16 @@ def test_eval_every_writes_reports_during_training(tmp_path):
   for key in ("fid", "kid", "precision", "recall", "classifier_score", "confident_fraction"):
     assert key in report and key in report["real"]
   assert np.isfinite(report["fid"]) and report["fid"] >= 0
+
+
+def test_dispatch_groups_end_before_a_partial_batch():
+  """16 images at batch 6: batches of 6, 6, 4 per epoch; a scan needs equal shapes."""
+  config = tiny_config(batch_size=6, steps_per_dispatch=10, log_every=100, sample_every=100,
+                       checkpoint_every=100, num_steps=9)
+  batcher = loop.data_lib.Batcher(loop.make_source(config), 6, 0)
+  sizes = [len(batcher.global_indices(i)) for i in range(9)]
+  assert sizes == [6, 6, 4] * 3
+  ends = [step for step in range(1, 10)
+          if loop._ends_dispatch(step, config, 9, batcher, group_size=1)]
+  # A group ends where the next batch has another size, and at the end of the run.
+  assert ends == [step for step in range(1, 9) if sizes[step] != sizes[step - 1]] + [9]

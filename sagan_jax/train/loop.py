@@ -198,8 +198,13 @@ def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
                 config.eval_every):
     if every and step % every == 0:
       return True
-  # ``step`` steps are done; the next one is index ``step`` (0-based).
-  return len(batcher.global_indices(step)) != len(batcher.global_indices(step - 1))
+  # ``step`` steps are done; the next one is index ``step`` (0-based). Only an
+  # epoch's last batch can be smaller, so its size follows from the position
+  # alone (no need to build the epoch's permutation here).
+  def size(index):
+    last = index % batcher.batches_per_epoch == batcher.batches_per_epoch - 1
+    return batcher.last_batch_size if last else batcher.batch_size
+  return size(step) != size(step - 1)
 
 
 def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
