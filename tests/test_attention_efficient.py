@@ -1,4 +1,4 @@
-"""The memory-efficient attention path (query chunks, custom VJP) against the
+"""The memory-efficient attention path (blocks of images × query rows, custom VJP) against the
 materialized one: values and gradients (≤ 1e-5, scaled as in tests/parity.py),
 dtypes, and the compiled memory (a deterministic size, not a time)."""
 
@@ -68,7 +68,8 @@ def _jaxpr(**kwargs) -> str:
 
 
 def test_attend_routes_to_the_chunked_path_only_when_it_should():
-  for chunk_size in (None, 100, 1000):  # not set, or no smaller than N: materialized
+  # Not set, or one block holds all scores (2 images × 100 × 100): materialized.
+  for chunk_size in (None, 100, 1000):
     jaxpr = _jaxpr(chunk_size=chunk_size)
     assert "custom_vjp" not in jaxpr and "100,100" in jaxpr, chunk_size
   jaxpr = _jaxpr(chunk_size=33)
@@ -145,13 +146,28 @@ def test_efficient_path_compiles_to_much_less_memory():
 
 
 @pytest.mark.parametrize("batch, num_queries, num_keys, chunk_size", [
-    (1, 4096, 4096, 1024), (64, 1024, 1024, 512), (1, 300, 75, 64), (2, 10, 10, 3),
+    (1, 4096, 4096, 1024), (64, 1024, 1024, 1024), (64, 256, 256, 1024), (61, 1024, 1024, 512),
+    (1, 300, 75, 64), (2, 10, 10, 3),
 ])
-def test_chunk_layout(batch, num_queries, num_keys, chunk_size):
-  num_chunks, rows = attention_lib._chunk_layout(batch, num_queries, num_keys, chunk_size)
+def test_block_layout(batch, num_queries, num_keys, chunk_size):
+  group, num_chunks, rows = attention_lib._block_layout(batch, num_queries, num_keys, chunk_size)
   assert 1 <= rows <= chunk_size
   assert num_chunks * rows >= num_queries > (num_chunks - 1) * rows
   assert num_chunks * rows - num_queries < num_chunks  # balanced: little padding
+  assert batch % group == 0  # whole images per block, no padded images
+  assert group * rows * num_keys <= max(attention_lib._BLOCK_ELEMENTS, rows * num_keys)
+
+
+def test_blocks_span_several_images():
+  """The chapter generator's 32×32 attention at batch 64: 2 images × 512 rows a block."""
+  assert attention_lib._block_layout(64, 1024, 1024, 1024) == (2, 2, 512)
+  q, k, v, r = _inputs(6, 40, 40, 8, 16)
+  layout = attention_lib.BlockLayout(group=3, num_chunks=3, rows=14)  # 2 groups, padded rows
+  blocked = functools.partial(attention_lib._attend_flash, layout=layout)
+  got = _value_and_grads(blocked, q, k, v, r)
+  want = _value_and_grads(MATERIALIZED, q, k, v, r)
+  for g, w, what in zip(got, want, ("out", "dq", "dk", "dv")):
+    assert_close(g, w, what=what)
 
 
 def test_layer_with_small_chunks_equals_unchunked():

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -81,23 +81,42 @@ def _attend_materialized(queries, keys, values):
 # made its backward ~30% faster than remat's.
 # ---------------------------------------------------------------------------
 
-# Rows per query chunk: aim for a (B, rows, Nk) score block of ~2¹⁹ elements
-# (2 MiB in float32). Measured fwd+bwd CPU time against rows: N=4096, B=1:
-# 16 → 241 ms, 32 → 201, 64 → 181, 128 → 172, 256 → 188, 512 → 196; N=1024,
-# B=8: 8 → 101, 32 → 76, 64 → 64, 128 → 67; N=1024, B=64: 4 → 2020, 16 → 864,
-# 64 → 716 (few rows per image make the batched matmuls slow, hence the floor).
-# `chunk_size` caps the rows.
-_BLOCK_ELEMENTS = 1 << 19
+# Blocks: the scores are computed one (images × query rows × Nk) block at a
+# time, ~2²⁰ elements (4 MiB in float32: it stays in cache while exp, the row
+# sums and the two products run over it). Rows per image: ~2¹⁹ / Nk (at least
+# 64; `chunk_size` caps them); images per block: the rest of the 2²⁰.
+# Measured fwd+bwd (CPU, 2 cores, wall median of 7) at B=64, N=1024, q/k 8,
+# v 64 (the chapter generator's second attention): materialized 863 ms;
+# query chunks over the whole batch (the previous layout) 64 rows 446 ms, 128
+# rows 373 ms; 2 images × 512 rows 246 ms, 4 × 256 257 ms, 4 × 128 261 ms,
+# 8 × 128 276 ms, 1 × 256 397 ms; forward alone 77 ms (materialized 267 ms).
+# At B=1, N=4096 rows 128 (2¹⁹) were best: 16 → 241 ms, 64 → 181, 128 → 172,
+# 256 → 188, 512 → 196.
+_BLOCK_ELEMENTS = 1 << 20
+_ROW_ELEMENTS = 1 << 19
 _MIN_ROWS = 64
 
 
-def _chunk_layout(batch: int, num_queries: int, num_keys: int, chunk_size: int):
-  """(number of chunks, rows per chunk) with rows ≤ chunk_size, balanced."""
-  rows = max(_MIN_ROWS, _BLOCK_ELEMENTS // max(1, batch * num_keys))
+class BlockLayout(NamedTuple):
+  """How ``attend`` tiles (B, Nq, Nk): ``group`` images × ``rows`` queries a block."""
+  group: int
+  num_chunks: int
+  rows: int
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+  return max(d for d in range(1, min(n, max(1, limit)) + 1) if n % d == 0)
+
+
+def _block_layout(batch: int, num_queries: int, num_keys: int, chunk_size: int) -> BlockLayout:
+  """Images per block (a divisor of ``batch``) and balanced query chunks of ≤ chunk_size rows."""
+  rows = max(_MIN_ROWS, _ROW_ELEMENTS // max(1, num_keys))
   rows = max(1, min(rows, chunk_size, num_queries))
   num_chunks = math.ceil(num_queries / rows)
   # Balanced chunks: pad Nq by fewer than num_chunks rows, not up to rows − 1.
-  return num_chunks, math.ceil(num_queries / num_chunks)
+  rows = math.ceil(num_queries / num_chunks)
+  group = _largest_divisor_at_most(batch, _BLOCK_ELEMENTS // max(1, rows * num_keys))
+  return BlockLayout(group, num_chunks, rows)
 
 
 def _split_rows(t: jax.Array, num_chunks: int, rows: int, fill=0) -> jax.Array:
@@ -113,17 +132,28 @@ def _merge_rows(t: jax.Array, num_rows: int) -> jax.Array:
   return t.reshape(t.shape[0], t.shape[1] * t.shape[2], *t.shape[3:])[:, :num_rows]
 
 
+def _map_groups(fn: Callable, group: int, *arrays):
+  """``fn`` over consecutive groups of ``group`` images (a lax.map), results re-joined."""
+  batch = arrays[0].shape[0]
+  if group == batch:
+    return fn(*arrays)
+  split = lambda t: t.reshape(batch // group, group, *t.shape[1:])
+  out = jax.lax.map(lambda xs: fn(*xs), tuple(split(t) for t in arrays))
+  return jax.tree.map(lambda t: t.reshape(batch, *t.shape[2:]), out)
+
+
 def _accumulation_dtype(*arrays) -> jnp.dtype:
   return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
 
 
-def _flash_forward(queries, keys, values, num_chunks, rows):
+def _flash_forward_group(queries, keys, values, num_chunks, rows):
   acc = _accumulation_dtype(queries, keys, values)
   # The materialized path's output dtype: einsum(weights in q's dtype, values).
   out_dtype = jnp.result_type(queries.dtype, values.dtype)
+  keys_t = keys.swapaxes(1, 2)  # (b, D, Nk): a plain (rows × D)·(D × Nk) product per image
 
   def one_chunk(q_chunk):
-    logits = jnp.einsum("bqd,bkd->bqk", q_chunk, keys, preferred_element_type=acc)
+    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, preferred_element_type=acc)
     peak = jnp.max(logits, axis=-1, keepdims=True)
     unnormalized = jnp.exp(logits - peak)
     total = jnp.sum(unnormalized, axis=-1, keepdims=True)
@@ -133,18 +163,17 @@ def _flash_forward(queries, keys, values, num_chunks, rows):
 
   out, peak, total = jax.lax.map(one_chunk, _split_rows(queries, num_chunks, rows))
   num_queries = queries.shape[1]
-  out, peak, total = (_merge_rows(t, num_queries) for t in (out, peak, total))
-  return out, (queries, keys, values, peak, total)
+  return tuple(_merge_rows(t, num_queries) for t in (out, peak, total))
 
 
-def _flash_backward(num_chunks, rows, residuals, out_grad):
-  queries, keys, values, peak, total = residuals
+def _flash_backward_group(queries, keys, values, peak, total, out_grad, num_chunks, rows):
   acc = _accumulation_dtype(queries, keys, values, out_grad)
+  keys_t, values_t = keys.swapaxes(1, 2), values.swapaxes(1, 2)
 
   def one_chunk(carry, chunk):
     keys_grad, values_grad = carry
     q_chunk, g_chunk, peak_chunk, total_chunk = chunk
-    logits = jnp.einsum("bqd,bkd->bqk", q_chunk, keys, preferred_element_type=acc)
+    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, preferred_element_type=acc)
     # The softmax, recomputed as the forward computed it. (exp(logits − lse)
     # with lse = peak + log(total) saves one array but scales every weight by
     # the rounding of lse, ~eps·|lse|, a bias: dK, dV errors against float64
@@ -152,7 +181,7 @@ def _flash_backward(num_chunks, rows, residuals, out_grad):
     weights = jnp.exp(logits - peak_chunk[..., None]) / total_chunk[..., None]
     values_grad += jnp.einsum("bqd,bqk->bdk", g_chunk, weights.astype(g_chunk.dtype),
                               preferred_element_type=acc)
-    weights_grad = jnp.einsum("bqd,bkd->bqk", g_chunk, values, preferred_element_type=acc)
+    weights_grad = jnp.einsum("bqd,bdk->bqk", g_chunk, values_t, preferred_element_type=acc)
     # Softmax backward as jax.nn.softmax's: Σ_k P·dP over the keys. Flash
     # attention's dO·O (over Dv) is algebraically equal and one pass cheaper,
     # but gave 3–4× the materialized path's dq error (2e-5 vs 5e-6 against
@@ -169,46 +198,67 @@ def _flash_backward(num_chunks, rows, residuals, out_grad):
   # (their sum of exp is padded with 1, not 0: 0/0 would give NaN·0 = NaN).
   chunks = (_split_rows(queries, num_chunks, rows), _split_rows(out_grad, num_chunks, rows),
             _split_rows(peak, num_chunks, rows), _split_rows(total, num_chunks, rows, fill=1))
-  # dKᵀ, dVᵀ (B, D, Nk) accumulate faster on XLA:CPU than dK, dV (see above).
+  # dKᵀ, dVᵀ (b, D, Nk) accumulate faster on XLA:CPU than dK, dV (see above).
   init = (jnp.zeros(keys.shape, acc).swapaxes(1, 2), jnp.zeros(values.shape, acc).swapaxes(1, 2))
   (keys_grad, values_grad), q_grad = jax.lax.scan(one_chunk, init, chunks)
   return (_merge_rows(q_grad, queries.shape[1]), keys_grad.swapaxes(1, 2).astype(keys.dtype),
           values_grad.swapaxes(1, 2).astype(values.dtype))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _attend_flash(queries, keys, values, num_chunks, rows):
-  return _flash_forward(queries, keys, values, num_chunks, rows)[0]
+def _flash_forward(queries, keys, values, layout: BlockLayout):
+  group_forward = functools.partial(_flash_forward_group, num_chunks=layout.num_chunks,
+                                    rows=layout.rows)
+  out, peak, total = _map_groups(group_forward, layout.group, queries, keys, values)
+  return out, (queries, keys, values, peak, total)
+
+
+def _flash_backward(layout: BlockLayout, residuals, out_grad):
+  group_backward = functools.partial(_flash_backward_group, num_chunks=layout.num_chunks,
+                                     rows=layout.rows)
+  return _map_groups(group_backward, layout.group, *residuals, out_grad)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _attend_flash(queries, keys, values, layout: BlockLayout):
+  return _flash_forward(queries, keys, values, layout)[0]
 
 
 _attend_flash.defvjp(_flash_forward, _flash_backward)
 
 
-def _attend_chunked_remat(queries, keys, values, num_chunks, rows):
-  """Fallback: lax.map over query chunks of the materialized math, under
-  jax.checkpoint (the backward re-runs each chunk's forward). Supports
-  forward-mode autodiff; slower than the custom VJP (see above)."""
+def _attend_chunked_remat(queries, keys, values, layout: BlockLayout):
+  """Fallback: the blocks of the materialized math under jax.checkpoint (the
+  backward re-runs each block's forward). Supports forward-mode autodiff;
+  slower than the custom VJP (see above)."""
 
   @jax.checkpoint
-  def one_chunk(q_chunk):
+  def one_chunk(q_chunk, keys, values):
     return _attend_materialized(q_chunk, keys, values)[0]
 
-  out = jax.lax.map(one_chunk, _split_rows(queries, num_chunks, rows))
-  return _merge_rows(out, queries.shape[1])
+  def one_group(queries, keys, values):
+    out = jax.lax.map(lambda q_chunk: one_chunk(q_chunk, keys, values),
+                      _split_rows(queries, layout.num_chunks, layout.rows))
+    return _merge_rows(out, queries.shape[1])
+
+  return _map_groups(one_group, layout.group, queries, keys, values)
+
+
+def _is_one_block(layout: BlockLayout, batch: int) -> bool:
+  return layout.num_chunks == 1 and layout.group == batch
 
 
 def _attend_chunked(queries, keys, values, chunk_size, *, remat: bool = False):
-  """Attention over query chunks of at most ``chunk_size`` rows, never holding
-  more than one (B, rows, Nk) block of scores, in the forward or the backward.
+  """Attention block by block (``_block_layout``), never holding more than one
+  (images, rows, Nk) block of scores, in the forward or the backward.
 
-  Each output row depends only on its own query, so chunking changes no value
-  (only float32 summation order: ~1e-6 relative). Rows per chunk: see
-  ``_chunk_layout``. ``remat=True`` selects the jax.checkpoint fallback.
+  Each output row depends only on its own query and image, so blocking
+  changes no value (only float32 summation order: ~1e-6 relative).
+  ``remat=True`` selects the jax.checkpoint fallback.
   """
   batch, num_queries, _ = queries.shape
-  num_chunks, rows = _chunk_layout(batch, num_queries, keys.shape[1], chunk_size)
+  layout = _block_layout(batch, num_queries, keys.shape[1], chunk_size)
   fn = _attend_chunked_remat if remat else _attend_flash
-  return fn(queries, keys, values, num_chunks, rows)
+  return fn(queries, keys, values, layout)
 
 
 def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
@@ -221,23 +271,28 @@ def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
     values: (B, Nk, Dv).
     return_weights: also return the (B, Nq, Nk) weights (forces the
       materialized path).
-    chunk_size: when set and smaller than Nq (and weights are not requested),
-      attention runs over query chunks of at most this many rows (fewer when
-      B·Nk is large: one block of scores is kept near 2¹⁹ elements, at least
-      64 rows) with a custom VJP that recomputes the scores in the backward
-      from the saved row max and sum of exp, so the full Nq × Nk matrix never
-      exists, in the forward or the backward pass. Equal to the materialized
-      path up to float32 summation order. The chunked path is reverse-mode
+    chunk_size: None: the materialized path (softmax over the full
+      (B, Nq, Nk) array). An int, with weights not requested: when the scores
+      exceed one block (~2²⁰ elements: a few images × at most ``chunk_size``
+      query rows, see ``_block_layout``), attention runs block by block with
+      a custom VJP that recomputes each block's scores in the backward from
+      the saved row max and sum of exp, so the full (B, Nq, Nk) array never
+      exists, in the forward or the backward pass. Faster as well as smaller
+      on CPU (a block stays in cache). Equal to the materialized path up to
+      float32 summation order. The blocked path is reverse-mode
       differentiable to any order, but not forward-mode (``jax.jvp``): use
       ``chunk_size=None`` for that.
 
   Returns:
     (B, Nq, Dv) outputs, or ``(outputs, weights)``.
   """
-  if return_weights or chunk_size is None or chunk_size >= queries.shape[1]:
-    out, weights = _attend_materialized(queries, keys, values)
-    return (out, weights) if return_weights else out
-  return _attend_chunked(queries, keys, values, chunk_size)
+  if not return_weights and chunk_size is not None:
+    batch, num_queries, _ = queries.shape
+    layout = _block_layout(batch, num_queries, keys.shape[1], chunk_size)
+    if not _is_one_block(layout, batch):
+      return _attend_flash(queries, keys, values, layout)
+  out, weights = _attend_materialized(queries, keys, values)
+  return (out, weights) if return_weights else out
 
 
 def _flatten_positions(t: jax.Array) -> jax.Array:
@@ -268,8 +323,9 @@ class SelfAttention(nn.Module):
     update_stats: train mode for spectral norm; may also be given at call time.
     kernel_init, bias_init: for the 1×1 convs (default PyTorch's).
     gamma_init: the residual gate's init (0, so the layer starts as identity).
-    chunk_size: when maps are not requested and N exceeds it, attention runs
-      query-chunked without materializing the N×N matrix (None: never).
+    chunk_size: when maps are not requested, attention runs block by block
+      with at most this many query rows a block, without materializing the
+      N×N matrix (see `attend`; None: always materialized).
   """
 
   qk_reduction: int = 8

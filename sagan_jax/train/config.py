@@ -31,7 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.name = "chapter64"
   c.model.z_dim = 20
   c.model.width = 64  # the chapter's image_size: a channel multiplier
-  c.model.attention_chunk_size = 1024  # query-chunked attention above this N
+  c.model.attention_chunk_size = 1024  # blocked attention, ≤ this many query rows a block (None: materialized)
   c.model.conv_implementation = "auto"
   # Activations and matmuls in bfloat16 (parameters, optimizer state, BatchNorm
   # statistics and losses stay float32).
