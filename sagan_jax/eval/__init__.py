@@ -18,8 +18,9 @@ Typical use::
 
 from sagan_jax.eval import metrics, stats
 from sagan_jax.eval.errors import EvalAssetNotFoundError, EvalError
-from sagan_jax.eval.evaluator import (Evaluator, RealReference, evaluate_run, format_table,
-                                      generate_batches, scalars, write_results)
+from sagan_jax.eval.evaluator import (Evaluator, RealReference, evaluate_generator, evaluate_run,
+                                      evaluate_torch_generator, format_table, generate_batches,
+                                      scalars, write_results)
 from sagan_jax.eval.features import FeatureExtractor, FeatureSet, extract
 from sagan_jax.eval.metrics import (classifier_score, fid, frechet_distance, kernel_mmd2, kid,
                                     precision_recall)
@@ -34,7 +35,9 @@ __all__ = [
     "MnistClassifier",
     "RealReference",
     "classifier_score",
+    "evaluate_generator",
     "evaluate_run",
+    "evaluate_torch_generator",
     "extract",
     "fid",
     "format_table",

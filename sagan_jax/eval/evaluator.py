@@ -46,7 +46,9 @@ from sagan_jax.train.metric_writer import MetricWriter
 __all__ = [
     "Evaluator",
     "RealReference",
+    "evaluate_generator",
     "evaluate_run",
+    "evaluate_torch_generator",
     "format_table",
     "generate_batches",
     "scalars",
@@ -370,14 +372,71 @@ def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
   if step is not None:
     step = _positive_int(step, "step", 0)
   run = load_run(workdir, step)
-  evaluator = Evaluator(run.config.data, extractor, batch_size=batch_size, seed=seed,
-                        **evaluator_options)
-  batches = generate_batches(run.generator, run.state.generator.variables(),
-                             run.config.model.z_dim, num_samples, batch_size, seed)
   result = {"step": int(run.step), "workdir": os.path.abspath(workdir), "seed": seed}
-  result.update(evaluator.evaluate(batches))
+  result.update(evaluate_generator(run.generator, run.state.generator.variables(), run.config,
+                                   num_samples=num_samples, batch_size=batch_size, seed=seed,
+                                   extractor=extractor, **evaluator_options))
   if write:
     result["path"] = write_results(workdir, result)
+  return result
+
+
+def evaluate_generator(generator: Any, variables: Any, config: Any, *, num_samples: int = 10_000,
+                       batch_size: int = 500, seed: int = 0,
+                       extractor: Optional[FeatureExtractor] = None,
+                       **evaluator_options: Any) -> dict[str, Any]:
+  """The metrics of ``generator`` with eval-mode ``variables`` (any source: a
+  checkpoint, a converted PyTorch ``state_dict``) against ``config.data``'s
+  held-out real images; arguments as `evaluate_run`'s."""
+  num_samples = _positive_int(num_samples, "num_samples", 2)
+  batch_size = _positive_int(batch_size, "batch_size")
+  evaluator = Evaluator(config.data, extractor, batch_size=batch_size, seed=seed,
+                        **evaluator_options)
+  batches = generate_batches(generator, variables, config.model.z_dim, num_samples, batch_size,
+                             seed)
+  return evaluator.evaluate(batches)
+
+
+def evaluate_torch_generator(path: str, config: Any, *, num_samples: int = 10_000,
+                             batch_size: int = 500, seed: int = 0, write: bool = True,
+                             **options: Any) -> dict[str, Any]:
+  """Scores a PyTorch chapter ``Generator`` saved as a ``state_dict`` (``torch.save``).
+
+  The weights go through `sagan_jax.interop.torch.from_torch` into our
+  ``Generator64`` built from ``config.model`` (which must be the chapter's
+  architecture), so a PyTorch run and ours are scored by the same code on the
+  same noise. Writes ``<path without .pt>_eval.json`` beside the file.
+
+  Raises:
+    FileNotFoundError: no file at ``path``.
+    ImportError: torch is not installed (it reads the file).
+    EvalError: the file is not a state_dict of the chapter's generator.
+  """
+  import torch  # pylint: disable=g-import-not-at-top  # optional dependency
+
+  from sagan_jax.interop.torch import from_torch  # pylint: disable=g-import-not-at-top
+  from sagan_jax.models import build_gan  # pylint: disable=g-import-not-at-top
+
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no PyTorch generator file at {path}")
+  try:
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as error:  # torch raises several types for unreadable files
+    raise EvalError(f"cannot read {path} as a PyTorch state_dict: {error}") from error
+  if not isinstance(state_dict, Mapping):
+    raise EvalError(f"{path} holds a {type(state_dict).__name__}, not a state_dict")
+  generator, _ = build_gan(config.model, config.data.channels)
+  try:
+    variables = from_torch(generator, {k: v.numpy() for k, v in state_dict.items()})
+  except (KeyError, ValueError, TypeError) as error:
+    raise EvalError(f"{path} is not the chapter generator's state_dict: {error}") from error
+  result = {"torch_generator": os.path.abspath(path), "seed": seed}
+  result.update(evaluate_generator(generator, variables, config, num_samples=num_samples,
+                                   batch_size=batch_size, seed=seed, **options))
+  if write:
+    out = os.path.splitext(path)[0] + "_eval.json"
+    _write_json_atomic(out, _json_safe(result))
+    result["path"] = out
   return result
 
 
@@ -404,7 +463,9 @@ def format_table(result: Mapping[str, Any]) -> str:
   rows += [(f"  share of {d}", f"share_{d}", None) for d in digits]
   if len(digits) == 2:
     rows.append((f"  ratio {digits[0]}:{digits[1]}", f"ratio_{digits[0]}_to_{digits[1]}", None))
-  lines = [f"step {result.get('step')}: {result.get('num_samples')} samples vs "
+  source = (f"step {result['step']}" if "step" in result
+            else os.path.basename(str(result.get("torch_generator", "generator"))))
+  lines = [f"{source}: {result.get('num_samples')} samples vs "
            f"{result.get('num_real')} held-out real ({result.get('extractor')} features)",
            f"{'metric':<24}{'generated':>20}{'real vs real':>20}"]
   for label, key, std in rows:
