@@ -42,8 +42,9 @@ def attention_weights(queries: jax.Array, keys: jax.Array) -> jax.Array:
 
   No 1/√D scaling, as in SAGAN.
   """
-  logits = jnp.einsum("bqd,bkd->bqk", queries, keys)
-  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(queries.dtype)
+  logits = jnp.einsum("bqd,bkd->bqk", queries, keys,
+                      preferred_element_type=jnp.promote_types(queries.dtype, jnp.float32))
+  return jax.nn.softmax(logits, axis=-1).astype(queries.dtype)
 
 
 def _attend_materialized(queries, keys, values):

@@ -152,7 +152,10 @@ class PointwiseConv(nn.Module):
     kernel = shaped_param(self, "kernel", self.kernel_init or init,
                           (1, 1, in_features, self.features))
     kernel = maybe_spectral_normalized(self, kernel, update_stats)
-    y = jnp.einsum("bhwi,io->bhwo", x, kernel[0, 0].astype(x.dtype))
+    # Accumulated in float32 also for bfloat16 inputs (and then fast on CPU; see
+    # sagan_jax/ops/convolution.py).
+    y = jnp.einsum("bhwi,io->bhwo", x, kernel[0, 0].astype(x.dtype),
+                   preferred_element_type=jnp.promote_types(x.dtype, jnp.float32)).astype(x.dtype)
     if self.use_bias:
       bias = self.param("bias", self.bias_init or init, (self.features,))
       y = y + bias.astype(y.dtype)

@@ -377,15 +377,28 @@ def _col2im(r, taps):
   return out
 
 
+def _accumulate(dot, a, b):
+  """``dot(a, b)`` accumulated in (at least) float32, returned in the operands' dtype.
+
+  For bfloat16 operands this is also the fast form on XLA:CPU: with a float32
+  result the product uses the CPU's bf16 dot-product instructions (~2x float32
+  GEMM throughput, 380-410 vs ~200 GFLOP/s here), where a bfloat16 result ran at
+  85-170. For float32 operands nothing changes.
+  """
+  acc = jnp.promote_types(a.dtype, jnp.float32)
+  return dot(a, b, preferred_element_type=acc).astype(a.dtype)
+
+
 def _matmul(a, b):
   """(..., K) @ (K, N) -> (..., N) as one 2-D GEMM (rows = all leading axes)."""
-  out = lax.dot(a.reshape(-1, a.shape[-1]), b)
+  out = _accumulate(lax.dot, a.reshape(-1, a.shape[-1]), b)
   return out.reshape(*a.shape[:-1], b.shape[-1])
 
 
 def _matmul_nt(a, b):
   """(..., K) @ (N, K).T -> (..., N) as one 2-D GEMM."""
-  out = lax.dot_general(a.reshape(-1, a.shape[-1]), b, (((1,), (1,)), ((), ())))
+  nt = functools.partial(lax.dot_general, dimension_numbers=(((1,), (1,)), ((), ())))
+  out = _accumulate(nt, a.reshape(-1, a.shape[-1]), b)
   return out.reshape(*a.shape[:-1], b.shape[0])
 
 
@@ -399,9 +412,12 @@ def _matmul_tn(a, b):
   transpose back into the dot.
   """
   a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+  # Left in the accumulation dtype: the batch slices' kernel gradients are summed
+  # before one rounding to the kernel's dtype (see `_in_chunks_with_sum`).
+  acc = jnp.promote_types(a.dtype, jnp.float32)
   if a2.shape[1] <= b2.shape[1]:
-    return lax.dot(lax.optimization_barrier(a2.T), b2)
-  return lax.dot(lax.optimization_barrier(b2.T), a2).T
+    return lax.dot(lax.optimization_barrier(a2.T), b2, preferred_element_type=acc)
+  return lax.dot(lax.optimization_barrier(b2.T), a2, preferred_element_type=acc).T
 
 
 def _in_chunks(fn, chunks, *arrays):
@@ -465,7 +481,8 @@ def _conv_core_bwd(geometry, res, dy):
     dx = _unfold(_col2im(_matmul(dy, kt), taps), stride, pads)
     return dx, _matmul_tn(dy, cols)
 
-  return _in_chunks_with_sum(grads, chunks, x, dy)
+  dx, dkt = _in_chunks_with_sum(grads, chunks, x, dy)
+  return dx, dkt.astype(kt.dtype)
 
 
 _conv_core.defvjp(_conv_core_fwd, _conv_core_bwd)
@@ -498,7 +515,8 @@ def _conv_transpose_core_bwd(geometry, res, dy):
     cols = _windows(_fold(dy, stride, pads), taps, x.shape[1:3])
     return _matmul_nt(cols, kt), _matmul_tn(x, cols)
 
-  return _in_chunks_with_sum(grads, chunks, x, dy)
+  dx, dkt = _in_chunks_with_sum(grads, chunks, x, dy)
+  return dx, dkt.astype(kt.dtype)
 
 
 _conv_transpose_core.defvjp(_conv_transpose_core_fwd, _conv_transpose_core_bwd)
