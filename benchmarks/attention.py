@@ -5,7 +5,7 @@ has them (queries/keys C/8 = 8 wide, values C = 64 wide), one jitted call comput
 ``L = sum(attend(q, k, v) * r)`` and its gradients with respect to q, k and v:
 
 * materialized: ``attend(..., chunk_size=None)``, softmax over the full (B, N, N) matrix;
-* efficient: ``attend(..., chunk_size=--chunk-size)``, query chunks with a custom VJP
+* efficient: ``attend(..., chunk_size=--chunk-size)``, blocks (images × query rows) with a custom VJP
   that recomputes the scores in the backward (``sagan_jax.layers.attention``);
 * remat (``--remat``): the jax.checkpoint fallback of the efficient path.
 
@@ -107,9 +107,9 @@ def _bench_size(n: int, args) -> dict:
   shapes = [(args.batch, n, QK_DEPTH), (args.batch, n, QK_DEPTH), (args.batch, n, CHANNELS),
             (args.batch, n, CHANNELS)]
   inputs = [jax.random.normal(key, shape, jnp.float32) for key, shape in zip(keys, shapes)]
-  layout = None  # chunk_size >= N: attend materializes
-  if args.chunk_size < n:
-    layout = attention_lib._chunk_layout(args.batch, n, n, args.chunk_size)  # pylint: disable=protected-access
+  layout = attention_lib._block_layout(args.batch, n, n, args.chunk_size)  # pylint: disable=protected-access
+  if attention_lib._is_one_block(layout, args.batch):  # pylint: disable=protected-access
+    layout = None  # one block holds every score: attend materializes
   row = {'n': n, 'map': f'{side}x{side}' if side * side == n else f'N={n}', 'layout': layout}
 
   compiled, skipped = {}, {}
@@ -160,7 +160,7 @@ def _print_tables(rows, args) -> None:
         f'(q/k {QK_DEPTH} wide, v {CHANNELS}), float32, efficient chunk_size={args.chunk_size}; '
         f'temp = compiled temp buffers (memory_analysis); ms = median of {args.repeats} '
         f'(wall | process CPU)')
-  header = (f'{"N":>6} {"map":>8} {"chunks":>8} | {"temp MB mat":>11} {"eff":>7} {"saving":>8} | '
+  header = (f'{"N":>6} {"map":>8} {"blocks":>8} | {"temp MB mat":>11} {"eff":>7} {"saving":>8} | '
             f'{"ms mat":>8} {"eff":>8} {"eff/mat":>7} | {"cpu mat":>8} {"eff":>8} {"eff/mat":>7} | '
             f'max|Δ| out, dq, dk, dv  (scaled)')
   print(header)
@@ -169,7 +169,7 @@ def _print_tables(rows, args) -> None:
     mat_temp, eff_temp = row['materialized_temp'], row['efficient_temp']
     mat_ms, eff_ms = row.get('materialized_ms'), row['efficient_ms']
     mat_cpu, eff_cpu = row.get('materialized_cpu_ms'), row['efficient_cpu_ms']
-    layout = '{}x{}'.format(*row['layout']) if row['layout'] else 'none'
+    layout = '{}x{}x{}'.format(*row['layout']) if row['layout'] else 'none'  # images x chunks x rows
     line = (f'{row["n"]:>6} {row["map"]:>8} {layout:>8} | '
             f'{mat_temp / MB:>11.1f} {eff_temp / MB:>7.1f} {mat_temp / eff_temp:>7.1f}x | ')
     if 'materialized' in row['skipped']:

@@ -155,7 +155,7 @@ def test_block_layout(batch, num_queries, num_keys, chunk_size):
   assert num_chunks * rows >= num_queries > (num_chunks - 1) * rows
   assert num_chunks * rows - num_queries < num_chunks  # balanced: little padding
   assert batch % group == 0  # whole images per block, no padded images
-  assert group * rows * num_keys <= max(attention_lib._BLOCK_ELEMENTS, rows * num_keys)
+  assert group * rows * num_keys <= max(attention_lib.CPU_BLOCKS.block_elements, rows * num_keys)
 
 
 def test_blocks_span_several_images():
@@ -188,3 +188,17 @@ def test_layer_with_small_chunks_equals_unchunked():
     results[chunk_size] = (y, grads)
   assert_close(results[20][0], results[None][0], what="y")
   assert_tree_close(results[20][1], results[None][1], what="grads (params, x)")
+
+
+def test_block_size_is_chosen_per_platform_when_lowered():
+  """The chapter generator's 32×32 attention at batch 64: blocked on CPU, one
+  materialized (64, 1024, 1024) block where blocks are large (GPU/TPU)."""
+  shapes = [jax.ShapeDtypeStruct((64, 1024, d), jnp.float32) for d in (8, 8, 64)]
+  fn = jax.jit(functools.partial(attend, chunk_size=1024))
+  full_scores = "64x1024x1024xf32"
+  assert full_scores not in fn.lower(*shapes).as_text()  # this CPU: blocks
+  try:
+    exported = jax.export.export(fn, platforms=["cuda"])(*shapes)
+  except Exception as error:  # pylint: disable=broad-except
+    pytest.skip(f"cannot lower for cuda here: {error}")
+  assert full_scores in exported.mlir_module()

@@ -93,9 +93,21 @@ def _attend_materialized(queries, keys, values):
 # 8 × 128 276 ms, 1 × 256 397 ms; forward alone 77 ms (materialized 267 ms).
 # At B=1, N=4096 rows 128 (2¹⁹) were best: 16 → 241 ms, 64 → 181, 128 → 172,
 # 256 → 188, 512 → 196.
-_BLOCK_ELEMENTS = 1 << 20
-_ROW_ELEMENTS = 1 << 19
-_MIN_ROWS = 64
+#
+# On GPU/TPU the cache argument does not apply and every block is a loop
+# iteration of small kernels, so blocks there are 64× larger (2²⁶ scores,
+# 256 MiB): the chapter's attention (B·N² = 2²⁶ at batch 64) stays one
+# materialized block, and only maps that would not fit run blocked. (A
+# reasoned default, not a measurement: no GPU was available to tune it.)
+class BlockSizes(NamedTuple):
+  """Target scores per block and per image-row slab, and the fewest query rows."""
+  block_elements: int
+  row_elements: int
+  min_rows: int
+
+
+CPU_BLOCKS = BlockSizes(block_elements=1 << 20, row_elements=1 << 19, min_rows=64)
+ACCELERATOR_BLOCKS = BlockSizes(block_elements=1 << 26, row_elements=1 << 25, min_rows=64)
 
 
 class BlockLayout(NamedTuple):
@@ -109,14 +121,15 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
   return max(d for d in range(1, min(n, max(1, limit)) + 1) if n % d == 0)
 
 
-def _block_layout(batch: int, num_queries: int, num_keys: int, chunk_size: int) -> BlockLayout:
+def _block_layout(batch: int, num_queries: int, num_keys: int, chunk_size: int,
+                  sizes: BlockSizes = CPU_BLOCKS) -> BlockLayout:
   """Images per block (a divisor of ``batch``) and balanced query chunks of ≤ chunk_size rows."""
-  rows = max(_MIN_ROWS, _ROW_ELEMENTS // max(1, num_keys))
+  rows = max(sizes.min_rows, sizes.row_elements // max(1, num_keys))
   rows = max(1, min(rows, chunk_size, num_queries))
   num_chunks = math.ceil(num_queries / rows)
   # Balanced chunks: pad Nq by fewer than num_chunks rows, not up to rows − 1.
   rows = math.ceil(num_queries / num_chunks)
-  group = _largest_divisor_at_most(batch, _BLOCK_ELEMENTS // max(1, rows * num_keys))
+  group = _largest_divisor_at_most(batch, sizes.block_elements // max(1, rows * num_keys))
   return BlockLayout(group, num_chunks, rows)
 
 
@@ -248,9 +261,16 @@ def _is_one_block(layout: BlockLayout, batch: int) -> bool:
   return layout.num_chunks == 1 and layout.group == batch
 
 
+def _attend_in_blocks(queries, keys, values, layout: BlockLayout):
+  if _is_one_block(layout, queries.shape[0]):
+    return _attend_materialized(queries, keys, values)[0]
+  return _attend_flash(queries, keys, values, layout)
+
+
 def _attend_chunked(queries, keys, values, chunk_size, *, remat: bool = False):
-  """Attention block by block (``_block_layout``), never holding more than one
-  (images, rows, Nk) block of scores, in the forward or the backward.
+  """Attention block by block (``_block_layout`` with the CPU sizes), never
+  holding more than one (images, rows, Nk) block of scores, in the forward
+  or the backward.
 
   Each output row depends only on its own query and image, so blocking
   changes no value (only float32 summation order: ~1e-6 relative).
@@ -274,8 +294,9 @@ def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
       materialized path).
     chunk_size: None: the materialized path (softmax over the full
       (B, Nq, Nk) array). An int, with weights not requested: when the scores
-      exceed one block (~2²⁰ elements: a few images × at most ``chunk_size``
-      query rows, see ``_block_layout``), attention runs block by block with
+      exceed one block (on CPU ~2²⁰ elements: a few images × at most
+      ``chunk_size`` query rows; on accelerators 2²⁶; see ``_block_layout``
+      and the notes above it), attention runs block by block with
       a custom VJP that recomputes each block's scores in the backward from
       the saved row max and sum of exp, so the full (B, Nq, Nk) array never
       exists, in the forward or the backward pass. Faster as well as smaller
@@ -287,13 +308,18 @@ def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
   Returns:
     (B, Nq, Dv) outputs, or ``(outputs, weights)``.
   """
-  if not return_weights and chunk_size is not None:
-    batch, num_queries, _ = queries.shape
-    layout = _block_layout(batch, num_queries, keys.shape[1], chunk_size)
-    if not _is_one_block(layout, batch):
-      return _attend_flash(queries, keys, values, layout)
-  out, weights = _attend_materialized(queries, keys, values)
-  return (out, weights) if return_weights else out
+  if return_weights or chunk_size is None:
+    out, weights = _attend_materialized(queries, keys, values)
+    return (out, weights) if return_weights else out
+  shape = (queries.shape[0], queries.shape[1], keys.shape[1], chunk_size)
+  on_cpu = _block_layout(*shape, CPU_BLOCKS)
+  elsewhere = _block_layout(*shape, ACCELERATOR_BLOCKS)
+  if on_cpu == elsewhere:
+    return _attend_in_blocks(queries, keys, values, on_cpu)
+  # Chosen when lowered, as the conv ops choose their implementation.
+  return jax.lax.platform_dependent(
+      queries, keys, values, cpu=functools.partial(_attend_in_blocks, layout=on_cpu),
+      default=functools.partial(_attend_in_blocks, layout=elsewhere))
 
 
 def _flatten_positions(t: jax.Array) -> jax.Array:
