@@ -7,9 +7,9 @@ the last partial batch of 16 kept, 300 epochs = 2,100 steps).
     python train.py --config configs/mnist78.py --workdir runs/mnist78
 
 Shorter run: ``--config.num_steps=600``. On a quiet 2-core CPU a step takes
-about 2.5–3.5 s, so the whole recipe about two hours (README, Performance);
-600 steps took 84 minutes on a busy one. The digits ship with the package
-(offline).
+about 2 s (1.7 s of compute at batch 64, README Performance), so the whole
+recipe about an hour and a quarter; steps 900-2,100 took 63 minutes on a
+shared one. The digits ship with the package (offline).
 """
 
 from sagan_jax.train.config import base_config
