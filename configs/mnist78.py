@@ -7,8 +7,8 @@ the last partial batch of 16 kept, 300 epochs = 2,100 steps).
     python train.py --config configs/mnist78.py --workdir runs/mnist78
 
 Shorter run: ``--config.num_steps=600``. On a quiet 2-core CPU a step takes
-about 2 s (1.7 s of compute at batch 64, README Performance), so the whole
-recipe about an hour and a quarter; steps 900-2,100 took 63 minutes on a
+about 2.3 s (1.7 s of it the jitted step, README Performance), so the whole
+recipe about 80 minutes; steps 900-2,100 took 63 minutes on a
 shared one. The digits ship with the package (offline).
 """
 
