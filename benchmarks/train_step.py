@@ -45,6 +45,17 @@ def median_time(fn, repeats: int) -> float:
   return statistics.median(times)
 
 
+def chapter_step(config: ml_collections.ConfigDict):
+  """(train_step, init_state): the chapter's step and a state initializer for ``config``."""
+  generator, discriminator = build_gan(config.model, channels=1)
+  g_tx, d_tx = make_optimizers(config)
+  step = make_train_step(generator, discriminator, g_tx, d_tx, get_loss("hinge"), 20)
+  init_state = lambda: init_gan_state(  # noqa: E731
+      generator, discriminator, seed=0, z_dim=20, image_shape=(64, 64, 1), g_tx=g_tx,
+      d_tx=d_tx)
+  return step, init_state
+
+
 def model_flops(config: ml_collections.ConfigDict, batch: int) -> float:
   """FLOPs of one step as XLA's cost analysis counts them for the loop-free program.
 
@@ -56,14 +67,9 @@ def model_flops(config: ml_collections.ConfigDict, batch: int) -> float:
   config = ml_collections.ConfigDict(config.to_dict())
   config.model.conv_implementation = "xla"
   config.model.attention_chunk_size = None
-  generator, discriminator = build_gan(config.model, channels=1)
-  g_tx, d_tx = make_optimizers(config)
-  step = make_train_step(generator, discriminator, g_tx, d_tx, get_loss("hinge"), 20)
-  state = jax.eval_shape(lambda: init_gan_state(
-      generator, discriminator, seed=0, z_dim=20, image_shape=(64, 64, 1), g_tx=g_tx,
-      d_tx=d_tx))
+  step, init_state = chapter_step(config)
   images = {"image": jax.ShapeDtypeStruct((batch, 64, 64, 1), jnp.float32)}
-  cost = jax.jit(step).lower(state, images).compile().cost_analysis()
+  cost = jax.jit(step).lower(jax.eval_shape(init_state), images).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", 0.0)) if cost else float("nan")
 
@@ -75,13 +81,9 @@ class Ours:
     config: ml_collections.ConfigDict = base_config()
     config.model.width = width
     config.model.compute_dtype = compute_dtype
-    generator, discriminator = build_gan(config.model, channels=1)
-    g_tx, d_tx = make_optimizers(config)
-    step = make_train_step(generator, discriminator, g_tx, d_tx, get_loss("hinge"), 20)
+    step, init_state = chapter_step(config)
     self.k = k
-    self.state = jax.jit(lambda: init_gan_state(
-        generator, discriminator, seed=0, z_dim=20, image_shape=(64, 64, 1),
-        g_tx=g_tx, d_tx=d_tx))()
+    self.state = jax.jit(init_state)()
     shape = (batch, 64, 64, 1) if k == 1 else (k, batch, 64, 64, 1)
     self.batch = {"image": jax.random.uniform(jax.random.key(1), shape, minval=-1, maxval=1)}
     fn = step if k == 1 else make_multi_step(step)

@@ -439,16 +439,16 @@ def _in_chunks_with_sum(fn, chunks, *arrays):
     return fn(*arrays)
   b = arrays[0].shape[0]
   split = [a.reshape(chunks, b // chunks, *a.shape[1:]) for a in arrays]
+  # The parts come in their accumulation dtype (`_matmul_tn`), so bfloat16 kernel
+  # gradients are summed in float32 and rounded once, by the caller.
   total_shape = jax.eval_shape(fn, *[a[0] for a in split])[1]
-  # Accumulate in at least float32, so bfloat16 kernel gradients are rounded once.
-  acc_dtype = jnp.promote_types(total_shape.dtype, jnp.float32)
 
   def body(total, args):
     out, part = fn(*args)
-    return total + part.astype(acc_dtype), out
+    return total + part, out
 
-  total, out = lax.scan(body, jnp.zeros(total_shape.shape, acc_dtype), split)
-  return out.reshape(b, *out.shape[2:]), total.astype(total_shape.dtype)
+  total, out = lax.scan(body, jnp.zeros(total_shape.shape, total_shape.dtype), split)
+  return out.reshape(b, *out.shape[2:]), total
 
 
 # conv2d: y = im2col(fold(x)) @ K. The kernel is passed as kt = K.T, (O, ah*aw*I):
