@@ -1,6 +1,6 @@
 """Scores a trained run: ``python evaluate.py --workdir runs/mnist78 [--num_samples 10000]``.
 
-Intentionally kept short: the logic is ``sagan_jax.eval.evaluate_run``.
+Intentionally kept short: the logic is ``sagan_jax.runs.evaluate_run``.
 Loads the workdir's latest checkpoint (or ``--step``), generates
 ``--num_samples`` images and compares them with the held-out real digits
 through the packaged MNIST classifier: FID, KID, precision/recall,
@@ -23,10 +23,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sagan_jax.cli import quiet_logging
-from sagan_jax.eval import EvalError, evaluate_run, evaluate_torch_generator, format_table
-from sagan_jax.train.config import validate
-from sagan_jax.train.errors import USER_ERRORS
+from sagan_jax import runs
+from sagan_jax.runs import console
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_string("torch_generator", None,
@@ -43,9 +41,8 @@ FLAGS = flags.FLAGS
 def _evaluate():
   options = dict(num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
   if FLAGS.torch_generator is None:
-    return evaluate_run(FLAGS.workdir, step=FLAGS.step, **options)
-  validate(FLAGS.config)
-  return evaluate_torch_generator(FLAGS.torch_generator, FLAGS.config, **options)
+    return runs.evaluate_run(FLAGS.workdir, step=FLAGS.step, **options)
+  return runs.evaluate_torch_generator(FLAGS.torch_generator, FLAGS.config, **options)
 
 
 def main(argv):
@@ -55,15 +52,15 @@ def main(argv):
     raise app.UsageError("give exactly one of --workdir and --torch_generator")
   if FLAGS.torch_generator is not None and (FLAGS.config is None or FLAGS.step is not None):
     raise app.UsageError("--torch_generator needs --config (and takes no --step)")
-  quiet_logging()
+  console.quiet_logging()
   try:
     result = _evaluate()
   except ImportError as error:
     sys.exit(f"error: --torch_generator needs PyTorch ({error})")
-  except USER_ERRORS + (EvalError,) as error:
+  except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
   logging.info("wrote %s", result["path"])
-  print(format_table(result))
+  print(runs.format_table(result))
   print(result["path"])
 
 

@@ -1,7 +1,8 @@
 """Samples from a trained run: ``python sample.py --workdir runs/mnist78 [--attention]``.
 
-Loads the workdir's latest checkpoint (or ``--step``), generates
-``--num_samples`` images from noise ``--seed`` and writes a PNG grid (and, with
+Loads the generator of the workdir's latest checkpoint (or ``--step``),
+generates ``--num_samples`` images from noise ``--seed`` (seed = the run's
+``config.seed`` redraws its training grids) and writes a PNG grid (and, with
 ``--attention``, the attention figure of the generator's last attention layer).
 """
 
@@ -9,9 +10,8 @@ import sys
 
 from absl import app, flags, logging
 
-from sagan_jax.cli import quiet_logging
-from sagan_jax.train.errors import USER_ERRORS
-from sagan_jax.train.sampling import write_sample_files
+from sagan_jax import runs
+from sagan_jax.runs import console
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_integer("num_samples", 64, "Images in the grid.")
@@ -26,11 +26,11 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  quiet_logging()
+  console.quiet_logging()
   try:
-    paths = write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
-                               FLAGS.attention, FLAGS.step)
-  except USER_ERRORS as error:
+    paths = runs.write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
+                                    FLAGS.attention, FLAGS.step)
+  except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
   for path in paths:
     logging.info("wrote %s", path)

@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from sagan_jax.atomic_file import atomic_write  # noqa: E402
-from sagan_jax.data import mnist_digits  # noqa: E402
+from sagan_jax.data import make_source  # noqa: E402
+from sagan_jax.train.config import base_config  # noqa: E402
 from tests.reference import torch_sagan  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def main():
   if args.save_every < 1 or args.epochs < 1:
     parser.error("--epochs and --save_every must be >= 1")
   device = torch.device(args.device)
-  source = mnist_digits()
+  source = make_source(base_config().data)
   images = torch.from_numpy(source.get(list(range(len(source))))).permute(0, 3, 1, 2)
   images = ((images.float() / 255.0) - 0.5) / 0.5  # ToTensor + Normalize(0.5, 0.5)
   torch.manual_seed(args.seed)

@@ -47,7 +47,7 @@ def median_time(fn, repeats: int) -> float:
 
 def chapter_step(config: ml_collections.ConfigDict):
   """(train_step, init_state): the chapter's step and a state initializer for ``config``."""
-  generator, discriminator = build_gan(config.model, channels=1)
+  generator, discriminator = build_gan(config.model, (64, 64, 1))
   g_tx, d_tx = make_optimizers(config)
   step = make_train_step(generator, discriminator, g_tx, d_tx, get_loss("hinge"), 20)
   init_state = lambda: init_gan_state(  # noqa: E731

@@ -15,7 +15,7 @@ def get_config():
   config = base_config()
   config.model.width = 8
   config.data.per_digit = 16  # 32 images → 4 steps per epoch at batch 8
-  config.batch_size = 8
+  config.batching.batch_size = 8
   config.num_steps = 6
   config.log_every = 1
   config.sample_every = 3

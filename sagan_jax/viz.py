@@ -4,10 +4,11 @@ Everything here runs on the host: inputs may be numpy or jax arrays and are
 converted with ``np.asarray``; nothing imports matplotlib, so the library works
 on a bare install and inside headless training jobs.
 
-Conventions (see DESIGN.md): images are NHWC float in [-1, 1]; an attention
-map is ``(B, N, M)`` with ``attention_map[b, j, i]`` the weight that output
-(query) position ``j`` gives source position ``i`` (each row sums to 1), both
-positions flattened row-major over the feature map (``index = y * w + x``).
+Conventions (those of `sagan_jax.layers.SelfAttention`): images are NHWC
+float in [-1, 1]; an attention map is ``(B, N, M)`` with
+``attention_map[b, j, i]`` the weight that output (query) position ``j``
+gives source position ``i`` (each row sums to 1), both positions flattened
+row-major over the feature map (``index = y * w + x``).
 For the chapter's layers ``M == N``; the official variant max-pools keys, so
 there ``M == N / 4``.
 """

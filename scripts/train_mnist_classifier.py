@@ -27,6 +27,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sagan_jax.eval import mnist_classifier as mc  # noqa: E402
+from sagan_jax.train.config import base_config  # noqa: E402
 
 DEFAULT_OUT = ROOT / "sagan_jax" / "eval" / "assets" / mc.ASSET
 
@@ -40,7 +41,8 @@ def main() -> None:
   parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
   args = parser.parse_args()
 
-  train_idx, test_idx = mc.split_indices()
+  gan_data = base_config().data  # the chapter GAN's training images stay unseen
+  train_idx, test_idx = mc.split_indices(gan_data.digits, gan_data.per_digit)
   x_train, y_train = mc.mnist_64(train_idx)
   x_test, y_test = mc.mnist_64(test_idx)
   print(f"train: {len(x_train)} digits (no GAN training images), test: {len(x_test)}",
@@ -77,7 +79,7 @@ def main() -> None:
       "num_test": int(len(x_test)),
       "num_params": num_params,
       "splits": (f"packaged mnist_5k; test = last {mc.TEST_PER_CLASS} of each class; train = "
-                 f"the rest minus the first {mc.GAN_PER_DIGIT} of digits {mc.GAN_DIGITS}"),
+                 f"the rest minus the first {gan_data.per_digit} of digits {tuple(gan_data.digits)}"),
       "input": "64x64x1 float32 in [-1, 1]; PIL bicubic 28->64, (x/255-0.5)/0.5",
       "features": f"penultimate ReLU layer, {model.feature_dim}-d, divided by feature_scale",
       "feature_scale": scale,

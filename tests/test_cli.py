@@ -30,7 +30,7 @@ import jax
 import pytest
 from PIL import Image
 
-from sagan_jax.train import loop
+from sagan_jax.runs import training as loop
 from tests.test_train_loop import (ROOT, assert_all_checkpoints_restore, cache_dir,
                                    one_device_and_compilation_cache, tiny_config)
 
@@ -61,7 +61,7 @@ runpy.run_path("train.py", run_name="__main__")
 # Runs train.py with test_train_loop's poisoned step (G params NaN from step 3 on).
 POISONED_TRAIN = """
 import runpy, sys
-from sagan_jax.train import loop
+from sagan_jax.runs import training as loop
 from tests.test_train_loop import poisoned_make_train_step
 loop.make_train_step = poisoned_make_train_step(loop.make_train_step)
 sys.argv[0] = "train.py"
@@ -136,9 +136,10 @@ class Training:
 
 @pytest.mark.parametrize("overrides, message", [
     (["--config.nope=1"], "error: --config.nope: the config has no field 'nope'"),
-    (["--config.batchsize=8"], 'error: --config.batchsize: the config has no field '
-                               '\'batchsize\'. Did you mean "batch_size" instead of "batchsize"?'),
-    (["--config.batch_size=abc"], "flag --config.batch_size=abc: invalid literal for int()"),
+    (["--config.batching.batchsize=8"], 'error: --config.batching.batchsize: the config has no '
+                                        'field \'batchsize\'. Did you mean "batch_size" instead '
+                                        'of "batchsize"?'),
+    (["--config.batching.batch_size=abc"], "flag --config.batching.batch_size=abc: invalid literal for int()"),
     (["--config.model.width=12"], "error: config.model.width must be a multiple of 8"),
 ])
 def test_config_errors_are_one_line(tmp_path, env, overrides, message):

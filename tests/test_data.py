@@ -16,6 +16,7 @@ from PIL import Image
 
 from sagan_jax import data
 from sagan_jax.data import mnist
+from sagan_jax.train.config import base_config
 
 # sha256 of images.tobytes() + labels.tobytes(); see sagan_jax/data/assets/README.md.
 ASSET_CONTENT_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"
@@ -23,7 +24,7 @@ ASSET_CONTENT_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b77887
 
 @pytest.fixture(scope="module")
 def mnist78():
-  return data.mnist_digits()  # the chapter's data: 200 sevens + 200 eights, 64x64
+  return data.mnist_digits((7, 8), 200)  # the chapter's data: 200 sevens + 200 eights, 64x64
 
 
 def _first_of_each(labels, digits, start, stop):
@@ -51,7 +52,7 @@ def test_mnist78_train_split(mnist78):
   assert images.shape == (400, 64, 64, 1) and images.dtype == np.uint8
   assert images.min() == 0 and images.max() >= 250  # real digits on black
   assert "400 images" in mnist78.description
-  np.testing.assert_array_equal(images, data.mnist_digits().get(np.arange(400)))
+  np.testing.assert_array_equal(images, data.mnist_digits((7, 8), 200).get(np.arange(400)))
 
 
 def test_mnist_splits_are_the_asset_rows_and_disjoint():
@@ -66,7 +67,7 @@ def test_mnist_splits_are_the_asset_rows_and_disjoint():
   held_bytes = {x.tobytes() for x in heldout.get(np.arange(len(heldout)))}
   assert not train_bytes & held_bytes
 
-  all_heldout = data.mnist_digits(range(10), split="heldout", image_size=28)
+  all_heldout = data.mnist_digits(range(10), 200, split="heldout", image_size=28)
   np.testing.assert_array_equal(np.bincount(all_heldout.labels), [300] * 10)
 
 
@@ -88,7 +89,7 @@ def test_mnist_rgb_and_argument_errors():
                  {"per_digit": 500, "split": "heldout"}, {"image_size": 0},
                  {"channels": 2}):
     with pytest.raises(data.DataError):
-      data.mnist_digits(**kwargs)
+      data.mnist_digits(**{"digits": (7, 8), "per_digit": 200, **kwargs})
 
 
 # --- batcher ------------------------------------------------------------------
@@ -315,7 +316,7 @@ def test_tfds_missing_package_says_how_to_install(monkeypatch):
   with pytest.raises(data.DataError, match=r"pip install 'sagan-jax\[tfds\]'"):
     data.tfds_dataset("mnist", "train", image_size=64, channels=1)
   with pytest.raises(data.DataError, match=r"sagan-jax\[tfds\]"):
-    data.make_source({"source": "tfds", "tfds_name": "mnist", "channels": 1})
+    data.make_source(data_config(source="tfds", tfds_name="mnist"))
 
 
 def test_tfds_without_tensorflow_says_how_to_install(monkeypatch):
@@ -351,13 +352,17 @@ def test_tfds_examples_are_converted(monkeypatch):
 # --- config factory -----------------------------------------------------------
 
 
+def data_config(**overrides):
+  """The run config's data section (its defaults' one home) with ``overrides``."""
+  return {**base_config().data.to_dict(), **overrides}
+
+
 def test_make_source_from_dict_and_configdict(mnist78, folder):
-  config = ml_collections.ConfigDict({
-      "source": "mnist78", "image_size": 64, "channels": 1, "digits": (7, 8),
-      "per_digit": 200, "path": "/not/used/by/mnist78", "tfds_name": "unused"})
+  config = ml_collections.ConfigDict(data_config(path="/not/used/by/mnist78",
+                                                 tfds_name="unused"))
   source = data.make_source(config)
   np.testing.assert_array_equal(source.get([0, 399]), mnist78.get([0, 399]))
-  assert len(data.make_source({"source": "mnist78", "split": "heldout"})) == 600
+  assert len(data.make_source(data_config(split="heldout"))) == 600
 
   root, _, _ = folder
   config.source, config.path, config.image_size = "image_folder", str(root), 32
@@ -366,10 +371,11 @@ def test_make_source_from_dict_and_configdict(mnist78, folder):
 
 def test_make_source_errors():
   with pytest.raises(data.DataError, match="mnist78.*image_folder.*tfds"):
-    data.make_source({"source": "cifar"})
+    data.make_source(data_config(source="cifar"))
   with pytest.raises(data.DataError, match="per_digits"):
-    data.make_source({"source": "mnist78", "per_digits": 100})
-  with pytest.raises(data.DataError, match="'path'"):
-    data.make_source({"source": "image_folder", "channels": 1})
-  with pytest.raises(data.DataError, match="'channels'"):
-    data.make_source({"source": "image_folder", "path": "/tmp"})
+    data.make_source(data_config(per_digits=100))
+  with pytest.raises(data.DataError, match="'path' to be set"):
+    data.make_source(data_config(source="image_folder"))
+  # No defaults of its own: a field the source reads must be in the config.
+  with pytest.raises(data.DataError, match="needs config field 'channels'.*base_config"):
+    data.make_source({"source": "image_folder", "path": "/tmp", "image_size": 64})

@@ -1,5 +1,5 @@
 """evaluate_run / evaluate.py on a tiny two-step checkpoint, the packaged classifier,
-and generation over several (simulated CPU) devices."""
+the one sampling path over several (simulated CPU) devices, and Evaluator alone."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from sagan_jax import eval as eval_lib
+from sagan_jax import runs
 from sagan_jax.eval import mnist_classifier as mc
-from sagan_jax.train.loop import train_and_evaluate
-from sagan_jax.train.sampling import load_run
+from sagan_jax.runs import restore_generator, train_and_evaluate
+from sagan_jax.train.config import base_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 METRICS = ("fid", "kid", "kid_std", "precision", "recall", "classifier_score",
@@ -52,20 +53,20 @@ def classifier():
 @pytest.fixture(scope="module")
 def result(workdir, classifier):
   # 30 does not divide over the 4 test devices: batches are padded, the rest dropped.
-  return eval_lib.evaluate_run(workdir, num_samples=64, batch_size=30, extractor=classifier,
-                               kid_subsets=10)
+  return runs.evaluate_run(workdir, num_samples=64, batch_size=30, extractor=classifier,
+                           kid_subsets=10)
 
 
 def test_packaged_classifier_reaches_its_test_accuracy(classifier):
   assert classifier.meta["test_accuracy"] >= 0.97
-  _, test = mc.split_indices()
+  _, test = mc.split_indices(base_config().data.digits, base_config().data.per_digit)
   images, labels = mc.mnist_64(test)
   out = classifier(images[:8])
   assert out["features"].shape == (8, 64) and out["probs"].shape == (8, 10)
   np.testing.assert_allclose(np.asarray(out["probs"]).sum(1), 1.0, rtol=1e-5)
   assert mc.accuracy(classifier, images, labels) >= 0.97
   # The GAN's training images were never part of the classifier's data.
-  train, test = mc.split_indices()
+  train, test = mc.split_indices(base_config().data.digits, base_config().data.per_digit)
   _, all_labels = mc.load_mnist_5k()
   for d in (7, 8):
     gan_train = np.flatnonzero(all_labels == d)[:200]
@@ -111,7 +112,7 @@ def test_evaluate_run_writes_json_and_scalars(workdir, result):
 
 
 def test_format_table_lists_every_metric(result):
-  table = eval_lib.format_table(result)
+  table = runs.format_table(result)
   for label in ("FID", "KID", "precision", "recall", "classifier score", "ratio 7:8"):
     assert label in table
 
@@ -119,15 +120,21 @@ def test_format_table_lists_every_metric(result):
 def test_generation_does_not_depend_on_batch_size_or_devices(workdir):
   if jax.local_device_count() < 2:
     pytest.skip("needs several devices (XLA_FLAGS=--xla_force_host_platform_device_count)")
-  run = load_run(workdir)
-  variables = run.state.generator.variables()
-  one = np.concatenate([np.asarray(b) for b in eval_lib.generate_batches(
-      run.generator, variables, 20, 10, batch_size=10, devices=jax.local_devices()[:1])])
-  many_batches = list(eval_lib.generate_batches(run.generator, variables, 20, 10, batch_size=3))
+  run = restore_generator(workdir)
+  one_device = runs.Sampler(run.generator, 20, devices=jax.local_devices()[:1])
+  one = np.asarray(one_device.sample(run.variables, 10, seed=3).images)
+  many_batches = [s.images for s in runs.Sampler(run.generator, 20).batches(
+      run.variables, 10, seed=3, batch_size=3)]
   assert [b.shape[0] for b in many_batches] == [3, 3, 3, 1]
   assert len(many_batches[0].sharding.device_set) > 1  # split over the devices
+  # XLA:CPU sums in another order on one device than on several: float32 rounding.
   np.testing.assert_allclose(np.concatenate([np.asarray(b) for b in many_batches]), one,
                              atol=1e-5)
+  # Sample i is the same image whoever asks: here the first 4 with their attention maps.
+  with_maps = runs.Sampler(run.generator, 20, return_attention=True).sample(
+      run.variables, 4, seed=3)
+  np.testing.assert_allclose(np.asarray(with_maps.images), one[:4], atol=1e-5)
+  assert with_maps.attention[-1].shape == (4, 1024, 1024)
 
 
 def test_any_extractor_plugs_in_and_probs_are_optional(workdir):
@@ -136,8 +143,8 @@ def test_any_extractor_plugs_in_and_probs_are_optional(workdir):
     return {"features": x[:, ::8, ::8, 0].reshape(len(x), -1), "probs": None}
 
   pixels.name = "pixels"
-  run = load_run(workdir)
-  evaluator = eval_lib.Evaluator(run.config.data, pixels, kid_subsets=2)
+  run = restore_generator(workdir)
+  evaluator = runs.make_evaluator(run.config, pixels, kid_subsets=2)
   out = evaluator.evaluate([np.zeros((5, 64, 64, 1), np.float32),
                             np.ones((5, 64, 64, 1), np.float32)])
   assert out["extractor"] == "pixels" and out["num_samples"] == 10
@@ -147,11 +154,13 @@ def test_any_extractor_plugs_in_and_probs_are_optional(workdir):
 
 def test_bad_arguments_are_eval_errors(workdir):
   with pytest.raises(eval_lib.EvalError, match="num_samples"):
-    eval_lib.evaluate_run(workdir, num_samples=1)
+    runs.evaluate_run(workdir, num_samples=1)
+  config = _tiny_config()
+  config.data.source = "image_folder"
   with pytest.raises(eval_lib.EvalError, match="mnist78"):
-    eval_lib.Evaluator({"source": "image_folder"}, extractor=lambda x: x).real_reference()
+    runs.make_evaluator(config, extractor=lambda x: x)
   with pytest.raises(FileNotFoundError, match="config.json"):
-    eval_lib.evaluate_run(os.path.join(workdir, "missing"), num_samples=8)
+    runs.evaluate_run(os.path.join(workdir, "missing"), num_samples=8)
   with pytest.raises(eval_lib.EvalAssetNotFoundError, match="train_mnist_classifier"):
     mc.MnistClassifier(os.path.join(workdir, "no_weights.msgpack"))
 
@@ -170,7 +179,7 @@ def test_a_pytorch_generator_scores_like_a_run(tmp_path, classifier):
   code: converted by interop.from_torch, then generated and measured like a checkpoint."""
   torch = pytest.importorskip("torch")
   from sagan_jax.interop.torch import from_torch
-  from sagan_jax.models import build_gan
+  from sagan_jax.models import build_generator
   from tests.reference import torch_sagan
 
   config = _tiny_config()
@@ -178,26 +187,26 @@ def test_a_pytorch_generator_scores_like_a_run(tmp_path, classifier):
   G, _ = torch_sagan.init_chapter_models(z_dim=20, image_size=config.model.width)
   path = str(tmp_path / "generator_000002.pt")
   torch.save(G.state_dict(), path)
-  result = eval_lib.evaluate_torch_generator(path, config, num_samples=16, batch_size=8,
-                                             extractor=classifier, kid_subsets=2)
+  result = runs.evaluate_torch_generator(path, config, num_samples=16, batch_size=8,
+                                         extractor=classifier, kid_subsets=2)
   assert result["path"] == str(tmp_path / "generator_000002_eval.json")
   with open(result["path"]) as f:
     written = json.load(f)
   assert written["torch_generator"] == path and written["num_samples"] == 16
   assert all(math.isfinite(written[k]) for k in ("fid", "kid", "precision", "recall"))
   # The same numbers as scoring the converted variables directly.
-  generator, _ = build_gan(config.model, config.data.channels)
+  generator = build_generator(config.model, (64, 64, 1))
   variables = from_torch(generator, {k: v.numpy() for k, v in G.state_dict().items()})
-  direct = eval_lib.evaluate_generator(generator, variables, config, num_samples=16,
-                                       batch_size=8, extractor=classifier, kid_subsets=2)
+  direct = runs.evaluate_generator(generator, variables, config, num_samples=16,
+                                   batch_size=8, extractor=classifier, kid_subsets=2)
   assert direct["fid"] == pytest.approx(result["fid"], rel=1e-6)
-  assert "generator_000002.pt" in eval_lib.format_table(result)
+  assert "generator_000002.pt" in runs.format_table(result)
 
   (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
   with pytest.raises(eval_lib.EvalError, match="cannot read"):
-    eval_lib.evaluate_torch_generator(str(tmp_path / "junk.pt"), config)
+    runs.evaluate_torch_generator(str(tmp_path / "junk.pt"), config)
   torch.save({"layer1.0.weight": torch.zeros(1)}, str(tmp_path / "other.pt"))
   with pytest.raises(eval_lib.EvalError, match="not the chapter generator"):
-    eval_lib.evaluate_torch_generator(str(tmp_path / "other.pt"), config)
+    runs.evaluate_torch_generator(str(tmp_path / "other.pt"), config)
   with pytest.raises(FileNotFoundError):
-    eval_lib.evaluate_torch_generator(str(tmp_path / "missing.pt"), config)
+    runs.evaluate_torch_generator(str(tmp_path / "missing.pt"), config)

@@ -1,4 +1,4 @@
-"""Tests for sagan_jax.train.metric_writer: event files, no-op writer, progress line."""
+"""Tests for sagan_jax.runs.metric_writer and progress: event files, no-op writer, progress line."""
 
 import io
 import os
@@ -10,7 +10,8 @@ from PIL import Image
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 
-from sagan_jax.train import metric_writer as mw
+from sagan_jax.runs import metric_writer as mw
+from sagan_jax.runs import progress
 
 
 def _read_events(logdir):
@@ -67,10 +68,9 @@ def test_images_and_text_round_trip(tmp_path):
   assert step == 3 and (v.image.height, v.image.width, v.image.colorspace) == (6, 5, 3)
   with Image.open(io.BytesIO(v.image.encoded_image_string)) as im:
     np.testing.assert_array_equal(np.asarray(im.convert("RGB")), rgb)
-  _, v = values["gray"]
-  assert v.image.colorspace == 1
+  _, v = values["gray"]  # tensorboardX stores gray as RGB; the pixels are the same
   with Image.open(io.BytesIO(v.image.encoded_image_string)) as im:
-    np.testing.assert_array_equal(np.asarray(im.convert("L")), gray)
+    np.testing.assert_array_equal(np.asarray(im.convert("RGB")), np.repeat(gray[..., None], 3, -1))
   step, v = values["config/text_summary"]
   assert step == 3 and v.tensor.string_val == [b"lr: 2e-4"]
 
@@ -89,7 +89,7 @@ def test_bad_values_write_nothing_and_raise(tmp_path):
 def test_purge_step_and_separate_files_per_writer(tmp_path):
   first = mw.MetricWriter(tmp_path)
   first.write_scalars(5, {"x": 1.0})
-  second = mw.MetricWriter(tmp_path, purge_step=3)  # same second, same host
+  second = mw.MetricWriter(tmp_path, resume_step=3)  # same second, same host
   second.write_scalars(3, {"x": 2.0})
   first.close()
   second.close()
@@ -97,7 +97,7 @@ def test_purge_step_and_separate_files_per_writer(tmp_path):
   assert len(os.listdir(tmp_path)) == 2
   starts = [e.step for e in _read_events(tmp_path)
             if e.HasField("session_log") and e.session_log.status == event_pb2.SessionLog.START]
-  assert starts == [3]
+  assert starts == [4]  # what came after the checkpoint at step 3 is purged, not step 3
   got = sorted((step, v.simple_value) for step, _, v in _values(_read_events(tmp_path)))
   assert got == [(3, 2.0), (5, 1.0)]
 
@@ -108,7 +108,6 @@ def test_disabled_writer_is_a_no_op(tmp_path):
     writer.write_scalars(1, {"x": 1.0})
     writer.write_images(1, {"img": np.zeros((2, 2, 3), np.uint8)})
     writer.write_text(1, "t", "hi")
-    writer.flush()
   writer.close()
   assert not logdir.exists()
   mw.MetricWriter(None, enabled=False).write_scalars(0, {"x": 1.0})
@@ -135,7 +134,7 @@ class _FakeClock:
 
 def test_rate_tracker_excludes_first_call_and_slides():
   clock = _FakeClock()
-  tracker = mw.RateTracker(window=3, clock=clock)
+  tracker = progress.RateTracker(window=3, clock=clock)
   assert tracker.rate is None
   tracker.update(1)   # after the compiling step: only a starting mark
   assert tracker.rate is None
@@ -150,7 +149,7 @@ def test_rate_tracker_excludes_first_call_and_slides():
   tracker.update(0)   # a restart from an earlier step starts over
   assert tracker.rate is None
   with pytest.raises(ValueError):
-    mw.RateTracker(window=0)
+    progress.RateTracker(window=0)
 
 
 @pytest.mark.parametrize("seconds, text", [
@@ -158,17 +157,17 @@ def test_rate_tracker_excludes_first_call_and_slides():
     (7509, "2h05m09s"), (3 * 86400 + 4 * 3600 + 59, "3d04h"), (float("inf"), "?"),
 ])
 def test_format_duration(seconds, text):
-  assert mw.format_duration(seconds) == text
+  assert progress.format_duration(seconds) == text
 
 
 def test_format_progress_line():
-  line = mw.format_progress(120, 2100, {"d_loss": 1.2341, "g_loss": np.float32(0.567)},
+  line = progress.format_progress(120, 2100, {"d_loss": 1.2341, "g_loss": np.float32(0.567)},
                             rate=1980 / 582.35)
   assert line == "step 120/2100 | d_loss 1.234 | g_loss 0.567 | 3.4 steps/s | ETA 9m42s"
-  assert mw.format_progress(5, 10) == "step 5/10"  # rate unknown: no rate or ETA
-  assert mw.format_progress(10, 10, {}, 2.0) == "step 10/10 | 2.0 steps/s | ETA 0s"
+  assert progress.format_progress(5, 10) == "step 5/10"  # rate unknown: no rate or ETA
+  assert progress.format_progress(10, 10, {}, 2.0) == "step 10/10 | 2.0 steps/s | ETA 0s"
   # Slow runs read as seconds per step; odd magnitudes as exponents; ints stay ints.
-  line = mw.format_progress(1, 3, {"lr": 2e-4, "gnorm": 3e6, "epoch": 4,
+  line = progress.format_progress(1, 3, {"lr": 2e-4, "gnorm": 3e6, "epoch": 4,
                                    "loss": float("nan")}, rate=0.25)
   assert line == ("step 1/3 | lr 2.000e-04 | gnorm 3.000e+06 | epoch 4 | loss nan"
                   " | 4.0 s/step | ETA 8s")
@@ -177,11 +176,11 @@ def test_format_progress_line():
 def test_console_progress_uses_tracker():
   jnp = pytest.importorskip("jax.numpy")
   clock = _FakeClock()
-  progress = mw.ConsoleProgress(total_steps=100, window=10, clock=clock)
+  console_progress = progress.ConsoleProgress(total_steps=100, window=10, clock=clock)
   clock.t += 30.0  # the first step compiles: slow, and must not count
-  assert progress.update(1, {"d_loss": 1.0}) == "step 1/100 | d_loss 1.000"
+  assert console_progress.update(1, {"d_loss": 1.0}) == "step 1/100 | d_loss 1.000"
   for step in range(2, 11):
     clock.t += 0.5
-    line = progress(step, {"d_loss": jnp.float32(0.5)})
+    line = console_progress(step, {"d_loss": jnp.float32(0.5)})
   assert line == "step 10/100 | d_loss 0.500 | 2.0 steps/s | ETA 45s"
-  assert mw.format_progress(10, 100, None, progress.tracker).endswith("ETA 45s")
+  assert progress.format_progress(10, 100, None, console_progress.tracker).endswith("ETA 45s")

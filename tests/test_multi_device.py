@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from sagan_jax.train import sharding
+from sagan_jax import sharding
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
-from sagan_jax.train.loop import Trainer
+from sagan_jax.runs import Trainer
 from tests.parity import assert_params_close_under_adam, assert_tree_close, tiny_gradient_mask
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,7 +29,11 @@ def tiny_config(**overrides):
   config = module.get_config()
   config.data.per_digit = 8
   for key, value in overrides.items():
-    config[key] = value
+    node = config
+    *parents, leaf = key.split("__")
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
   return config
 
 
@@ -95,12 +99,12 @@ def test_checkpoint_from_two_devices_restores_on_one(tmp_path, one_device_result
 
 def test_batch_that_does_not_divide_over_devices_is_an_error():
   with pytest.raises(ValueError, match="does not divide over 4 devices"):
-    _trainer(4, tiny_config(batch_size=6))
+    _trainer(4, tiny_config(batching__batch_size=6))
 
 
 def test_partial_last_batch_must_divide_too():
   # 16 images at batch 6 leave a last batch of 4: 6 divides over 3 devices, 4 does not.
-  config = tiny_config(batch_size=6)
+  config = tiny_config(batching__batch_size=6)
   config.data.per_digit = 8  # 16 images: batches of 6, 6, 4
   with pytest.raises(ValueError, match="final partial batch"):
     _trainer(3, config) if jax.device_count() >= 3 else pytest.skip("needs 3 devices")

@@ -28,11 +28,11 @@ from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
 
 from sagan_jax.data import DataError
-from sagan_jax.train import loop, sharding
+from sagan_jax import sharding
+from sagan_jax.runs import training as loop
 from sagan_jax.train.checkpoint import Checkpointer, IncompatibleCheckpointError, abstract_like
 from sagan_jax.train.config import ConfigError
-from sagan_jax.train.errors import NonFiniteLossError
-from sagan_jax.train.sampling import load_run
+from sagan_jax.runs import NonFiniteLossError, load_config, restore_generator
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 POISON_STEP = 3  # see poisoned_make_train_step
@@ -100,7 +100,7 @@ def _one_device_and_compilation_cache(tmp_path_factory):
 
 def restore(workdir, step: int, config=None):
   """The state checkpointed at ``step`` in ``workdir`` (read-only)."""
-  config = config or loop.load_config(str(workdir))
+  config = config or load_config(str(workdir))
   trainer = loop.Trainer(config)
   abstract = abstract_like(jax.eval_shape(trainer.init_state), sharding.replicated(trainer.mesh))
   checkpointer = Checkpointer(str(workdir), read_only=True)
@@ -291,7 +291,7 @@ def no_compute(monkeypatch):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"batch_size": 0}, r"config\.batch_size must be a positive integer, got 0"),
+    ({"batching__batch_size": 0}, r"config\.batching\.batch_size must be a positive integer, got 0"),
     ({"num_steps": -1}, r"config\.num_steps must be a positive integer"),
     ({"data__image_size": 32}, r"makes 64×64 images; config\.data\.image_size is 32"),
     ({"model__width": 12}, r"config\.model\.width must be a multiple of 8.*got 12"),
@@ -362,7 +362,7 @@ def test_batch_that_does_not_split_over_devices(no_compute):
   # 16 images at batch 6: the last batch of each epoch has 4, which 3 devices cannot split.
   with pytest.raises(ConfigError, match="the final partial batch of each epoch 4 does not "
                                         "divide over 3 devices"):
-    loop.Trainer(tiny_config(batch_size=6), mesh=fake_mesh(3))
+    loop.Trainer(tiny_config(batching__batch_size=6), mesh=fake_mesh(3))
 
 
 # --------------------------------------------------------------------------- outputs
@@ -388,7 +388,7 @@ def test_run_outputs(finished_run):
       with Image.open(workdir / "samples" / f"{kind}_{step:06d}.png") as png:
         assert png.format == "PNG" and min(png.size) >= 64
   # config.json: the whole config, as sampling rebuilds it.
-  assert json.loads(loop.load_config(str(workdir)).to_json()) == json.loads(config.to_json())
+  assert json.loads(load_config(str(workdir)).to_json()) == json.loads(config.to_json())
   # Checkpoints of the whole state under <workdir>/checkpoints.
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
   saved = restore(workdir, 4)
@@ -406,12 +406,13 @@ def test_sampling_never_modifies_the_workdir(finished_copy):
   in_progress.mkdir()
   (in_progress / "partial").write_bytes(b"x")
   before = snapshot(workdir)
-  run = load_run(str(workdir))
+  run = restore_generator(str(workdir))
   assert run.step == 4
-  assert_states_identical(run.state.generator.params, state.generator.params, "sampled G")
+  # Just the generator's eval-mode variables: no discriminator, no optimizer state.
+  assert_states_identical(run.variables, state.generator.variables(), "restored G")
   assert snapshot(workdir) == before
   with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 3 .*holds 2, 4"):
-    load_run(str(workdir), step=3)
+    restore_generator(str(workdir), step=3)
 
 
 # --------------------------------------------------------------------------- options
@@ -450,9 +451,9 @@ def test_eval_every_writes_reports_during_training(tmp_path):
 
 def test_dispatch_groups_end_before_a_partial_batch():
   """16 images at batch 6: batches of 6, 6, 4 per epoch; a scan needs equal shapes."""
-  config = tiny_config(batch_size=6, steps_per_dispatch=10, log_every=100, sample_every=100,
-                       checkpoint_every=100, num_steps=9)
-  batcher = loop.data_lib.Batcher(loop.make_source(config), 6, 0)
+  config = tiny_config(batching__batch_size=6, steps_per_dispatch=10, log_every=100,
+                       sample_every=100, checkpoint_every=100, num_steps=9)
+  batcher = loop.data_lib.Batcher(loop.data_lib.make_source(config.data), 6, 0)
   sizes = [len(batcher.global_indices(i)) for i in range(9)]
   assert sizes == [6, 6, 4] * 3
   ends = [step for step in range(1, 10)

@@ -1,15 +1,15 @@
 """Data pipeline: sources of uint8 images, a stateless batcher, prefetching.
 
-Typical use by a trainer::
+Typical use by a trainer (``config`` from ``sagan_jax.train.config.base_config``)::
 
-  source = data.make_source(config.data)            # or data.mnist_digits()
-  batcher = data.Batcher(source, config.batch_size, config.seed,
+  source = data.make_source(config.data)            # or data.mnist_digits((7, 8), 200)
+  batcher = data.Batcher(source, config.batching.batch_size, config.seed,
                          process_index=jax.process_index(),
                          process_count=jax.process_count())
   with data.prefetch_batches(batcher, start_step=int(state.step),
                              stop_step=batcher.num_steps(config.num_epochs)) as batches:
     for batch in batches:   # {'image': float32 (b, H, W, C) in [-1, 1], ...}
-      state, metrics = train_step(state, batch["image"])
+      state, metrics = train_step(state, batch)
 """
 
 from sagan_jax.data.batcher import Batcher
@@ -20,7 +20,7 @@ from sagan_jax.data.mnist import load_mnist_5k, mnist_digits
 from sagan_jax.data.prefetch import Prefetcher, prefetch_batches
 from sagan_jax.data.source import ArraySource, Source
 from sagan_jax.data.tfds_source import tfds_dataset
-from sagan_jax.data.transforms import to_model_range, to_uint8
+from sagan_jax.data.transforms import to_model_range
 
 __all__ = [
     "ArraySource",
@@ -40,5 +40,4 @@ __all__ = [
     "prefetch_batches",
     "tfds_dataset",
     "to_model_range",
-    "to_uint8",
 ]

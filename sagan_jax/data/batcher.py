@@ -32,15 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from sagan_jax.checks import require_int
 from sagan_jax.data.errors import DataError
 from sagan_jax.data.source import Source
 from sagan_jax.data.transforms import to_model_range
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise DataError(f"{name} must be an integer >= {minimum}, got {value!r}")
-  return int(value)
+  return require_int(value, name, minimum, DataError)
 
 
 class Batcher:
@@ -113,10 +112,6 @@ class Batcher:
   def num_steps(self, num_epochs: int) -> int:
     """Steps in ``num_epochs`` epochs (300 chapter epochs → 2,100 steps)."""
     return _check_int("num_epochs", num_epochs, 0) * self.batches_per_epoch
-
-  def epoch_of(self, step: int) -> int:
-    """The (0-based) epoch that ``step`` belongs to."""
-    return self._check_step(step) // self.batches_per_epoch
 
   def epoch_order(self, epoch: int) -> np.ndarray:
     """The order in which ``epoch`` visits the source's examples (int64)."""

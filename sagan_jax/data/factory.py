@@ -1,23 +1,21 @@
-"""Builds a source from a config (a plain dict or an ``ml_collections.ConfigDict``).
+"""Builds a source from a config's data section (a dict or an ``ml_collections.ConfigDict``).
 
-One config may carry the fields of every source, so switching with
-``--config.data.source=image_folder`` needs no other edit: fields that belong
-to a source other than the chosen one are ignored. A field that belongs to
-no source is an error (most likely a typo), and so is a missing required one.
-A value of ``None`` means "not set".
+The factory holds no defaults: every field it reads comes from the config
+(``sagan_jax.train.config.base_config`` is their one home), so it cannot
+disagree with it. One config carries the fields of every source, so switching
+with ``--config.data.source=image_folder`` needs no other edit: fields that
+belong to a source other than the chosen one are ignored. A field that
+belongs to no source is an error (most likely a typo), and so is a missing
+one or ``None`` where the source needs a value.
 
-Fields (defaults in brackets):
+Fields per source (``builder keyword ← config field``):
 
-* ``source``: ``'mnist78'``, ``'image_folder'`` or ``'tfds'`` (required);
-* ``image_size`` [64]: output height and width;
-* ``channels``: 1 or 3 [1 for ``mnist78``; required for the others];
-* ``mnist78``: ``digits`` [(7, 8)], ``per_digit`` [200], ``split``
-  [``'train'``; or ``'heldout'``, ``'all'``] — see `mnist_digits`;
-* ``image_folder``: ``path`` (required) — see `ImageFolderSource`;
-* ``tfds``: ``tfds_name`` (required), ``tfds_split`` [``'train'``],
-  ``tfds_image_key`` [``'image'``], ``tfds_label_key`` [``'label'``],
-  ``tfds_data_dir`` [TFDS default], ``tfds_download`` [True] — see
-  `tfds_dataset`.
+* ``mnist78`` → `mnist_digits`: ``digits``, ``per_digit``, ``split``,
+  ``image_size``, ``channels``;
+* ``image_folder`` → `image_folder`: ``path``, ``image_size``, ``channels``;
+* ``tfds`` → `tfds_dataset`: ``tfds_name``, ``tfds_split``, ``tfds_image_key``,
+  ``tfds_label_key``, ``tfds_data_dir`` (``None``: TFDS's default folder),
+  ``tfds_download``, ``image_size``, ``channels``.
 """
 
 from __future__ import annotations
@@ -30,37 +28,20 @@ from sagan_jax.data.mnist import mnist_digits
 from sagan_jax.data.source import Source
 from sagan_jax.data.tfds_source import tfds_dataset
 
-_COMMON = ("source", "image_size", "channels")
-_REQUIRED = object()  # marks a field without a default
-
-# source name -> (builder keyword -> (config field, default)).
-_SOURCES: dict[str, tuple[Callable[..., Source], dict[str, tuple[str, Any]]]] = {
-    "mnist78": (mnist_digits, {
-        "image_size": ("image_size", 64),
-        "channels": ("channels", 1),
-        "digits": ("digits", (7, 8)),
-        "per_digit": ("per_digit", 200),
-        "split": ("split", "train"),
-    }),
-    "image_folder": (image_folder, {
-        "path": ("path", _REQUIRED),
-        "image_size": ("image_size", 64),
-        "channels": ("channels", _REQUIRED),
-    }),
-    "tfds": (tfds_dataset, {
-        "name": ("tfds_name", _REQUIRED),
-        "split": ("tfds_split", "train"),
-        "image_size": ("image_size", 64),
-        "channels": ("channels", _REQUIRED),
-        "image_key": ("tfds_image_key", "image"),
-        "label_key": ("tfds_label_key", "label"),
-        "data_dir": ("tfds_data_dir", None),
-        "download": ("tfds_download", True),
-    }),
+# source name -> (builder, {builder keyword: config field}).
+_SOURCES: dict[str, tuple[Callable[..., Source], dict[str, str]]] = {
+    "mnist78": (mnist_digits, {"digits": "digits", "per_digit": "per_digit", "split": "split",
+                               "image_size": "image_size", "channels": "channels"}),
+    "image_folder": (image_folder, {"path": "path", "image_size": "image_size",
+                                    "channels": "channels"}),
+    "tfds": (tfds_dataset, {"name": "tfds_name", "split": "tfds_split",
+                            "image_key": "tfds_image_key", "label_key": "tfds_label_key",
+                            "data_dir": "tfds_data_dir", "download": "tfds_download",
+                            "image_size": "image_size", "channels": "channels"}),
 }
+_MAY_BE_NONE = ("tfds_data_dir", "tfds_label_key")  # None: TFDS's folder; ignore labels
 SOURCE_NAMES = tuple(_SOURCES)
-CONFIG_FIELDS = tuple(sorted(
-    set(_COMMON) | {field for _, kw in _SOURCES.values() for field, _ in kw.values()}))
+CONFIG_FIELDS = tuple(sorted({"source"} | {f for _, kw in _SOURCES.values() for f in kw.values()}))
 
 
 def _as_dict(config: Any) -> dict[str, Any]:
@@ -75,15 +56,15 @@ def make_source(config: Any) -> Source:
   """Builds the source a data config describes.
 
   Args:
-    config: dict or ``ConfigDict`` with the fields listed in this module's
-      docstring.
+    config: dict or ``ConfigDict`` with ``source`` and the fields that source
+      reads (see this module's docstring), e.g. ``base_config().data``.
 
   Returns:
     The `Source`.
 
   Raises:
     DataError: unknown source name (the message lists the valid ones), an
-      unknown field, a missing required field, or an invalid value.
+      unknown field, a missing field, or an invalid value.
   """
   fields = _as_dict(config)
   unknown = sorted(set(fields) - set(CONFIG_FIELDS))
@@ -95,11 +76,11 @@ def make_source(config: Any) -> Source:
     raise DataError(f"unknown data source {name!r}; valid sources: {list(SOURCE_NAMES)}")
   builder, keywords = _SOURCES[name]
   kwargs = {}
-  for keyword, (field, default) in keywords.items():
-    value = fields.get(field)
-    if value is None:
-      if default is _REQUIRED:
-        raise DataError(f"data source '{name}' needs config field '{field}'")
-      value = default
-    kwargs[keyword] = value
+  for keyword, field in keywords.items():
+    if field not in fields:
+      raise DataError(f"data source '{name}' needs config field '{field}' (every field and "
+                      "its default: sagan_jax.train.config.base_config)")
+    if fields[field] is None and field not in _MAY_BE_NONE:
+      raise DataError(f"data source '{name}' needs config field '{field}' to be set")
+    kwargs[keyword] = fields[field]
   return builder(**kwargs)

@@ -75,8 +75,8 @@ def _check_digits(digits: Iterable[int]) -> tuple[int, ...]:
   return tuple(int(d) for d in out)
 
 
-def mnist_digits(digits: Iterable[int] = (7, 8), per_digit: int = 200,
-                 image_size: int = 64, split: str = "train",
+def mnist_digits(digits: Iterable[int], per_digit: int, image_size: int = 64,
+                 split: str = "train",
                  channels: int = 1) -> ArraySource:
   """MNIST digits from the packaged subset, resized like the chapter's PNGs.
 
@@ -86,7 +86,8 @@ def mnist_digits(digits: Iterable[int] = (7, 8), per_digit: int = 200,
   once, at construction.
 
   Args:
-    digits: which classes, e.g. ``(7, 8)`` (the chapter) or ``range(10)``.
+    digits: which classes, e.g. ``(7, 8)`` (the chapter's: ``base_config().data``)
+      or ``range(10)``.
     per_digit: how many examples per digit form the training split (1-500).
     image_size: output height and width (28 keeps the native size).
     split: ``'train'`` (first ``per_digit`` of each digit), ``'heldout'`` (the

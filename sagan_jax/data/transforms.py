@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from sagan_jax.checks import require_int
 from sagan_jax.data.errors import DataError
 
 # PIL modes for the supported channel counts.
@@ -19,10 +20,7 @@ MODES = {1: "L", 3: "RGB"}
 
 def check_image_size(image_size: int) -> int:
   """Returns ``image_size`` as an int, or raises `DataError` if not positive."""
-  if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) \
-      or image_size < 1:
-    raise DataError(f"image_size must be a positive integer, got {image_size!r}")
-  return int(image_size)
+  return require_int(image_size, "image_size", 1, DataError)
 
 
 def check_channels(channels: int) -> int:
@@ -83,9 +81,3 @@ def to_model_range(images: np.ndarray) -> np.ndarray:
   """
   x = images.astype(np.float32) / np.float32(255)
   return (x - np.float32(0.5)) / np.float32(0.5)
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """Inverse of `to_model_range`: float ``[-1, 1]`` → uint8, rounded and clipped."""
-  x = (np.asarray(images, np.float32) * 0.5 + 0.5) * 255
-  return np.clip(np.rint(x), 0, 255).astype(np.uint8)

@@ -60,8 +60,6 @@ __all__ = [
 ASSET = "mnist_classifier.msgpack"
 FORMAT = "sagan-jax/mnist-classifier/v1"  # bump when DigitCNN's structure changes
 IMAGE_SIZE = 64
-GAN_DIGITS = (7, 8)  # the chapter's GAN trains on ...
-GAN_PER_DIGIT = 200  # ... the first 200 of each
 TEST_PER_CLASS = 100  # the last 100 of every class: the classifier's test split
 # He initialization: PyTorch's default U(±1/√fan_in) shrinks a deep ReLU stack's
 # activations layer by layer, and this network has no normalization layers.
@@ -96,13 +94,15 @@ class DigitCNN(nn.Module):
     return Dense(self.num_classes, name="logits")(features), features
 
 
-def split_indices(gan_digits: Sequence[int] = GAN_DIGITS, gan_per_digit: int = GAN_PER_DIGIT,
+def split_indices(gan_digits: Sequence[int], gan_per_digit: int,
                   test_per_class: int = TEST_PER_CLASS) -> tuple[np.ndarray, np.ndarray]:
   """``(train, test)`` indices into `sagan_jax.data.load_mnist_5k`'s arrays.
 
   Test: the last ``test_per_class`` digits of every class. Train: the rest,
   minus the first ``gan_per_digit`` digits of each of ``gan_digits`` (the
-  GAN's training images, never shown to the classifier).
+  GAN's training images, never shown to the classifier). The shipped weights
+  were trained with the chapter's ``base_config().data.digits`` and
+  ``per_digit`` (see ``scripts/train_mnist_classifier.py``).
   """
   _, labels = load_mnist_5k()
   train, test = [], []

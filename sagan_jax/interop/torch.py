@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sagan_jax.layers.spectral_norm import PowerIterationState, spectral_norm_estimate, weight_matrix
+from sagan_jax.models import Discriminator64, Generator64
 
 Variables = dict[str, dict[str, Any]]
 
@@ -198,10 +200,6 @@ def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
   Every key must be used (``num_batches_tracked`` aside), like PyTorch's strict
   loading; shapes are checked against ``module``'s own variables.
   """
-  import jax  # local: keeps this module importable for plain conversions
-
-  from sagan_jax.models import Discriminator64, Generator64
-
   sd = _reader(state_dict)
   if isinstance(module, Generator64):
     variables = _chapter_generator(sd)

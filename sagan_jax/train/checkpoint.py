@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 # Fields that may change between a run and its resumption; everything else
 # must match, or the restored state would mean something else.
 RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
-                    "checkpoint_every", "keep_checkpoints", "num_samples", "data.prefetch",
+                    "checkpoint_every", "keep_checkpoints", "num_samples", "batching.prefetch",
                     "data.path", "data.tfds_data_dir", "data.tfds_download",
                     "model.attention_chunk_size", "model.conv_implementation",
                     "model.compute_dtype", "steps_per_dispatch", "eval_every",
@@ -118,6 +118,19 @@ class Checkpointer:
     (a pytree of ``jax.ShapeDtypeStruct`` with shardings)."""
     return self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))["state"]
+
+  def restore_generator(self, step: int, abstract_variables: Any) -> Any:
+    """Only the generator's eval-mode variables (``params`` and its other
+    collections: spectral-norm vectors, BatchNorm statistics) of the state saved
+    at ``step``, laid out like ``abstract_variables``: neither the
+    discriminator nor an optimizer state is built or read."""
+    params = abstract_variables["params"]
+    collections = {k: v for k, v in abstract_variables.items() if k != "params"}
+    target = {"generator": {"params": params, "collections": collections}}
+    restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)))["state"]["generator"]
+    return {"params": restored["params"], **restored["collections"]}
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -1,19 +1,28 @@
-"""The training config: every field with its default, and validation.
+"""The run config: every field with its default, and validation.
 
-``configs/*.py`` start from ``base_config()`` (which *is* the chapter's
-recipe) and override fields. ``validate`` runs before any compute and turns a
-bad value into one clear error.
+This is the only home of a default. ``configs/*.py`` start from
+``base_config()`` (which *is* the chapter's recipe) and override fields; the
+data factory, the model registry and evaluation read what they need from the
+config and keep no defaults of their own. ``validate`` runs before any
+compute and turns a bad value into one clear error.
+
+Sections: ``model`` (which network, how it computes), ``data`` (what to
+read: the source and its fields), ``batching`` (how to batch it),
+``optimizer``; the rest are the run's length, cadence and evaluation.
 """
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 from ml_collections import config_dict
 
+from sagan_jax import models
+from sagan_jax.checks import require_int
 from sagan_jax.data import SOURCE_NAMES
 from sagan_jax.losses import LOSSES
 
-MODELS = ("chapter64",)
 CONV_IMPLEMENTATIONS = ("auto", "gemm", "xla")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
@@ -31,30 +40,36 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.name = "chapter64"
   c.model.z_dim = 20
   c.model.width = 64  # the chapter's image_size: a channel multiplier
-  c.model.attention_chunk_size = 1024  # blocked attention, ≤ this many query rows a block (None: materialized)
+  # Blocked attention with at most this many query rows a block (None: materialized).
+  c.model.attention_chunk_size = 1024
   c.model.conv_implementation = "auto"
   # Activations and matmuls in bfloat16 (parameters, optimizer state, BatchNorm
   # statistics and losses stay float32).
   c.model.compute_dtype = "float32"
 
+  # What to read. Fields of sources other than `source` are ignored, so
+  # switching with --config.data.source=image_folder needs no other edit.
   c.data = ml_collections.ConfigDict()
   c.data.source = "mnist78"
   c.data.image_size = 64
   c.data.channels = 1
-  c.data.digits = (7, 8)
-  c.data.per_digit = 200
-  c.data.split = "train"
-  c.data.path = config_dict.placeholder(str)
-  c.data.tfds_name = config_dict.placeholder(str)
+  c.data.digits = (7, 8)  # mnist78: the chapter's digits, ...
+  c.data.per_digit = 200  # ... the first 200 of each ...
+  c.data.split = "train"  # ... ('heldout': the rest, the evaluation's reference)
+  c.data.path = config_dict.placeholder(str)  # image_folder
+  c.data.tfds_name = config_dict.placeholder(str)  # tfds
   c.data.tfds_split = "train"
   c.data.tfds_image_key = "image"
   c.data.tfds_label_key = "label"
-  c.data.tfds_data_dir = config_dict.placeholder(str)
+  c.data.tfds_data_dir = config_dict.placeholder(str)  # None: TFDS's default folder
   c.data.tfds_download = False  # never reach for the network unless asked
-  c.data.drop_remainder = False  # the chapter's DataLoader keeps the last partial batch
-  c.data.prefetch = 2  # batches decoded ahead on a background thread
 
-  c.batch_size = 64  # global batch, split over all devices
+  # How to batch it.
+  c.batching = ml_collections.ConfigDict()
+  c.batching.batch_size = 64  # global batch, split over all devices
+  c.batching.drop_remainder = False  # the chapter's DataLoader keeps the last partial batch
+  c.batching.prefetch = 2  # batches decoded ahead on a background thread
+
   c.num_epochs = 300
   c.num_steps = config_dict.placeholder(int)  # when set, overrides num_epochs
 
@@ -84,61 +99,57 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _positive_int(config, name: str) -> None:
+def _get(config, name: str):
   value = config
   for part in name.split("."):
     value = value[part]
-  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-    raise ConfigError(f"config.{name} must be a positive integer, got {value!r}")
+  return value
 
 
-def _one_of(value, name: str, choices) -> None:
+def _positive_int(config, name: str, minimum: int = 1) -> None:
+  require_int(_get(config, name), f"config.{name}", minimum, ConfigError)
+
+
+def _one_of(config, name: str, choices) -> None:
+  value = _get(config, name)
   if value not in choices:
     raise ConfigError(f"config.{name} must be one of {list(choices)}, got {value!r}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` for any value the run could not use."""
-  for name in ("batch_size", "num_epochs", "steps_per_dispatch", "log_every", "sample_every", "checkpoint_every",
-               "keep_checkpoints", "num_samples", "model.z_dim", "model.width",
-               "data.image_size", "data.per_digit"):
+  for name in ("batching.batch_size", "num_epochs", "steps_per_dispatch", "log_every",
+               "sample_every", "checkpoint_every", "keep_checkpoints", "num_samples",
+               "model.z_dim", "model.width", "data.image_size", "data.per_digit"):
     _positive_int(config, name)
+  _positive_int(config, "batching.prefetch", minimum=0)
+  _positive_int(config, "eval_every", minimum=0)  # 0 turns evaluation off
   if config.num_steps is not None:
     _positive_int(config, "num_steps")
-  _one_of(config.model.name, "model.name", MODELS)
-  _one_of(config.model.conv_implementation, "model.conv_implementation", CONV_IMPLEMENTATIONS)
-  _one_of(config.model.compute_dtype, "model.compute_dtype", COMPUTE_DTYPES)
-  _one_of(config.loss, "loss", tuple(LOSSES))
-  _one_of(config.data.source, "data.source", SOURCE_NAMES)
-  _one_of(config.data.channels, "data.channels", (1, 3))
-  if config.model.name == "chapter64":
-    if config.data.image_size != 64:
-      raise ConfigError(
-          f"model 'chapter64' makes 64×64 images; config.data.image_size is "
-          f"{config.data.image_size}")
-    if config.model.width < 8 or config.model.width % 8:
-      raise ConfigError(
-          f"config.model.width must be a multiple of 8 (its self-attention layers need "
-          f"channels divisible by 8), got {config.model.width}")
   if config.model.attention_chunk_size is not None:
     _positive_int(config, "model.attention_chunk_size")
+  _one_of(config, "model.name", models.MODEL_NAMES)
+  _one_of(config, "model.conv_implementation", CONV_IMPLEMENTATIONS)
+  _one_of(config, "model.compute_dtype", COMPUTE_DTYPES)
+  _one_of(config, "loss", tuple(LOSSES))
+  _one_of(config, "data.source", SOURCE_NAMES)
+  _one_of(config, "data.channels", (1, 3))
+  image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+  try:
+    models.check_model_config(config.model, image_shape)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
   for name in ("lr_g", "lr_d"):
     value = config.optimizer[name]
-    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+    if not (isinstance(value, (int, float)) and 0 < value < math.inf):
       raise ConfigError(f"config.optimizer.{name} must be finite and > 0, got {value!r}")
   for name in ("b1", "b2"):
     value = config.optimizer[name]
     if not (isinstance(value, (int, float)) and 0 <= value < 1):
       raise ConfigError(f"config.optimizer.{name} must be in [0, 1), got {value!r}")
-  if (isinstance(config.eval_every, bool) or not isinstance(config.eval_every, int)
-      or config.eval_every < 0):
-    raise ConfigError(f"config.eval_every must be >= 0 (0 turns evaluation off), got "
-                      f"{config.eval_every!r}")
   if config.eval_every:
-    _positive_int(config, "eval_num_samples")
+    _positive_int(config, "eval_num_samples", minimum=2)
     _positive_int(config, "eval_batch_size")
     if config.data.source != "mnist78":
       raise ConfigError("config.eval_every needs held-out real digits (data.source='mnist78'); "
                         "set eval_every=0")
-  if not isinstance(config.data.prefetch, int) or config.data.prefetch < 0:
-    raise ConfigError(f"config.data.prefetch must be >= 0, got {config.data.prefetch!r}")

@@ -10,7 +10,6 @@ command continues where it stopped; raising ``num_steps`` extends a run.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 from typing import Any, Optional
@@ -21,46 +20,26 @@ import ml_collections
 import numpy as np
 
 from sagan_jax import data as data_lib
-from sagan_jax.atomic_file import atomic_write
-from sagan_jax import viz
+from sagan_jax import sharding, viz
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan
-from sagan_jax.train import sharding
+from sagan_jax.runs import evaluation, workdir as workdir_lib
+from sagan_jax.runs.errors import NonFiniteLossError
+from sagan_jax.runs.metric_writer import MetricWriter
+from sagan_jax.runs.progress import ConsoleProgress
+from sagan_jax.runs.sampling import ATTENTION_FIGURE_SAMPLES, Sampler
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from sagan_jax.train.config import ConfigError, validate
-from sagan_jax.train.errors import NonFiniteLossError
-from sagan_jax.train.metric_writer import ConsoleProgress, MetricWriter
 from sagan_jax.train.optimizers import make_optimizers
 from sagan_jax.train.state import GANState, init_gan_state
 from sagan_jax.train.step import make_multi_step, make_train_step
 
-# Fields of config.data that configure the batcher, not the source.
-_BATCHING_FIELDS = ("drop_remainder", "prefetch")
 logger = logging.getLogger(__name__)
 CONSOLE_METRICS = ("d_loss", "g_loss", "d_real", "d_fake")  # the rest go to TensorBoard
-SAMPLE_NOISE_SALT = 0x5A6A  # fixed-noise key: fold_in(seed key, salt), apart from training keys
-
-
-def make_source(config: ml_collections.ConfigDict) -> data_lib.Source:
-  fields = {k: v for k, v in config.data.items() if k not in _BATCHING_FIELDS}
-  return data_lib.make_source(fields)
 
 
 def total_steps(config: ml_collections.ConfigDict, batcher: data_lib.Batcher) -> int:
   return config.num_steps if config.num_steps is not None else batcher.num_steps(config.num_epochs)
-
-
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """``<workdir>/config.json``: what the sampling and evaluation commands rebuild."""
-  atomic_write(os.path.join(workdir, "config.json"), config.to_json(indent=2).encode())
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: is {workdir!r} a sagan-jax workdir?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def _check_finite(step: int, metrics: dict[str, Any], last_checkpoint: Optional[int]) -> None:
@@ -114,20 +93,21 @@ class Trainer:
     validate(config)
     self.config = config
     self.mesh = mesh if mesh is not None else sharding.make_mesh()
-    self.source = make_source(config)
+    self.source = data_lib.make_source(config.data)
     self.batcher = data_lib.Batcher(
-        self.source, config.batch_size, config.seed, drop_remainder=config.data.drop_remainder,
+        self.source, config.batching.batch_size, config.seed,
+        drop_remainder=config.batching.drop_remainder,
         process_index=jax.process_index(), process_count=jax.process_count())
     try:
-      sharding.check_divisible(config.batch_size, self.mesh)
-      if self.batcher.last_batch_size != config.batch_size:
+      sharding.check_divisible(config.batching.batch_size, self.mesh)
+      if self.batcher.last_batch_size != config.batching.batch_size:
         sharding.check_divisible(self.batcher.last_batch_size, self.mesh,
                                  "final partial batch of each epoch")
     except ValueError as error:  # a config error: reported as one line by train.py
       raise ConfigError(str(error)) from None
     self.total_steps = total_steps(config, self.batcher)
     self.image_shape = self.source.image_shape
-    self.generator, self.discriminator = build_gan(config.model, config.data.channels)
+    self.generator, self.discriminator = build_gan(config.model, self.image_shape)
     self.g_tx, self.d_tx = make_optimizers(config)
     replicated = sharding.replicated(self.mesh)
     self.batch_sharding = sharding.batch_sharded(self.mesh)
@@ -145,7 +125,9 @@ class Trainer:
         init_gan_state, self.generator, self.discriminator, seed=config.seed,
         z_dim=config.model.z_dim, image_shape=self.image_shape, g_tx=self.g_tx,
         d_tx=self.d_tx), out_shardings=replicated)
-    self._sample = jax.jit(functools.partial(self.generator.apply, return_attention=True))
+    # The grid's images, and the attention maps of the few samples a figure shows.
+    self.sampler = Sampler(self.generator, config.model.z_dim)
+    self.attention_sampler = Sampler(self.generator, config.model.z_dim, return_attention=True)
     self._all_finite = jax.jit(_all_finite)
 
   def state_is_finite(self, state: GANState) -> bool:
@@ -174,14 +156,6 @@ class Trainer:
     """The global batch of ``step``, sharded over the mesh."""
     return self.device_batch(self.batcher.batch(step))
 
-  def sample_noise(self) -> jax.Array:
-    key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), SAMPLE_NOISE_SALT)
-    return jax.random.normal(key, (self.config.num_samples, self.config.model.z_dim))
-
-  def sample(self, state: GANState, z: jax.Array):
-    """Eval-mode images and attention maps for ``z``."""
-    return self._sample(state.generator.variables(), z)
-
 
 def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
                    group_size: int) -> bool:
@@ -209,33 +183,35 @@ def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
 
 def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
                    writer: MetricWriter) -> None:
-  """Scores ``state``'s generator against held-out digits → eval/eval_<step>.json."""
-  from sagan_jax.eval import generate_batches, write_results
-
+  """Scores ``state``'s generator against held-out data → eval/eval_<step>.json."""
   config = trainer.config
   result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
-  result.update(evaluator.evaluate(generate_batches(
-      trainer.generator, state.generator.variables(), config.model.z_dim,
-      config.eval_num_samples, evaluator.batch_size, seed=config.seed)))
-  write_results(workdir, result, writer)
+  result.update(evaluation.evaluate_generator(
+      trainer.generator, state.generator.variables(), config,
+      num_samples=config.eval_num_samples, batch_size=config.eval_batch_size, seed=config.seed,
+      evaluator=evaluator))
+  evaluation.write_results(workdir, result, writer)
   logger.info("eval step %d: FID %.3f (real floor %.3f) | KID %.4f | precision %.3f | "
               "recall %.3f", step, result["fid"], result["real"]["fid"], result["kid"],
               result["precision"], result["recall"])
 
 
-def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: MetricWriter,
-                  z: jax.Array) -> None:
-  """Sample grid and attention figure for ``state`` (process 0 only)."""
+def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: MetricWriter) -> None:
+  """Sample grid and attention figure of ``state`` (process 0 only), from the
+  run's fixed noise (seed ``config.seed``: what ``sample.py --seed`` redraws)."""
   if jax.process_index() != 0:
     return
   step = int(state.step)
-  images, (_, map2) = trainer.sample(state, z)
-  images = np.asarray(images)
+  config, variables = trainer.config, state.generator.variables()
+  images = np.asarray(trainer.sampler.sample(variables, config.num_samples,
+                                             seed=config.seed).images)
+  shown = min(ATTENTION_FIGURE_SAMPLES, config.num_samples)
+  maps = trainer.attention_sampler.sample(variables, shown, seed=config.seed).attention
   grid = viz.image_grid(images)
-  samples_dir = os.path.join(workdir, "samples")
+  samples_dir = workdir_lib.samples_dir(workdir)
   viz.save_png(os.path.join(samples_dir, f"samples_{step:06d}.png"), grid)
-  # The last attention layer works at 32×32; show four samples' maps.
-  figure = viz.attention_figure(images[:4], map2[:4])
+  # The last attention layer, at the highest resolution.
+  figure = viz.attention_figure(images[:shown], np.asarray(maps[-1]))
   viz.save_png(os.path.join(samples_dir, f"attention_{step:06d}.png"), figure)
   writer.write_images(step, {"samples": grid, "attention": figure})
 
@@ -262,32 +238,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   else:
     state = trainer.init_state()
   if is_chief:
-    write_config(config, workdir)
+    workdir_lib.write_config(config, workdir)
   start = int(state.step)
   total = trainer.total_steps
   logger.info("Data: %s; %d steps of batch %d on %d device(s) (%d step(s) per epoch).",
-               trainer.source.description, total, config.batch_size, trainer.mesh.devices.size,
+               trainer.source.description, total, config.batching.batch_size,
+               trainer.mesh.devices.size,
                trainer.batcher.batches_per_epoch)
   if start >= total:
     logger.info("Nothing to do: the checkpoint is at step %d of %d.", start, total)
     checkpointer.close()
     return state
 
-  writer = MetricWriter(workdir, enabled=is_chief, purge_step=start if start else None)
+  writer = MetricWriter(workdir, enabled=is_chief, resume_step=start if start else None)
   progress = ConsoleProgress(total)
-  sample_z = trainer.sample_noise()
   evaluator = None
   if config.eval_every and is_chief:
-    from sagan_jax.eval import Evaluator  # loads the classifier only when asked
-
-    evaluator = Evaluator(config.data, batch_size=config.eval_batch_size)
+    evaluator = evaluation.make_evaluator(config, batch_size=config.eval_batch_size,
+                                          seed=config.seed)
   last_checkpoint = latest
   pending = None  # (step, metrics) checked one dispatch late so the device never idles
   group: list[dict[str, Any]] = []
   try:
     with data_lib.prefetch_batches(
         trainer.batcher, start_step=start, stop_step=total,
-        buffer_size=max(config.data.prefetch, 1)) as batches:
+        buffer_size=max(config.batching.prefetch, 1)) as batches:
       for step in range(start + 1, total + 1):
         group.append(next(batches))
         if not _ends_dispatch(step, config, total, trainer.batcher, len(group)):
@@ -313,7 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           _check_state_finite(trainer, step, state, metrics, last_checkpoint)
         if step % config.sample_every == 0 or step == total:
           _check_finite(step, metrics, last_checkpoint)
-          write_samples(trainer, state, workdir, writer, sample_z)
+          write_samples(trainer, state, workdir, writer)
         if evaluator is not None and (step % config.eval_every == 0 or step == total):
           _check_finite(step, metrics, last_checkpoint)
           evaluate_state(evaluator, trainer, state, step, workdir, writer)

@@ -3,12 +3,11 @@
 The state is replicated; batches are split along their first axis. Because
 the train step is written for the *global* batch (means and BatchNorm
 statistics over axis 0), ``jit`` inserts the cross-device reductions and the
-result does not depend on the number of devices.
+result does not depend on the number of devices. Sampling and feature
+extraction use the same helpers over a process's local devices.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import jax
 import numpy as np
@@ -42,13 +41,15 @@ def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch size") -> No
   if batch_size % devices:
     raise ValueError(
         f"the {what} {batch_size} does not divide over {devices} devices; choose a multiple "
-        f"of {devices} (or, for a final partial batch, set config.data.drop_remainder=True).")
+        f"of {devices} (or, for a final partial batch, set config.batching.drop_remainder=True).")
+
+
+def padded_size(size: int, mesh: Mesh) -> int:
+  """``size`` rounded up to a multiple of the mesh's device count."""
+  devices = mesh.devices.size
+  return -(-size // devices) * devices
 
 
 def global_batch(local: np.ndarray, sharding: NamedSharding) -> jax.Array:
   """This process's slice of a batch → one global array sharded over the mesh."""
   return jax.make_array_from_process_local_data(sharding, local)
-
-
-def put_replicated(tree: Any, mesh: Mesh) -> Any:
-  return jax.device_put(tree, replicated(mesh))

@@ -1,9 +1,10 @@
-"""The errors a user can cause (bad config, data, workdir, diverged run).
+"""The errors a user can cause (bad config, data, workdir, checkpoint, evaluation, diverged run).
 
 Command-line entry points report these as one clear line instead of a traceback.
 """
 
 from sagan_jax.data.errors import DataError
+from sagan_jax.eval.errors import EvalError
 from sagan_jax.train.checkpoint import IncompatibleCheckpointError
 from sagan_jax.train.config import ConfigError
 
@@ -12,5 +13,5 @@ class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or infinite; training stopped before saving it."""
 
 
-USER_ERRORS = (ConfigError, DataError, IncompatibleCheckpointError, NonFiniteLossError,
-               FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, EvalError, IncompatibleCheckpointError,
+               NonFiniteLossError, FileNotFoundError)
