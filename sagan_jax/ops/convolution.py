@@ -67,8 +67,9 @@ _MIN_CHUNK_ROWS = 512
 # ----------------------------------------------------------------------------------
 
 
-def _pair(value: IntOrPair, name: str) -> tuple[int, int]:
-  """Returns ``(h, w)`` from an int or a pair of ints (NumPy integers included)."""
+def as_pair(value: IntOrPair, name: str) -> tuple[int, int]:
+  """``(h, w)`` from an int or a pair of ints (NumPy integers included); ``name`` is for
+  the error message."""
   try:
     return (operator.index(value),) * 2
   except TypeError:
@@ -141,8 +142,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   _check_implementation(implementation)
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv2d', x, kernel)
-  stride = _pair(stride, 'stride')
-  padding = _pair(padding, 'padding')
+  stride = as_pair(stride, 'stride')
+  padding = as_pair(padding, 'padding')
   _check_stride_padding(stride, padding)
   kh, kw = kernel.shape[:2]
   h, w = x.shape[1:3]
@@ -183,9 +184,9 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   _check_implementation(implementation)
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv_transpose2d', x, kernel)
-  stride = _pair(stride, 'stride')
-  padding = _pair(padding, 'padding')
-  output_padding = _pair(output_padding, 'output_padding')
+  stride = as_pair(stride, 'stride')
+  padding = as_pair(padding, 'padding')
+  output_padding = as_pair(output_padding, 'output_padding')
   _check_stride_padding(stride, padding)
   if min(output_padding) < 0 or any(op >= s for op, s in zip(output_padding, stride)):
     raise ValueError(f'conv_transpose2d: output_padding {output_padding} must be >= 0 '
