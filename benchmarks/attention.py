@@ -23,6 +23,8 @@ the parity tests' measure. ``err vs f64`` (N ≤ ``--f64-max-n``): each path's l
 error against a float64 NumPy reference, scaled the same way: the float32 rounding
 both paths carry.
 
+Measured results and the choices they explain: benchmarks/README.md.
+
 Usage:
   python benchmarks/attention.py [--sizes 1024 4096 16384] [--batch 1] [--repeats 5]
       [--chunk-size 512] [--max-gb 8] [--remat] [--f64-max-n 4096]
