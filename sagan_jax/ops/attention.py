@@ -35,26 +35,13 @@ def _attend_materialized(queries, keys, values):
   return jnp.einsum("bqk,bkd->bqd", weights, values), weights
 
 
-# ---------------------------------------------------------------------------
-# The blocked path (weights not requested).
-#
-# Why a custom VJP: it is the flash-attention backward. The forward keeps only
-# each row's max and sum of exp, the backward recomputes exp(q·kᵀ − max)/sum
-# block by block, so no (B, Nq, Nk) array is stored in either pass, and it
-# skips the softmax reductions and P·V that jax.checkpoint (remat) would re-run.
-# The remat version is kept for forward-mode autodiff (jax.jvp), which a custom
-# VJP does not support; reverse over reverse (gradient penalties) works with
-# both. jax.nn.dot_product_attention does not help: on CPU it rejects unequal
-# q/k and v widths and, padded, computes the full matrix; cuDNN needs bf16/fp16
-# and caps the head width below the seed's v = C.
-#
-# Why these blocks: on CPU ~2²⁰ scores (4 MiB in float32) stay in cache while
-# exp, the row sums and both products run over them; rows per image ~2¹⁹ / Nk
-# (at least 64, at most `chunk_size`), images per block the rest. On GPU/TPU
-# each block is a loop iteration of small kernels, so blocks there are 64×
-# larger and the chapter's maps stay one materialized block (a reasoned
-# default; no GPU has measured it). Measurements: benchmarks/README.md.
-# ---------------------------------------------------------------------------
+# The blocked path. Its custom VJP skips the softmax reductions and P·V that
+# jax.checkpoint (remat) re-runs; remat stays as the fallback for forward-mode
+# autodiff, which a custom VJP lacks. jax.nn.dot_product_attention saves
+# nothing here: its CPU path rejects v wider than q/k and, padded, builds the
+# full matrix. Blocks on CPU hold ~2²⁰ scores (4 MiB, cache-resident); on
+# GPU/TPU, where each block is a loop step of small kernels, 2²⁶ (a reasoned
+# default, not yet measured). Numbers: benchmarks/README.md.
 
 
 class BlockSizes(NamedTuple):
@@ -254,16 +241,11 @@ def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
       materialized path).
     chunk_size: None: the materialized path (softmax over the full
       (B, Nq, Nk) array). An int, with weights not requested: when the scores
-      exceed one block (on CPU ~2²⁰ elements: a few images × at most
-      ``chunk_size`` query rows; on accelerators 2²⁶; see ``_block_layout``
-      and the notes above it), attention runs block by block with
-      a custom VJP that recomputes each block's scores in the backward from
-      the saved row max and sum of exp, so the full (B, Nq, Nk) array never
-      exists, in the forward or the backward pass. Faster as well as smaller
-      on CPU (a block stays in cache). Equal to the materialized path up to
-      float32 summation order. The blocked path is reverse-mode
-      differentiable to any order, but not forward-mode (``jax.jvp``): use
-      ``chunk_size=None`` for that.
+      exceed one block (``_block_layout``: on CPU ~2²⁰ scores, a few images ×
+      at most ``chunk_size`` query rows), the blocked path, which never holds
+      the (B, Nq, Nk) array, forward or backward. Equal to the materialized
+      path up to float32 summation order; reverse-mode differentiable to any
+      order, but not forward-mode (``jax.jvp``): use ``chunk_size=None`` there.
 
   Returns:
     (B, Nq, Dv) outputs, or ``(outputs, weights)``.
