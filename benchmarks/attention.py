@@ -6,7 +6,7 @@ has them (queries/keys C/8 = 8 wide, values C = 64 wide), one jitted call comput
 
 * materialized: ``attend(..., chunk_size=None)``, softmax over the full (B, N, N) matrix;
 * efficient: ``attend(..., chunk_size=--chunk-size)``, blocks (images × query rows) with a custom VJP
-  that recomputes the scores in the backward (``sagan_jax.layers.attention``);
+  that recomputes the scores in the backward (``sagan_jax.ops.attention``);
 * remat (``--remat``): the jax.checkpoint fallback of the efficient path.
 
 Peak memory is the compiled program's temp buffer size,
@@ -22,6 +22,8 @@ from the materialized path's; ``(scaled)``: the largest |Δ| / max(1, |materiali
 the parity tests' measure. ``err vs f64`` (N ≤ ``--f64-max-n``): each path's largest
 error against a float64 NumPy reference, scaled the same way: the float32 rounding
 both paths carry.
+
+Measured results and the choices they explain: benchmarks/README.md.
 
 Usage:
   python benchmarks/attention.py [--sizes 1024 4096 16384] [--batch 1] [--repeats 5]
@@ -43,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from sagan_jax.layers import attention as attention_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+from sagan_jax.ops import attention as attention_lib  # noqa: E402  pylint: disable=g-import-not-at-top
 
 CHANNELS = 64
 QK_DEPTH = CHANNELS // 8

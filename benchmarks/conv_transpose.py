@@ -19,6 +19,8 @@ max|dgk|; float32, x and r uniform in [-1, 1], kernels N(0, 0.02) as the chapter
 initialises them), and the largest of the three relative to the reference's largest
 entry (rel): the kernel gradient sums B*H*W terms, so its entries reach ~1e2.
 
+Measured results and the choices they explain: benchmarks/README.md.
+
 Usage:
   python benchmarks/conv_transpose.py [--repeats N] [--batch 64] [--no-xla]
 """

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sagan_jax.layers import SelfAttention, attend
-from sagan_jax.layers import attention as attention_lib
+from sagan_jax.ops import attention as attention_lib
 from tests.parity import assert_close, assert_tree_close
 
 

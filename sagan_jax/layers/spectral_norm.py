@@ -151,19 +151,3 @@ def spectral_normalized(
     sigma_var.value = jax.lax.stop_gradient(sigma)
   return normalized
 
-
-def maybe_spectral_normalized(
-    module: nn.Module, weight: jax.Array, update_stats: bool | None,
-    out_axis: int = -1) -> jax.Array:
-  """Applies ``spectral_normalized`` when ``module.spectral_norm`` is set.
-
-  ``module`` supplies ``spectral_norm``, ``num_power_iterations``,
-  ``spectral_eps`` and ``update_stats`` (merged with the call argument, as
-  Flax's BatchNorm merges ``use_running_average``).
-  """
-  if not module.spectral_norm:
-    return weight
-  update = nn.merge_param("update_stats", module.update_stats, update_stats)
-  return spectral_normalized(
-      module, weight, update_stats=update, out_axis=out_axis,
-      num_iterations=module.num_power_iterations, eps=module.spectral_eps)

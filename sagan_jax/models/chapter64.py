@@ -1,6 +1,8 @@
 """The chapter's 64×64 SAGAN generator and discriminator.
 
-Layer for layer the PyTorch models of the seed chapter (DESIGN.md), in NHWC:
+Layer for layer the PyTorch ``Generator`` and ``Discriminator`` of the seed
+chapter (book 5-4 and its notebook; ``tests/reference/torch_sagan.py`` holds
+them as the parity tests run them), in NHWC:
 
     G: z → SNConvT(8w, k4 s1) BN ReLU → SNConvT(4w, k4 s2 p1) BN ReLU
          → SNConvT(2w) BN ReLU → Attn(2w) → SNConvT(w) BN ReLU → Attn(w)
@@ -13,11 +15,17 @@ as the chapter's ``weights_init``: conv kernels N(0, 0.02), biases 0, BN scales
 N(1, 0.02). Module names follow the PyTorch ones (``layer1`` … ``last``,
 ``self_attention1/2`` for its ``self_attntion1/2``), each block holding
 ``conv`` (and ``bn``), so ``sagan_jax.interop.torch.from_torch`` maps them 1:1.
+
+As in BigGAN-PyTorch, the models build their layer constructors once —
+``which_conv`` (a partially applied ``Conv``/``ConvTranspose``) and
+``which_attention`` — and the blocks take ``which_conv`` instead of repeating
+its options.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -25,6 +33,8 @@ import jax.numpy as jnp
 
 from sagan_jax.layers import BatchNorm, Conv, ConvTranspose, SelfAttention
 from sagan_jax.layers.validation import layer_name
+
+ModuleDef = Callable[..., Any]  # a module class or a partial of one
 
 CHAPTER_KERNEL_INIT = nn.initializers.normal(stddev=0.02)
 CHAPTER_BIAS_INIT = nn.initializers.zeros
@@ -35,41 +45,43 @@ def chapter_scale_init(key, shape, dtype=jnp.float32):
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
+def chapter_conv(conv: ModuleDef, implementation: str) -> ModuleDef:
+  """``conv`` (``Conv`` or ``ConvTranspose``) with the chapter's k4 s2 p1, init and
+  ``implementation``; spectral norm on, as on every layer but the last."""
+  return functools.partial(conv, kernel_size=4, strides=2, padding=1, spectral_norm=True,
+                           kernel_init=CHAPTER_KERNEL_INIT, bias_init=CHAPTER_BIAS_INIT,
+                           implementation=implementation)
+
+
+def chapter_attention(chunk_size: Optional[int]) -> ModuleDef:
+  """The seed's ``SelfAttention`` with the chapter's init."""
+  return functools.partial(SelfAttention, kernel_init=CHAPTER_KERNEL_INIT,
+                           bias_init=CHAPTER_BIAS_INIT, chunk_size=chunk_size)
+
+
 class UpBlock(nn.Module):
-  """SN transposed conv → BatchNorm → ReLU (the generator's ``layerN``)."""
+  """``which_conv`` → BatchNorm → ReLU (the generator's ``layerN``)."""
 
   features: int
-  strides: int = 2
-  padding: int = 1
-  conv_implementation: str = "auto"
+  which_conv: ModuleDef
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    x = ConvTranspose(self.features, kernel_size=4, strides=self.strides, padding=self.padding,
-                      spectral_norm=True, kernel_init=CHAPTER_KERNEL_INIT,
-                      bias_init=CHAPTER_BIAS_INIT, implementation=self.conv_implementation,
-                      name="conv")(x, update_stats=train)
+    x = self.which_conv(self.features, name="conv")(x, update_stats=train)
     x = BatchNorm(scale_init=chapter_scale_init, name="bn")(x, use_running_average=not train)
     return nn.relu(x)
 
 
 class DownBlock(nn.Module):
-  """SN conv (k4 s2 p1) → LeakyReLU(0.1) (the discriminator's ``layerN``)."""
+  """``which_conv`` → LeakyReLU(0.1) (the discriminator's ``layerN``)."""
 
   features: int
-  conv_implementation: str = "auto"
+  which_conv: ModuleDef
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    x = Conv(self.features, kernel_size=4, strides=2, padding=1, spectral_norm=True,
-             kernel_init=CHAPTER_KERNEL_INIT, bias_init=CHAPTER_BIAS_INIT,
-             implementation=self.conv_implementation, name="conv")(x, update_stats=train)
+    x = self.which_conv(self.features, name="conv")(x, update_stats=train)
     return nn.leaky_relu(x, negative_slope=0.1)
-
-
-def _chapter_attention(name: str, chunk_size: Optional[int]) -> SelfAttention:
-  return SelfAttention(kernel_init=CHAPTER_KERNEL_INIT, bias_init=CHAPTER_BIAS_INIT,
-                       chunk_size=chunk_size, name=name)
 
 
 class Generator64(nn.Module):
@@ -93,19 +105,18 @@ class Generator64(nn.Module):
     if z.ndim != 2 or z.shape[1] != self.z_dim:
       raise ValueError(f"{layer_name(self)} expects z of shape (batch, {self.z_dim}), "
                        f"got {z.shape}.")
-    w, impl = self.width, self.conv_implementation
+    w = self.width
+    which_conv = chapter_conv(ConvTranspose, self.conv_implementation)
+    which_attention = chapter_attention(self.attention_chunk_size)
     x = z.astype(self.dtype).reshape(z.shape[0], 1, 1, self.z_dim)
-    x = UpBlock(8 * w, strides=1, padding=0, conv_implementation=impl, name="layer1")(x, train=train)
-    x = UpBlock(4 * w, conv_implementation=impl, name="layer2")(x, train=train)
-    x = UpBlock(2 * w, conv_implementation=impl, name="layer3")(x, train=train)
-    x, map1 = _attend(_chapter_attention("self_attention1", self.attention_chunk_size), x,
-                      return_attention)
-    x = UpBlock(w, conv_implementation=impl, name="layer4")(x, train=train)
-    x, map2 = _attend(_chapter_attention("self_attention2", self.attention_chunk_size), x,
-                      return_attention)
-    x = ConvTranspose(self.channels, kernel_size=4, strides=2, padding=1,
-                      kernel_init=CHAPTER_KERNEL_INIT, bias_init=CHAPTER_BIAS_INIT,
-                      implementation=impl, name="last")(x)
+    first_conv = functools.partial(which_conv, strides=1, padding=0)  # 1×1 → 4×4
+    x = UpBlock(8 * w, first_conv, name="layer1")(x, train=train)
+    x = UpBlock(4 * w, which_conv, name="layer2")(x, train=train)
+    x = UpBlock(2 * w, which_conv, name="layer3")(x, train=train)
+    x, map1 = _attend(which_attention(name="self_attention1"), x, return_attention)
+    x = UpBlock(w, which_conv, name="layer4")(x, train=train)
+    x, map2 = _attend(which_attention(name="self_attention2"), x, return_attention)
+    x = which_conv(self.channels, spectral_norm=False, name="last")(x)
     images = jnp.tanh(x.astype(jnp.float32))
     return (images, (map1, map2)) if return_attention else images
 
@@ -129,18 +140,18 @@ class Discriminator64(nn.Module):
     if images.ndim != 4 or images.shape[1:] != (64, 64, self.channels):
       raise ValueError(f"{layer_name(self)} expects images of shape (batch, 64, 64, "
                        f"{self.channels}), got {images.shape}.")
-    w, impl = self.width, self.conv_implementation
+    w = self.width
+    which_conv = chapter_conv(Conv, self.conv_implementation)
+    which_attention = chapter_attention(self.attention_chunk_size)
     x = images.astype(self.dtype)
-    x = DownBlock(w, conv_implementation=impl, name="layer1")(x, train=train)
-    x = DownBlock(2 * w, conv_implementation=impl, name="layer2")(x, train=train)
-    x = DownBlock(4 * w, conv_implementation=impl, name="layer3")(x, train=train)
-    x, map1 = _attend(_chapter_attention("self_attention1", self.attention_chunk_size), x,
-                      return_attention)
-    x = DownBlock(8 * w, conv_implementation=impl, name="layer4")(x, train=train)
-    x, map2 = _attend(_chapter_attention("self_attention2", self.attention_chunk_size), x,
-                      return_attention)
-    x = Conv(1, kernel_size=4, strides=1, padding=0, kernel_init=CHAPTER_KERNEL_INIT,
-             bias_init=CHAPTER_BIAS_INIT, implementation=impl, name="last")(x)
+    x = DownBlock(w, which_conv, name="layer1")(x, train=train)
+    x = DownBlock(2 * w, which_conv, name="layer2")(x, train=train)
+    x = DownBlock(4 * w, which_conv, name="layer3")(x, train=train)
+    x, map1 = _attend(which_attention(name="self_attention1"), x, return_attention)
+    x = DownBlock(8 * w, which_conv, name="layer4")(x, train=train)
+    x, map2 = _attend(which_attention(name="self_attention2"), x, return_attention)
+    # 4×4 → 1×1: the logit.
+    x = which_conv(1, strides=1, padding=0, spectral_norm=False, name="last")(x)
     logits = x.reshape(x.shape[0]).astype(jnp.float32)
     return (logits, (map1, map2)) if return_attention else logits
 

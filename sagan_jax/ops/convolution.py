@@ -7,8 +7,8 @@ do). Two implementations compute the same function:
   on GPU/TPU, where cuDNN/the TPU compiler are fast for all three products (forward,
   input gradient, kernel gradient).
 * ``'gemm'``: matrix multiplies, for XLA:CPU. There the kernel gradient of a strided
-  convolution is lowered to a dilated convolution ~30x slower than the forward pass
-  (3.2 s vs 81 ms for the generator's 16x16x128 -> 32x32x64 layer at batch 64).
+  convolution is lowered to a dilated convolution that is more than an order of
+  magnitude slower than the forward pass (measurements: benchmarks/README.md).
 
 ``'auto'`` (the default) picks ``'gemm'`` when lowering for CPU and ``'xla'`` otherwise.
 Both work under ``jit``, ``vmap``, ``lax.scan`` and reverse-mode autodiff (``grad``,
@@ -30,11 +30,10 @@ The ``'gemm'`` formulation:
    contraction or its output, never a transposed large operand.
 3. *A hand-written VJP* (``jax.custom_vjp``). Autodiff of the im2col forward is correct
    but slow: XLA transposes the stacked slices into one full-size padded array per tap
-   (16 x 67 MB for the layer above) and adds them up.
-4. *Batch slices.* The im2col of a whole batch-64 layer (67 MB above) spills the L3
-   cache, and then memory traffic costs as much as the arithmetic; each op therefore
-   runs over slices of the batch in a ``lax.map``/``lax.scan`` (~4 MiB of im2col each),
-   which cut CPU time by 20-25% on the chapter's layers.
+   and adds them up.
+4. *Batch slices.* The im2col of a whole batch-64 layer spills the L3 cache, and then
+   memory traffic costs as much as the arithmetic; each op therefore runs over slices
+   of the batch in a ``lax.map``/``lax.scan`` (~4 MiB of im2col each).
 
 Both paths are float32 products summed in different orders; they agree with
 PyTorch's ``conv2d``/``conv_transpose2d`` to float32 rounding (tests: <= 1e-5 absolute on
@@ -67,8 +66,9 @@ _MIN_CHUNK_ROWS = 512
 # ----------------------------------------------------------------------------------
 
 
-def _pair(value: IntOrPair, name: str) -> tuple[int, int]:
-  """Returns ``(h, w)`` from an int or a pair of ints (NumPy integers included)."""
+def as_pair(value: IntOrPair, name: str) -> tuple[int, int]:
+  """``(h, w)`` from an int or a pair of ints (NumPy integers included); ``name`` is for
+  the error message."""
   try:
     return (operator.index(value),) * 2
   except TypeError:
@@ -141,8 +141,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   _check_implementation(implementation)
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv2d', x, kernel)
-  stride = _pair(stride, 'stride')
-  padding = _pair(padding, 'padding')
+  stride = as_pair(stride, 'stride')
+  padding = as_pair(padding, 'padding')
   _check_stride_padding(stride, padding)
   kh, kw = kernel.shape[:2]
   h, w = x.shape[1:3]
@@ -183,9 +183,9 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   _check_implementation(implementation)
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv_transpose2d', x, kernel)
-  stride = _pair(stride, 'stride')
-  padding = _pair(padding, 'padding')
-  output_padding = _pair(output_padding, 'output_padding')
+  stride = as_pair(stride, 'stride')
+  padding = as_pair(padding, 'padding')
+  output_padding = as_pair(output_padding, 'output_padding')
   _check_stride_padding(stride, padding)
   if min(output_padding) < 0 or any(op >= s for op, s in zip(output_padding, stride)):
     raise ValueError(f'conv_transpose2d: output_padding {output_padding} must be >= 0 '
@@ -292,10 +292,9 @@ def _num_chunks(batch, grid, k_shape, dtype):
   """How many slices of the batch to process in turn (a divisor of `batch`).
 
   The expansion (im2col) holds ``grid * ah * aw * I`` elements per image. Processed
-  whole at batch 64 it spills the L3 cache (67 MB for the 16x16x128 -> 32x32x64
-  layer), and this machine's memory bandwidth then dominates; in slices of <= 4 MiB
-  the same fwd+bwd took 20-25% less CPU time (measured on the chapter's layers). A
-  slice keeps >= 512 GEMM rows so that the kernel, up to 8 MB, is re-read rarely.
+  whole at batch 64 it spills the L3 cache and memory bandwidth dominates; slices of
+  <= 4 MiB stay in cache (benchmarks/README.md). A slice keeps >= 512 GEMM rows so
+  that the kernel, up to 8 MB, is re-read rarely.
   """
   ah, aw, i, _ = k_shape
   rows = grid[0] * grid[1]
@@ -381,9 +380,9 @@ def _accumulate(dot, a, b):
   """``dot(a, b)`` accumulated in (at least) float32, returned in the operands' dtype.
 
   For bfloat16 operands this is also the fast form on XLA:CPU: with a float32
-  result the product uses the CPU's bf16 dot-product instructions (~2x float32
-  GEMM throughput, 380-410 vs ~200 GFLOP/s here), where a bfloat16 result ran at
-  85-170. For float32 operands nothing changes.
+  result the product uses the CPU's bf16 dot-product instructions, where a bfloat16
+  result is slower than a float32 GEMM (benchmarks/README.md). For float32 operands
+  nothing changes.
   """
   acc = jnp.promote_types(a.dtype, jnp.float32)
   return dot(a, b, preferred_element_type=acc).astype(a.dtype)
@@ -405,9 +404,8 @@ def _matmul_nt(a, b):
 def _matmul_tn(a, b):
   """a.T @ b summed over rows = all leading axes: (..., P), (..., Q) -> (P, Q).
 
-  Written directly, XLA:CPU keeps this as a transposed-operand GEMM that ran at half
-  the speed of a plain one inside the batch loop (87 vs 41 ms for the 16x16x128 ->
-  32x32x64 layer's kernel gradient, single core). Transposing the narrower operand
+  Written directly, XLA:CPU keeps this as a transposed-operand GEMM that runs at half
+  the speed of a plain one inside the batch loop. Transposing the narrower operand
   explicitly (cheap) gives a plain GEMM; the barrier stops XLA from folding the
   transpose back into the dot.
   """

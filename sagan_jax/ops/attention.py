@@ -1,0 +1,264 @@
+"""Row-softmax attention without the N×N matrix: pure functions under ``jit``, ``grad``, ``vmap``.
+
+``attend(q, k, v)`` is ``softmax(q kᵀ) v`` with no 1/√D scaling, as SAGAN
+computes it. Given a ``chunk_size`` and no request for the weights, it runs
+block by block — a few images × a few hundred query rows at a time — with a
+flash-attention custom VJP: the forward keeps only each row's max and sum of
+exp, the backward recomputes each block's softmax from them. No (B, Nq, Nk)
+array exists in either pass, and on CPU it is also faster, because a block
+stays in cache. Block sizes depend on the platform the computation is lowered
+for. Measurements behind these choices: ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+
+def attention_weights(queries: jax.Array, keys: jax.Array) -> jax.Array:
+  """``softmax(queries · keysᵀ)`` over the keys: (B, Nq, D), (B, Nk, D) → (B, Nq, Nk).
+
+  No 1/√D scaling, as in SAGAN.
+  """
+  logits = jnp.einsum("bqd,bkd->bqk", queries, keys,
+                      preferred_element_type=jnp.promote_types(queries.dtype, jnp.float32))
+  return jax.nn.softmax(logits, axis=-1).astype(queries.dtype)
+
+
+def _attend_materialized(queries, keys, values):
+  weights = attention_weights(queries, keys)
+  return jnp.einsum("bqk,bkd->bqd", weights, values), weights
+
+
+# The blocked path. Its custom VJP skips the softmax reductions and P·V that
+# jax.checkpoint (remat) re-runs; remat stays as the fallback for forward-mode
+# autodiff, which a custom VJP lacks. jax.nn.dot_product_attention saves
+# nothing here: its CPU path rejects v wider than q/k and, padded, builds the
+# full matrix. Blocks on CPU hold ~2²⁰ scores (4 MiB, cache-resident); on
+# GPU/TPU, where each block is a loop step of small kernels, 2²⁶ (a reasoned
+# default, not yet measured). Numbers: benchmarks/README.md.
+
+
+class BlockSizes(NamedTuple):
+  """Target scores per block and per image-row slab, and the fewest query rows."""
+  block_elements: int
+  row_elements: int
+  min_rows: int
+
+
+CPU_BLOCKS = BlockSizes(block_elements=1 << 20, row_elements=1 << 19, min_rows=64)
+ACCELERATOR_BLOCKS = BlockSizes(block_elements=1 << 26, row_elements=1 << 25, min_rows=64)
+
+
+class BlockLayout(NamedTuple):
+  """How ``attend`` tiles (B, Nq, Nk): ``group`` images × ``rows`` queries a block."""
+  group: int
+  num_chunks: int
+  rows: int
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+  return max(d for d in range(1, min(n, max(1, limit)) + 1) if n % d == 0)
+
+
+def _block_layout(batch: int, num_queries: int, num_keys: int, chunk_size: int,
+                  sizes: BlockSizes = CPU_BLOCKS) -> BlockLayout:
+  """Images per block (a divisor of ``batch``) and balanced query chunks of ≤ chunk_size rows."""
+  rows = max(sizes.min_rows, sizes.row_elements // max(1, num_keys))
+  rows = max(1, min(rows, chunk_size, num_queries))
+  num_chunks = math.ceil(num_queries / rows)
+  # Balanced chunks: pad Nq by fewer than num_chunks rows, not up to rows − 1.
+  rows = math.ceil(num_queries / num_chunks)
+  group = _largest_divisor_at_most(batch, sizes.block_elements // max(1, rows * num_keys))
+  return BlockLayout(group, num_chunks, rows)
+
+
+def _split_rows(t: jax.Array, num_chunks: int, rows: int, fill=0) -> jax.Array:
+  """(B, N, ...) → (num_chunks, B, rows, ...), padding N with ``fill``."""
+  pad = num_chunks * rows - t.shape[1]
+  t = jnp.pad(t, [(0, 0), (0, pad)] + [(0, 0)] * (t.ndim - 2), constant_values=fill)
+  return t.reshape(t.shape[0], num_chunks, rows, *t.shape[2:]).swapaxes(0, 1)
+
+
+def _merge_rows(t: jax.Array, num_rows: int) -> jax.Array:
+  """(num_chunks, B, rows, ...) → (B, num_rows, ...)."""
+  t = t.swapaxes(0, 1)
+  return t.reshape(t.shape[0], t.shape[1] * t.shape[2], *t.shape[3:])[:, :num_rows]
+
+
+def _map_groups(fn: Callable, group: int, *arrays):
+  """``fn`` over consecutive groups of ``group`` images (a lax.map), results re-joined."""
+  batch = arrays[0].shape[0]
+  if group == batch:
+    return fn(*arrays)
+  split = lambda t: t.reshape(batch // group, group, *t.shape[1:])
+  out = jax.lax.map(lambda xs: fn(*xs), tuple(split(t) for t in arrays))
+  return jax.tree.map(lambda t: t.reshape(batch, *t.shape[2:]), out)
+
+
+def _accumulation_dtype(*arrays) -> jnp.dtype:
+  return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
+
+
+def _flash_forward_group(queries, keys, values, num_chunks, rows):
+  acc = _accumulation_dtype(queries, keys, values)
+  # The materialized path's output dtype: einsum(weights in q's dtype, values).
+  out_dtype = jnp.result_type(queries.dtype, values.dtype)
+  keys_t = keys.swapaxes(1, 2)  # (b, D, Nk): a plain (rows × D)·(D × Nk) product per image
+
+  def one_chunk(q_chunk):
+    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, preferred_element_type=acc)
+    peak = jnp.max(logits, axis=-1, keepdims=True)
+    unnormalized = jnp.exp(logits - peak)
+    total = jnp.sum(unnormalized, axis=-1, keepdims=True)
+    out = jnp.einsum("bqk,bkd->bqd", unnormalized.astype(values.dtype), values,
+                     preferred_element_type=acc) / total
+    return out.astype(out_dtype), peak[..., 0], total[..., 0]
+
+  out, peak, total = jax.lax.map(one_chunk, _split_rows(queries, num_chunks, rows))
+  num_queries = queries.shape[1]
+  return tuple(_merge_rows(t, num_queries) for t in (out, peak, total))
+
+
+def _flash_backward_group(queries, keys, values, peak, total, out_grad, num_chunks, rows):
+  acc = _accumulation_dtype(queries, keys, values, out_grad)
+  keys_t, values_t = keys.swapaxes(1, 2), values.swapaxes(1, 2)
+
+  def one_chunk(carry, chunk):
+    keys_grad, values_grad = carry
+    q_chunk, g_chunk, peak_chunk, total_chunk = chunk
+    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, preferred_element_type=acc)
+    # The softmax, recomputed as the forward computed it. (exp(logits − lse)
+    # with lse = peak + log(total) saves one array but scales every weight by
+    # the rounding of lse, ~eps·|lse|, a bias: dK, dV errors against float64
+    # grew ~1.5× at N=300 with unit-normal q, k.)
+    weights = jnp.exp(logits - peak_chunk[..., None]) / total_chunk[..., None]
+    values_grad += jnp.einsum("bqd,bqk->bdk", g_chunk, weights.astype(g_chunk.dtype),
+                              preferred_element_type=acc)
+    weights_grad = jnp.einsum("bqd,bdk->bqk", g_chunk, values_t, preferred_element_type=acc)
+    # Softmax backward as jax.nn.softmax's: Σ_k P·dP over the keys. Flash
+    # attention's dO·O (over Dv) is algebraically equal and one pass cheaper,
+    # but gave 3–4× the materialized path's dq error (2e-5 vs 5e-6 against
+    # float64 at N=300, unit-normal q/k); this pass cost no measurable time.
+    delta = jnp.sum(weights * weights_grad, axis=-1, keepdims=True)
+    logits_grad = weights * (weights_grad - delta)
+    q_grad = jnp.einsum("bqk,bkd->bqd", logits_grad.astype(keys.dtype), keys,
+                        preferred_element_type=acc)
+    keys_grad += jnp.einsum("bqd,bqk->bdk", q_chunk, logits_grad.astype(q_chunk.dtype),
+                            preferred_element_type=acc)
+    return (keys_grad, values_grad), q_grad.astype(queries.dtype)
+
+  # Padded query rows get a zero output gradient, so they add nothing to dK, dV
+  # (their sum of exp is padded with 1, not 0: 0/0 would give NaN·0 = NaN).
+  chunks = (_split_rows(queries, num_chunks, rows), _split_rows(out_grad, num_chunks, rows),
+            _split_rows(peak, num_chunks, rows), _split_rows(total, num_chunks, rows, fill=1))
+  # dKᵀ, dVᵀ (b, D, Nk), i.e. dVᵀ = gᵀ·P as XLA's own transpose rule has it: accumulated
+  # as (b, Nk, D) instead, this backward was slower than remat's on XLA:CPU.
+  init = (jnp.zeros(keys.shape, acc).swapaxes(1, 2), jnp.zeros(values.shape, acc).swapaxes(1, 2))
+  (keys_grad, values_grad), q_grad = jax.lax.scan(one_chunk, init, chunks)
+  return (_merge_rows(q_grad, queries.shape[1]), keys_grad.swapaxes(1, 2).astype(keys.dtype),
+          values_grad.swapaxes(1, 2).astype(values.dtype))
+
+
+def _flash_forward(queries, keys, values, layout: BlockLayout):
+  group_forward = functools.partial(_flash_forward_group, num_chunks=layout.num_chunks,
+                                    rows=layout.rows)
+  out, peak, total = _map_groups(group_forward, layout.group, queries, keys, values)
+  return out, (queries, keys, values, peak, total)
+
+
+def _flash_backward(layout: BlockLayout, residuals, out_grad):
+  group_backward = functools.partial(_flash_backward_group, num_chunks=layout.num_chunks,
+                                     rows=layout.rows)
+  return _map_groups(group_backward, layout.group, *residuals, out_grad)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _attend_flash(queries, keys, values, layout: BlockLayout):
+  return _flash_forward(queries, keys, values, layout)[0]
+
+
+_attend_flash.defvjp(_flash_forward, _flash_backward)
+
+
+def _attend_chunked_remat(queries, keys, values, layout: BlockLayout):
+  """Fallback: the blocks of the materialized math under jax.checkpoint (the
+  backward re-runs each block's forward). Supports forward-mode autodiff;
+  slower than the custom VJP (see above)."""
+
+  @jax.checkpoint
+  def one_chunk(q_chunk, keys, values):
+    return _attend_materialized(q_chunk, keys, values)[0]
+
+  def one_group(queries, keys, values):
+    out = jax.lax.map(lambda q_chunk: one_chunk(q_chunk, keys, values),
+                      _split_rows(queries, layout.num_chunks, layout.rows))
+    return _merge_rows(out, queries.shape[1])
+
+  return _map_groups(one_group, layout.group, queries, keys, values)
+
+
+def _is_one_block(layout: BlockLayout, batch: int) -> bool:
+  return layout.num_chunks == 1 and layout.group == batch
+
+
+def _attend_in_blocks(queries, keys, values, layout: BlockLayout):
+  if _is_one_block(layout, queries.shape[0]):
+    return _attend_materialized(queries, keys, values)[0]
+  return _attend_flash(queries, keys, values, layout)
+
+
+def _attend_chunked(queries, keys, values, chunk_size, *, remat: bool = False):
+  """Attention block by block (``_block_layout`` with the CPU sizes), never
+  holding more than one (images, rows, Nk) block of scores, in the forward
+  or the backward: the blocked paths on any platform and whatever the size,
+  for the tests and ``benchmarks/attention.py``.
+
+  Each output row depends only on its own query and image, so blocking
+  changes no value (only float32 summation order: ~1e-6 relative).
+  ``remat=True`` selects the jax.checkpoint fallback.
+  """
+  batch, num_queries, _ = queries.shape
+  layout = _block_layout(batch, num_queries, keys.shape[1], chunk_size)
+  fn = _attend_chunked_remat if remat else _attend_flash
+  return fn(queries, keys, values, layout)
+
+
+def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
+           return_weights: bool = False, chunk_size: Optional[int] = None):
+  """Row-softmax attention ``softmax(Q Kᵀ) V`` without scaling.
+
+  Args:
+    queries: (B, Nq, D).
+    keys: (B, Nk, D).
+    values: (B, Nk, Dv).
+    return_weights: also return the (B, Nq, Nk) weights (forces the
+      materialized path).
+    chunk_size: None: the materialized path (softmax over the full
+      (B, Nq, Nk) array). An int, with weights not requested: when the scores
+      exceed one block (``_block_layout``: on CPU ~2²⁰ scores, a few images ×
+      at most ``chunk_size`` query rows), the blocked path, which never holds
+      the (B, Nq, Nk) array, forward or backward. Equal to the materialized
+      path up to float32 summation order; reverse-mode differentiable to any
+      order, but not forward-mode (``jax.jvp``): use ``chunk_size=None`` there.
+
+  Returns:
+    (B, Nq, Dv) outputs, or ``(outputs, weights)``.
+  """
+  if return_weights or chunk_size is None:
+    out, weights = _attend_materialized(queries, keys, values)
+    return (out, weights) if return_weights else out
+  shape = (queries.shape[0], queries.shape[1], keys.shape[1], chunk_size)
+  on_cpu = _block_layout(*shape, CPU_BLOCKS)
+  elsewhere = _block_layout(*shape, ACCELERATOR_BLOCKS)
+  if on_cpu == elsewhere:
+    return _attend_in_blocks(queries, keys, values, on_cpu)
+  # Chosen when lowered, as the conv ops choose their implementation.
+  return jax.lax.platform_dependent(
+      queries, keys, values, cpu=functools.partial(_attend_in_blocks, layout=on_cpu),
+      default=functools.partial(_attend_in_blocks, layout=elsewhere))
