@@ -84,3 +84,18 @@ class KernelLayer(WeightLayer):
       return y
     bias = self.param("bias", self.bias_init or torch_uniform(fan_in), (y.shape[-1],))
     return y + bias.astype(y.dtype)
+
+
+def spectral_norm_variant(layer: type[WeightLayer], torch_name: str) -> type[WeightLayer]:
+  """``SN<layer>``: ``layer`` with ``spectral_norm=True`` by default, the layer that
+  PyTorch writes ``spectral_norm(nn.<torch_name>(...))``. A real subclass (its
+  own name in reprs and errors), made here so the five variants are one line each."""
+  name = f"SN{layer.__name__}"
+  return type(name, (layer,), {
+      "__module__": layer.__module__,
+      "__qualname__": name,
+      "__doc__": (f"``{layer.__name__}`` with spectral normalization "
+                  f"(``spectral_norm(nn.{torch_name}(...))``)."),
+      "__annotations__": {"_": dataclasses.KW_ONLY, "spectral_norm": bool},
+      "spectral_norm": True,
+  })

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sagan_jax.layers.base import KernelLayer
+from sagan_jax.layers.base import KernelLayer, spectral_norm_variant
 from sagan_jax.layers.validation import require_rank
 from sagan_jax.ops.convolution import IntOrPair, as_pair, conv2d, conv_transpose2d
 
@@ -116,22 +116,6 @@ class PointwiseConv(KernelLayer):
     return self._add_bias(y, in_features)
 
 
-class SNConv(Conv):
-  """``Conv`` with spectral normalization (``spectral_norm(nn.Conv2d(...))``)."""
-
-  _: dataclasses.KW_ONLY
-  spectral_norm: bool = True
-
-
-class SNConvTranspose(ConvTranspose):
-  """``ConvTranspose`` with spectral normalization."""
-
-  _: dataclasses.KW_ONLY
-  spectral_norm: bool = True
-
-
-class SNPointwiseConv(PointwiseConv):
-  """``PointwiseConv`` with spectral normalization."""
-
-  _: dataclasses.KW_ONLY
-  spectral_norm: bool = True
+SNConv = spectral_norm_variant(Conv, "Conv2d")
+SNConvTranspose = spectral_norm_variant(ConvTranspose, "ConvTranspose2d")
+SNPointwiseConv = spectral_norm_variant(PointwiseConv, "Conv2d(kernel_size=1)")

@@ -59,29 +59,26 @@ def chapter_attention(chunk_size: Optional[int]) -> ModuleDef:
                            bias_init=CHAPTER_BIAS_INIT, chunk_size=chunk_size)
 
 
-class UpBlock(nn.Module):
-  """``which_conv`` → BatchNorm → ReLU (the generator's ``layerN``)."""
+class ConvBlock(nn.Module):
+  """``which_conv`` → (BatchNorm) → ``activation``: a ``layerN`` of the chapter's models
+  (the generator's with BatchNorm and ReLU, the discriminator's LeakyReLU(0.1) alone)."""
 
   features: int
   which_conv: ModuleDef
+  activation: Callable[[jax.Array], jax.Array]
+  batch_norm: bool = False
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = self.which_conv(self.features, name="conv")(x, update_stats=train)
-    x = BatchNorm(scale_init=chapter_scale_init, name="bn")(x, use_running_average=not train)
-    return nn.relu(x)
+    if self.batch_norm:
+      x = BatchNorm(scale_init=chapter_scale_init, name="bn")(x, use_running_average=not train)
+    return self.activation(x)
 
 
-class DownBlock(nn.Module):
-  """``which_conv`` → LeakyReLU(0.1) (the discriminator's ``layerN``)."""
-
-  features: int
-  which_conv: ModuleDef
-
-  @nn.compact
-  def __call__(self, x, *, train: bool):
-    x = self.which_conv(self.features, name="conv")(x, update_stats=train)
-    return nn.leaky_relu(x, negative_slope=0.1)
+UpBlock = functools.partial(ConvBlock, activation=nn.relu, batch_norm=True)
+DownBlock = functools.partial(ConvBlock,
+                              activation=functools.partial(nn.leaky_relu, negative_slope=0.1))
 
 
 class Generator64(nn.Module):
