@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +41,8 @@ import numpy as np
 
 from sagan_jax import sharding
 from sagan_jax.eval.errors import EvalError
-from sagan_jax.eval.inception_net import NUM_CLASSES, POOL3_DIM, FIDInceptionV3
-from sagan_jax.eval.inception_weights import load_weights
+from sagan_jax.eval.inception_net import FIDInceptionV3
+from sagan_jax.eval.inception_weights import from_state_dict, load_weights
 
 __all__ = ["FIDInception", "INPUT_SIZE", "bilinear_weights", "resize_bilinear"]
 
@@ -87,16 +87,14 @@ def resize_bilinear(images: jax.Array, size: int = INPUT_SIZE) -> jax.Array:
 def _forward(params: Any, images: jax.Array, implementation: str) -> dict[str, jax.Array]:
   if images.dtype == jnp.uint8:
     x = images.astype(jnp.float32) / 255.0  # ToTensor
-    low = high = jnp.float32(0)  # uint8 is always in range
   else:
-    low, high = images.min(), images.max()
     x = (images + 1.0) / 2.0  # [-1, 1] → pytorch-fid's [0, 1]
   if x.shape[-1] == 1:
     x = jnp.repeat(x, 3, axis=-1)
   x = 2.0 * resize_bilinear(x) - 1.0
   with jax.default_matmul_precision("highest"):
     pool3, logits = FIDInceptionV3(implementation).apply({"params": params}, x)
-  return {"features": pool3, "probs": jax.nn.softmax(logits), "low": low, "high": high}
+  return {"features": pool3, "probs": jax.nn.softmax(logits)}
 
 
 class FIDInception:
@@ -107,6 +105,8 @@ class FIDInception:
       (default: where pytorch-fid's own download puts it,
       `sagan_jax.eval.inception_weights.default_weights_path`). Never
       downloaded here.
+    state_dict: instead of a file, the same weights as a mapping of
+      pytorch-fid's keys to arrays (e.g. already loaded with torch).
     devices: the devices a batch is split over (default: this process's).
     implementation: the convolutions' op, ``'xla'`` (default: the faster one
       for this inference-only network on CPU, see ``benchmarks/inception.py``),
@@ -115,23 +115,30 @@ class FIDInception:
   Attributes:
     name: ``'fid_inception'``, recorded in results and reference statistics.
     score_name: ``'inception_score'``: what the IS formula on ``probs`` is called.
+    reads_uint8: True: uint8 images (0..255) are read as pytorch-fid reads
+      files, beside the [-1, 1] floats of the extractor contract.
 
   Raises:
     EvalAssetNotFoundError: the weights file does not exist.
-    EvalError: it is not the FID Inception's ``state_dict``.
+    EvalError: the weights are not the FID Inception's ``state_dict`` (the
+      message names the first unexpected, missing or mis-shaped key).
   """
 
   name = "fid_inception"
   score_name = "inception_score"
-  feature_dim = POOL3_DIM
-  num_classes = NUM_CLASSES
+  reads_uint8 = True
 
   def __init__(self, weights_path: Optional[str | os.PathLike] = None, *,
+               state_dict: Optional[Mapping[str, Any]] = None,
                devices: Optional[Sequence[jax.Device]] = None, implementation: str = "xla"):
+    if state_dict is not None and weights_path is not None:
+      raise EvalError("give the weights as a file or as a state_dict, not both")
+    params = (load_weights(weights_path) if state_dict is None
+              else from_state_dict(state_dict))
     self.implementation = implementation
     self.mesh = sharding.make_mesh(jax.local_devices() if devices is None else devices)
     self._batch_sharding = sharding.batch_sharded(self.mesh)
-    self.params = jax.device_put(load_weights(weights_path), sharding.replicated(self.mesh))
+    self.params = jax.device_put(params, sharding.replicated(self.mesh))
     self._padded_batch = 0  # the largest (padded) batch run so far: smaller ones reuse it
 
   def _check(self, images: Any) -> np.ndarray | jax.Array:
@@ -145,6 +152,10 @@ class FIDInception:
     if not jnp.issubdtype(images.dtype, jnp.floating):
       raise EvalError(f"FID Inception reads float images in [-1, 1] or uint8 images, got "
                       f"{images.dtype}")
+    low, high = (float(v) for v in (images.min(), images.max()))  # NaN fails both tests
+    if not (low >= -1 - RANGE_SLACK and high <= 1 + RANGE_SLACK):
+      raise EvalError(f"FID Inception reads float images in [-1, 1], got values in "
+                      f"[{low:.4g}, {high:.4g}] (uint8 images are read as 0..255)")
     return images.astype(np.float32) if images.dtype != np.float32 else images
 
   def __call__(self, images: Any) -> dict[str, np.ndarray]:
@@ -167,9 +178,5 @@ class FIDInception:
       images = jnp.pad(images, pad) if isinstance(images, jax.Array) else np.pad(images, pad)
     out = _forward(self.params, jax.device_put(images, self._batch_sharding),
                    self.implementation)
-    low, high = float(out["low"]), float(out["high"])
-    if not (low >= -1 - RANGE_SLACK and high <= 1 + RANGE_SLACK):
-      raise EvalError(f"FID Inception reads float images in [-1, 1], got values in "
-                      f"[{low:.4g}, {high:.4g}] (uint8 images are read as 0..255)")
     return {"features": np.asarray(out["features"])[:batch],
             "probs": np.asarray(out["probs"])[:batch]}

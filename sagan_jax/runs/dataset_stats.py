@@ -75,14 +75,17 @@ def dataset_source(spec: str, split: str = "train", image_size: Optional[int] = 
   return data.image_folder(path, image_size=image_size, channels=3)
 
 
-def _batches(source: data.Source, batch_size: int) -> Iterator[np.ndarray]:
+def _batches(source: data.Source, batch_size: int, as_uint8: bool) -> Iterator[np.ndarray]:
+  """uint8 batches for extractors that read them (the FID Inception: exactly pytorch-fid's
+  ``ToTensor``), else the [-1, 1] floats of the `FeatureExtractor` contract."""
   for start in range(0, len(source), batch_size):
-    yield source.get(np.arange(start, min(start + batch_size, len(source))))
+    pixels = source.get(np.arange(start, min(start + batch_size, len(source))))
+    yield pixels if as_uint8 else data.to_model_range(pixels)
 
 
 def dataset_statistics(source: data.Source, extractor: FeatureExtractor, *,
                        batch_size: int = 50, keep_features: int = 10_000) -> ReferenceStats:
-  """The feature statistics of every image of ``source`` (uint8 batches to ``extractor``).
+  """The feature statistics of every image of ``source``.
 
   Args:
     source: a `sagan_jax.data.Source`.
@@ -96,7 +99,9 @@ def dataset_statistics(source: data.Source, extractor: FeatureExtractor, *,
   if len(source) < 2:
     raise EvalError(f"reference statistics need at least 2 images, {source.description} has "
                     f"{len(source)}")
-  features = extract(extractor, _batches(source, batch_size), keep=max(keep_features, 1))
+  as_uint8 = bool(getattr(extractor, "reads_uint8", False))
+  features = extract(extractor, _batches(source, batch_size, as_uint8),
+                     keep=max(keep_features, 1))
   return reference_stats.from_features(
       features, str(getattr(extractor, "name", type(extractor).__name__)), source.description,
       keep_features=keep_features > 0)

@@ -36,7 +36,7 @@ def random_state_dict(seed: int) -> dict[str, np.ndarray]:
     elif key.endswith(".bn.running_var"):
       value = rng.uniform(0.7, 1.3, shape)
     elif key == "fc.weight":
-      value = rng.standard_normal(shape) * (4.0 / np.sqrt(shape[1]))
+      value = rng.standard_normal(shape) * (2.0 / np.sqrt(shape[1]))
     elif key == "fc.bias":
       value = rng.normal(0.0, 0.5, shape)
     else:
