@@ -117,7 +117,10 @@ def main(argv):
     raise app.UsageError("--torch_generator needs --config (and takes no --step)")
   console.quiet_logging()
   try:
-    _stats() if stats else _evaluate()
+    if stats:
+      _stats()
+    else:
+      _evaluate()
   except ImportError as error:
     sys.exit(f"error: --torch_generator needs PyTorch ({error})")
   except runs.USER_ERRORS as error:

@@ -235,11 +235,11 @@ class Evaluator:
         self._stats_radii = metrics.knn_radii(real.features, self.settings["k"])
       result["num_real"] = real.num_images
       result.update(_distances(real, fake, self._stats_radii, self.settings, self.seed))
-      result.update(self._classifier_metrics(fake.probs))
     else:
       result["num_real"] = real.all.count
       result.update(_distances(real.all, fake, real.radii, self.settings, self.seed))
-      result.update(self._classifier_metrics(fake.probs))
+    result.update(self._classifier_metrics(fake.probs))
+    if not isinstance(real, ReferenceStats):
       floor = {"num_per_half": min(real.half_a.count, real.half_b.count)}
       floor.update(_distances(real.half_a, real.half_b, None, self.settings, self.seed))
       floor.update(self._classifier_metrics(real.all.probs))
