@@ -1,7 +1,7 @@
 """`FIDInception`: the standard FID / IS feature network as a `FeatureExtractor`.
 
 Computes what pytorch-fid 0.3.0 computes, step for step, so FID and IS values
-are comparable with published ones:
+equal pytorch-fid's (README "Evaluation": how those relate to TF's):
 
 1. images → [0, 1]: float images in [-1, 1] as ``(x + 1) / 2``; uint8 images
    as ``x / 255`` (torchvision's ``ToTensor``, what pytorch-fid does to image
