@@ -41,13 +41,13 @@ from sagan_jax import sharding  # noqa: E402  pylint: disable=g-import-not-at-to
 from sagan_jax.eval import FIDInception  # noqa: E402  pylint: disable=g-import-not-at-top
 from sagan_jax.eval import inception as inception_lib  # noqa: E402
 from tests.reference.inception_reference import images, random_state_dict  # noqa: E402
+from tests.reference.pytorch_fid_reference import pytorch_fid_models  # noqa: E402  (torch lazily)
 
 
 def _torch_side(state_dict, device: str):
   """A callable running pytorch-fid on a uint8 NHWC batch, or None (with why) if unavailable."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
-    from tests.reference.pytorch_fid_reference import pytorch_fid_models  # pylint: disable=g-import-not-at-top
     wrapper, _ = pytorch_fid_models(state_dict)
   except ImportError as error:
     return None, f"pytorch-fid not importable ({error})"

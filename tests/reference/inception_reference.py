@@ -54,7 +54,8 @@ def images(seed: int, count: int, size: int) -> np.ndarray:
   out = np.empty((count, size, size, 3), np.uint8)
   for i in range(count):
     a, b, c = rng.uniform(-1, 1, (3, 3))
-    smooth = 0.5 + 0.4 * np.sin(3 * (a[:, None, None] * yy + b[:, None, None] * xx) + c[:, None, None])
+    phase = a[:, None, None] * yy + b[:, None, None] * xx
+    smooth = 0.5 + 0.4 * np.sin(3 * phase + c[:, None, None])
     noisy = smooth.transpose(1, 2, 0) + rng.normal(0, 0.15, (size, size, 3))
     out[i] = np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8)
   return out
