@@ -9,6 +9,18 @@ and the same numbers for real-vs-real (the floor). Writes
 ``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars ``eval/*``, and
 prints a table.
 
+The standard protocol (numbers comparable with the literature): the FID
+Inception network (pytorch-fid's weight file, never downloaded here) and a
+dataset's reference statistics, made once::
+
+  python evaluate.py stats --source tfds:cifar10 --split train --out cifar10_train.npz \\
+      --inception_weights pt_inception-2015-12-05-6726825d.pth
+  python evaluate.py --workdir runs/cifar10 --num_samples 50000 --features inception \\
+      --inception_weights pt_inception-2015-12-05-6726825d.pth --ref_stats cifar10_train.npz
+
+``stats`` also reads image folders (``--source folder:PATH``); a ``.npz`` made
+by pytorch-fid's ``--save-stats`` works as ``--ref_stats`` as is.
+
 A generator trained with the chapter's PyTorch code scores the same way
 (needs torch; see ``benchmarks/torch_chapter.py --save_dir``)::
 
@@ -25,43 +37,94 @@ from ml_collections import config_flags
 
 from sagan_jax import runs
 from sagan_jax.runs import console
+from sagan_jax.train.config import base_config
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_string("torch_generator", None,
                     "Instead of --workdir: a PyTorch chapter Generator state_dict (.pt).")
 config_flags.DEFINE_config_file("config", None, "With --torch_generator: the run's config "
                                 "(data and model), e.g. configs/mnist78.py.", lock_config=True)
-flags.DEFINE_integer("num_samples", 10_000, "Generated images to score.")
-flags.DEFINE_integer("batch_size", 500, "Images per generator/classifier call (memory).")
+flags.DEFINE_integer("num_samples", 10_000, "Generated images to score (standard: 50000).")
+flags.DEFINE_integer("batch_size", 500, "Images per generator/feature-network call (memory: "
+                     "the FID Inception needs about 8 MB an image).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.DEFINE_integer("seed", 0, "Noise seed of the generated images.")
+flags.DEFINE_enum("features", None, runs.FEATURES,
+                  "Feature network: 'mnist' (the packaged classifier) or 'inception' (the FID "
+                  "Inception). Default: 'inception' for `stats` and with --ref_stats or "
+                  "--inception_weights, else 'mnist'.")
+flags.DEFINE_string("inception_weights", None,
+                    "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: torch hub's "
+                    "cache, where pytorch-fid downloads it).")
+flags.DEFINE_string("ref_stats", None, "Score against these reference statistics (.npz from "
+                    "`evaluate.py stats` or pytorch-fid) instead of held-out images.")
+# `stats`: reference statistics of a dataset.
+flags.DEFINE_string("source", None, "stats: tfds:NAME or folder:PATH (or a folder).")
+flags.DEFINE_string("split", "train", "stats: the TFDS split.")
+flags.DEFINE_string("out", None, "stats: the .npz to write.")
+flags.DEFINE_integer("image_size", None, "stats: resize to this square size (default: the "
+                     "images' own size, as pytorch-fid reads them).")
+flags.DEFINE_integer("keep_features", 10_000, "stats: also store this many images' features "
+                     "(KID and precision/recall need them; 0: only mu and sigma).")
+flags.DEFINE_string("tfds_data_dir", None, "stats: TFDS's data folder (default: TFDS's).")
+flags.DEFINE_bool("tfds_download", base_config().data.tfds_download,
+                  "stats: let TFDS download the dataset if it is not there.")
 FLAGS = flags.FLAGS
 
 
+def _features(standard: bool) -> str:
+  if FLAGS.features is not None:
+    return FLAGS.features
+  return "inception" if standard or FLAGS.inception_weights or FLAGS.ref_stats else "mnist"
+
+
+def _stats():
+  path, reference = runs.write_dataset_statistics(
+      FLAGS.source, FLAGS.out, features=_features(True),
+      inception_weights=FLAGS.inception_weights, split=FLAGS.split, image_size=FLAGS.image_size,
+      batch_size=FLAGS.batch_size, keep_features=FLAGS.keep_features,
+      tfds_data_dir=FLAGS.tfds_data_dir, tfds_download=FLAGS.tfds_download)
+  print(f"{reference.description}: {reference.num_images} images, {reference.dim}-d "
+        f"{reference.extractor} features")
+  print(path)
+
+
 def _evaluate():
-  options = dict(num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
+  extractor = runs.make_extractor(_features(False), FLAGS.inception_weights)
+  options = dict(num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+                 extractor=extractor, ref_stats=FLAGS.ref_stats)
   if FLAGS.torch_generator is None:
-    return runs.evaluate_run(FLAGS.workdir, step=FLAGS.step, **options)
-  return runs.evaluate_torch_generator(FLAGS.torch_generator, FLAGS.config, **options)
+    result = runs.evaluate_run(FLAGS.workdir, step=FLAGS.step, **options)
+  else:
+    result = runs.evaluate_torch_generator(FLAGS.torch_generator, FLAGS.config, **options)
+  logging.info("wrote %s", result["path"])
+  print(runs.format_table(result))
+  print(result["path"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if (FLAGS.workdir is None) == (FLAGS.torch_generator is None):
-    raise app.UsageError("give exactly one of --workdir and --torch_generator")
-  if FLAGS.torch_generator is not None and (FLAGS.config is None or FLAGS.step is not None):
+  stats = argv[1:] == ["stats"]
+  if len(argv) > 1 and not stats:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]} (the one command is `stats`)")
+  if stats:
+    if FLAGS.source is None or FLAGS.out is None:
+      raise app.UsageError("stats needs --source and --out")
+    if FLAGS.workdir or FLAGS.torch_generator or FLAGS.ref_stats:
+      raise app.UsageError("stats takes no --workdir, --torch_generator or --ref_stats")
+  elif (FLAGS.workdir is None) == (FLAGS.torch_generator is None):
+    raise app.UsageError("give exactly one of --workdir and --torch_generator (or `stats`)")
+  elif FLAGS.torch_generator is not None and (FLAGS.config is None or FLAGS.step is not None):
     raise app.UsageError("--torch_generator needs --config (and takes no --step)")
   console.quiet_logging()
   try:
-    result = _evaluate()
+    if stats:
+      _stats()
+    else:
+      _evaluate()
   except ImportError as error:
     sys.exit(f"error: --torch_generator needs PyTorch ({error})")
   except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
-  logging.info("wrote %s", result["path"])
-  print(runs.format_table(result))
-  print(result["path"])
 
 
 if __name__ == "__main__":

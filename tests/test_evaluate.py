@@ -210,3 +210,22 @@ def test_a_pytorch_generator_scores_like_a_run(tmp_path, classifier):
     runs.evaluate_torch_generator(str(tmp_path / "other.pt"), config)
   with pytest.raises(FileNotFoundError):
     runs.evaluate_torch_generator(str(tmp_path / "missing.pt"), config)
+
+
+def test_evaluate_run_against_reference_statistics(workdir, classifier, tmp_path):
+  """`evaluate.py --ref_stats`: the run scored against a dataset's statistics (here the
+  held-out digits' own, so FID matches the held-out evaluation's), no real-vs-real floor."""
+  run = restore_generator(workdir)
+  real = runs.heldout_images(run.config)
+  features = eval_lib.extract(classifier, [real.images])
+  path = str(tmp_path / "heldout.npz")
+  eval_lib.reference_stats.save(path, eval_lib.reference_stats.from_features(
+      features, classifier.name, real.description))
+  result = runs.evaluate_run(workdir, num_samples=16, batch_size=8, extractor=classifier,
+                             ref_stats=path, write=False, kid_subsets=2)
+  held_out = runs.evaluate_run(workdir, num_samples=16, batch_size=8, extractor=classifier,
+                               write=False, kid_subsets=2)
+  assert "real" not in result and result["num_real"] == 600
+  assert result["fid"] == pytest.approx(held_out["fid"], rel=1e-6)
+  assert result["classifier_score_1split"] == pytest.approx(held_out["classifier_score_1split"])
+  assert "real vs real" not in runs.format_table(result)

@@ -19,7 +19,7 @@ from sagan_jax.data.image_folder import IMAGE_EXTENSIONS, ImageFolderSource, ima
 from sagan_jax.data.mnist import load_mnist_5k, mnist_digits
 from sagan_jax.data.prefetch import Prefetcher, prefetch_batches
 from sagan_jax.data.source import ArraySource, Source
-from sagan_jax.data.tfds_source import tfds_dataset
+from sagan_jax.data.tfds_source import tfds_dataset, tfds_image_shape
 from sagan_jax.data.transforms import to_model_range
 
 __all__ = [
@@ -39,5 +39,6 @@ __all__ = [
     "mnist_digits",
     "prefetch_batches",
     "tfds_dataset",
+    "tfds_image_shape",
     "to_model_range",
 ]

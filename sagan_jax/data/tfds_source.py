@@ -101,3 +101,24 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
   return ArraySource(
       np.stack(images), description,
       labels=np.asarray(labels, np.int32) if len(labels) == len(images) else None)
+
+
+def tfds_image_shape(name: str, image_key: str = "image",
+                     data_dir: str | os.PathLike | None = None) -> tuple:
+  """The shape TFDS declares for ``name``'s image feature, e.g. ``(32, 32, 3)`` for
+  CIFAR-10 (``None`` where images vary), read from the dataset's metadata — no
+  download, no data read.
+
+  Raises:
+    DataError: tensorflow-datasets is not installed, or no such dataset or feature.
+  """
+  tfds = _import_tfds()
+  try:
+    features = tfds.builder(name, data_dir=data_dir).info.features
+  except ModuleNotFoundError as e:
+    raise DataError(f"{INSTALL_HINT} (missing module: {e.name})") from e
+  except Exception as e:  # TFDS raises its own types for unknown names
+    raise DataError(f"no tfds dataset {name!r}: {type(e).__name__}: {e}") from e
+  if image_key not in features:
+    raise DataError(f"tfds '{name}' has no feature '{image_key}'; features: {sorted(features)}")
+  return tuple(features[image_key].shape)

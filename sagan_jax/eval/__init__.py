@@ -7,6 +7,10 @@ This floor knows feature networks and metrics, not trainers or checkpoints:
   number of samples accumulate batch by batch.
 * `features`: the `FeatureExtractor` contract and streaming extraction.
 * `mnist_classifier`: the packaged offline feature network (64×64 MNIST).
+* `inception`: `FIDInception`, pytorch-fid's FID Inception network in Flax
+  (`inception_net`), loaded from its weight file (`inception_weights`): the
+  features of the standard FID and Inception Score.
+* `reference_stats`: a dataset's feature statistics as pytorch-fid's ``.npz``.
 * `evaluator`: `Evaluator` — score batches of generated images against real
   ones; `format_table` and `scalars` render a result.
 
@@ -18,19 +22,23 @@ from sagan_jax.eval import metrics, stats
 from sagan_jax.eval.errors import EvalAssetNotFoundError, EvalError
 from sagan_jax.eval.evaluator import Evaluator, RealImages, RealReference, format_table, scalars
 from sagan_jax.eval.features import FeatureExtractor, FeatureSet, extract
+from sagan_jax.eval.inception import FIDInception
 from sagan_jax.eval.metrics import (classifier_score, fid, frechet_distance, kernel_mmd2, kid,
                                     precision_recall)
 from sagan_jax.eval.mnist_classifier import MnistClassifier
+from sagan_jax.eval.reference_stats import ReferenceStats
 
 __all__ = [
     "EvalAssetNotFoundError",
     "EvalError",
     "Evaluator",
+    "FIDInception",
     "FeatureExtractor",
     "FeatureSet",
     "MnistClassifier",
     "RealImages",
     "RealReference",
+    "ReferenceStats",
     "classifier_score",
     "extract",
     "fid",

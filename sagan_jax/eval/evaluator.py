@@ -6,14 +6,22 @@ against them, returning a flat dict of metrics:
 
 * ``fid``, ``kid`` (± ``kid_std``), ``precision``, ``recall``: generated vs
   real features (`sagan_jax.eval.metrics`);
-* ``classifier_score`` (± std): the Inception-Score formula on the
-  extractor's class probabilities;
+* ``classifier_score`` (± std over ``splits``, default 10) and
+  ``classifier_score_1split``: the Inception-Score formula on the extractor's
+  class probabilities (named ``inception_score…`` for the FID Inception:
+  an extractor's ``score_name``);
 * ``confident_fraction``: share of samples the classifier reads as one of
   the expected ``classes`` with probability ≥ ``confidence``; ``count_<c>`` and
   ``share_<c>`` per class among those, and ``ratio_<a>_to_<b>`` for two;
 * ``real``: the same metrics for real data — distances between two disjoint
   halves of the real images (the floor a perfect generator would reach at
   that sample size) and the classifier readings of all of them.
+
+The real side is either images (`RealImages`, features computed once) or a
+dataset's precomputed statistics (`ReferenceStats`, e.g. pytorch-fid's
+training-set ``.npz``: the standard protocol). Against statistics there is no
+real-vs-real floor, and KID and precision/recall need the file's
+``features``.
 
 It knows no trainer, checkpoint or config: where the images come from (a
 run's generator, a PyTorch one, a folder) is the caller's business
@@ -34,6 +42,7 @@ from sagan_jax.eval import metrics, stats
 from sagan_jax.eval.errors import EvalError
 from sagan_jax.eval.features import FeatureExtractor, FeatureSet, extract
 from sagan_jax.eval.mnist_classifier import MnistClassifier
+from sagan_jax.eval.reference_stats import ReferenceStats
 
 __all__ = ["Evaluator", "RealImages", "RealReference", "format_table", "scalars"]
 
@@ -73,19 +82,26 @@ def _class_metrics(probs: np.ndarray, labels: Sequence[Any], classes: Sequence[i
   return out
 
 
-def _distances(real: FeatureSet, fake: FeatureSet, real_radii: Optional[np.ndarray],
-               settings: Mapping[str, Any], seed: int) -> dict[str, Any]:
-  mu_r, cov_r = stats.mean_cov(real.moments)
+def _distances(real: FeatureSet | ReferenceStats, fake: FeatureSet,
+               real_radii: Optional[np.ndarray], settings: Mapping[str, Any],
+               seed: int) -> dict[str, Any]:
+  if isinstance(real, ReferenceStats):
+    (mu_r, cov_r), real_features = (real.mu, real.sigma), real.features
+  else:
+    (mu_r, cov_r), real_features = stats.mean_cov(real.moments), real.features
   mu_f, cov_f = stats.mean_cov(fake.moments)
-  kid = metrics.kid(fake.features, real.features, num_subsets=settings["kid_subsets"],
+  out: dict[str, Any] = {"fid": metrics.frechet_distance(mu_f, cov_f, mu_r, cov_r)}
+  if real_features is None:  # statistics without features: FID only
+    return out
+  kid = metrics.kid(fake.features, real_features, num_subsets=settings["kid_subsets"],
                     subset_size=settings["kid_subset_size"], seed=seed)
   # Precision/recall assume sets of equal size: as many generated samples as real ones.
-  n = min(len(real.features), len(fake.features))
-  pr = metrics.precision_recall(real.features, fake.features[:n], k=settings["k"],
+  n = min(len(real_features), len(fake.features))
+  pr = metrics.precision_recall(real_features, fake.features[:n], k=settings["k"],
                                 real_radii=real_radii)
-  return {"fid": metrics.frechet_distance(mu_f, cov_f, mu_r, cov_r),
-          "kid": kid.mean, "kid_std": kid.std,
-          "precision": pr.precision, "recall": pr.recall}
+  out.update({"kid": kid.mean, "kid_std": kid.std,
+              "precision": pr.precision, "recall": pr.recall})
+  return out
 
 
 class RealImages(NamedTuple):
@@ -104,7 +120,8 @@ class Evaluator:
     result = evaluator.evaluate(batches)   # any iterable of (B, H, W, C) in [-1, 1]
 
   Args:
-    real: the real images, their classes and a description.
+    real: the real images, their classes and a description; or a dataset's
+      `ReferenceStats` (made with the same extractor).
     classes: the classes a generated image should be read as (the
       ``confident_fraction`` and ``share_<c>`` readings; the real halves of
       the floor keep the same mix of them).
@@ -112,14 +129,14 @@ class Evaluator:
     batch_size: images per extractor call for the real images.
     kid_subsets, kid_subset_size: KID's subsets (size capped by the set sizes).
     k: neighbourhood size of precision/recall.
-    splits: splits of the classifier score.
+    splits: splits of the classifier score (it is also reported with 1 split).
     confidence: probability above which a sample counts as read as a class.
     max_kept: generated samples whose features are kept for KID and
       precision/recall (FID uses streaming statistics of all samples).
     seed: KID's subset sampling.
   """
 
-  def __init__(self, real: RealImages, classes: Sequence[int],
+  def __init__(self, real: RealImages | ReferenceStats, classes: Sequence[int],
                extractor: Optional[FeatureExtractor] = None, *,
                batch_size: int = 500, kid_subsets: int = 100, kid_subset_size: int = 1000,
                k: int = 3, splits: int = 10, confidence: float = 0.9, max_kept: int = 10_000,
@@ -143,13 +160,33 @@ class Evaluator:
     }
     self.seed = int(seed)
     self._real: Optional[RealReference] = None
+    self._stats_radii: Optional[np.ndarray] = None  # k-NN radii of a ReferenceStats' features
 
   @property
   def extractor_name(self) -> str:
     return str(getattr(self.extractor, "name", type(self.extractor).__name__))
 
-  def real_reference(self) -> RealReference:
-    """The real images' features (computed on first use)."""
+  @property
+  def score_name(self) -> str:
+    """The result key of the classifier score (``'inception_score'`` for the FID Inception)."""
+    return str(getattr(self.extractor, "score_name", "classifier_score"))
+
+  def _check_statistics(self, reference: ReferenceStats, fake: FeatureSet) -> None:
+    if reference.extractor is not None and reference.extractor != self.extractor_name:
+      raise EvalError(f"the reference statistics were made with {reference.extractor!r} "
+                      f"features, this evaluation uses {self.extractor_name!r}")
+    if reference.dim != fake.moments.mean.shape[0]:
+      raise EvalError(f"the reference statistics hold {reference.dim}-d features, "
+                      f"{self.extractor_name!r} gives {fake.moments.mean.shape[0]}-d ones: "
+                      "they come from another network")
+    if reference.features is not None and len(reference.features) <= self.settings["k"]:
+      raise EvalError(f"k={self.settings['k']} needs more than {len(reference.features)} "
+                      "reference features")
+
+  def real_reference(self) -> RealReference | ReferenceStats:
+    """The real images' features (computed on first use), or the reference statistics."""
+    if isinstance(self.real, ReferenceStats):
+      return self.real
     if self._real is None:
       images, labels, description = self.real
       # Two halves with the same mix of classes: every other image of each class.
@@ -176,7 +213,9 @@ class Evaluator:
     # consecutive splits assume samples in random order.
     shuffled = probs[np.random.default_rng(0).permutation(len(probs))]
     score = metrics.classifier_score(shuffled, min(self.settings["splits"], len(probs)))
-    out = {"classifier_score": score.mean, "classifier_score_std": score.std}
+    name = self.score_name
+    out = {name: score.mean, f"{name}_std": score.std,
+           f"{name}_1split": metrics.classifier_score(probs, 1).mean}
     labels = getattr(self.extractor, "labels", None)
     if labels is not None and all(c in list(labels) for c in self.classes):
       out.update(_class_metrics(probs, labels, self.classes, self.settings["confidence"]))
@@ -189,13 +228,22 @@ class Evaluator:
     fake = extract(self.extractor, image_batches, keep=self.settings["max_kept"])
     if fake.count < 2:
       raise EvalError(f"need at least 2 generated samples, got {fake.count}")
-    result: dict[str, Any] = {"num_samples": fake.count, "num_real": real.all.count}
-    result.update(_distances(real.all, fake, real.radii, self.settings, self.seed))
+    result: dict[str, Any] = {"num_samples": fake.count}
+    if isinstance(real, ReferenceStats):
+      self._check_statistics(real, fake)
+      if self._stats_radii is None and real.features is not None:
+        self._stats_radii = metrics.knn_radii(real.features, self.settings["k"])
+      result["num_real"] = real.num_images
+      result.update(_distances(real, fake, self._stats_radii, self.settings, self.seed))
+    else:
+      result["num_real"] = real.all.count
+      result.update(_distances(real.all, fake, real.radii, self.settings, self.seed))
     result.update(self._classifier_metrics(fake.probs))
-    floor = {"num_per_half": min(real.half_a.count, real.half_b.count)}
-    floor.update(_distances(real.half_a, real.half_b, None, self.settings, self.seed))
-    floor.update(self._classifier_metrics(real.all.probs))
-    result["real"] = floor
+    if not isinstance(real, ReferenceStats):
+      floor = {"num_per_half": min(real.half_a.count, real.half_b.count)}
+      floor.update(_distances(real.half_a, real.half_b, None, self.settings, self.seed))
+      floor.update(self._classifier_metrics(real.all.probs))
+      result["real"] = floor
     result.update(extractor=self.extractor_name, classes=list(self.classes),
                   real_data=real.description, settings=dict(self.settings),
                   seconds=round(time.monotonic() - start, 2))
@@ -231,12 +279,16 @@ def _fmt(value: Any, std: Any = None) -> str:
 
 def format_table(result: Mapping[str, Any]) -> str:
   """The console table of a result: generated vs the real reference."""
-  real = result.get("real", {})
+  real = result.get("real")
+  splits = result.get("settings", {}).get("splits", 10)
   rows = [("FID", "fid", None), ("KID", "kid", "kid_std"), ("precision", "precision", None),
-          ("recall", "recall", None),
-          ("classifier score", "classifier_score", "classifier_score_std"),
-          ("confident (p ≥ {:g})".format(result.get("settings", {}).get("confidence", 0.9)),
-           "confident_fraction", None)]
+          ("recall", "recall", None)]
+  for name, label in (("classifier_score", "classifier score"),
+                      ("inception_score", "Inception score")):
+    rows += [(f"{label} ({splits} splits)", name, f"{name}_std"),
+             (f"{label} (1 split)", f"{name}_1split", None)]
+  rows.append(("confident (p ≥ {:g})".format(result.get("settings", {}).get("confidence", 0.9)),
+               "confident_fraction", None))
   classes = result.get("classes", [])
   rows += [(f"  share of {c}", f"share_{c}", None) for c in classes]
   if len(classes) == 2:
@@ -244,14 +296,22 @@ def format_table(result: Mapping[str, Any]) -> str:
     rows.append((f"  ratio {a}:{b}", f"ratio_{a}_to_{b}", None))
   source = (f"step {result['step']}" if "step" in result
             else os.path.basename(str(result.get("torch_generator", "generator"))))
-  lines = [f"{source}: {result.get('num_samples')} samples vs "
-           f"{result.get('num_real')} held-out real ({result.get('extractor')} features)",
-           f"{'metric':<24}{'generated':>20}{'real vs real':>20}"]
+  if real is None:  # against reference statistics
+    lines = [f"{source}: {result.get('num_samples')} samples vs {result.get('real_data')} "
+             f"({result.get('extractor')} features)",
+             f"{'metric':<28}{'generated':>20}"]
+  else:
+    lines = [f"{source}: {result.get('num_samples')} samples vs "
+             f"{result.get('num_real')} held-out real ({result.get('extractor')} features)",
+             f"{'metric':<28}{'generated':>20}{'real vs real':>20}"]
   for label, key, std in rows:
     if key not in result:
       continue
-    lines.append(f"{label:<24}{_fmt(result[key], result.get(std) if std else None):>20}"
-                 f"{_fmt(real.get(key), real.get(std) if std else None):>20}")
-  lines.append(f"(real vs real: FID/KID/precision/recall between two halves of "
-               f"{real.get('num_per_half')} images; classifier rows on all held-out images)")
+    line = f"{label:<28}{_fmt(result[key], result.get(std) if std else None):>20}"
+    if real is not None:
+      line += f"{_fmt(real.get(key), real.get(std) if std else None):>20}"
+    lines.append(line)
+  if real is not None:
+    lines.append(f"(real vs real: FID/KID/precision/recall between two halves of "
+                 f"{real.get('num_per_half')} images; classifier rows on all held-out images)")
   return "\n".join(lines)

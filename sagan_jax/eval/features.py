@@ -17,14 +17,11 @@ channels itself: it sees exactly what the generator makes.
 The packaged default is `sagan_jax.eval.mnist_classifier.MnistClassifier`
 (64×64 grayscale MNIST; features = its 64-d penultimate layer).
 
-InceptionV3 (the standard FID network) plugs in through the same contract; it
-is not bundled, and nothing here ever downloads. To add it, write a class that
-loads pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` from a path the
-user gives (e.g. through ``sagan_jax.interop.torch``), repeats gray images to
-RGB, resizes bilinearly to 299×299, and returns the 2048-d pool3 activations
-as ``features`` and the softmax of the 1008-way logits as ``probs``; pass an
-instance as ``evaluate_run(..., extractor=...)``. FID values are only
-comparable between runs measured with the same extractor.
+The standard FID network, `sagan_jax.eval.inception.FIDInception`
+(pytorch-fid's InceptionV3, loaded from its weight file), follows the same
+contract: 2048-d pool3 ``features`` and the 1008-way softmax as ``probs``.
+FID values are only comparable between runs measured with the same
+extractor.
 """
 
 from __future__ import annotations

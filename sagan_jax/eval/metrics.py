@@ -13,7 +13,9 @@ off. Nothing here needs SciPy.
   kernel ``k(x, y) = (xᵀy / d + 1)³``, averaged over random subsets
   (Bińkowski et al., 2018).
 * `classifier_score`: the Inception-Score formula ``exp E_x KL(p(y|x) ‖ p(y))``
-  on any classifier's probabilities (Salimans et al., 2016), over splits.
+  on any classifier's probabilities (Salimans et al., 2016), over splits; on
+  the FID Inception's 1008-way softmax it is the Inception Score, reported
+  with 10 splits (TF's and BigGAN's convention) and 1 split (StudioGAN's).
 * `precision_recall`: k-NN manifold precision and recall (Kynkäänniemi et al.,
   2019), in row blocks so no N×N matrix is built.
 """
@@ -202,7 +204,11 @@ def classifier_score(probs: Any, splits: int = 10) -> MeanStd:
   gets the same distribution) and K (confident, classes used equally). Rows
   need not be normalized exactly; they are renormalized. ``p log p`` is 0 at
   ``p = 0``. With ``splits`` > 1 the samples are cut into that many
-  consecutive, near-equal parts, as in the reference implementation.
+  consecutive parts at ``⌊i·n/splits⌋``, as in the reference implementation
+  (Salimans et al.'s ``inception_score.py``); the mean and the (population)
+  standard deviation over the parts are returned. The score of one part
+  depends on its size, so scores are comparable only at equal ``n`` and
+  ``splits`` (the standard: 50,000 samples, 10 splits).
   """
   p = _features(probs, "probs")
   if np.any(p < 0):
@@ -214,7 +220,9 @@ def classifier_score(probs: Any, splits: int = 10) -> MeanStd:
   if not 1 <= splits <= p.shape[0]:
     raise ValueError(f"splits must be in 1..{p.shape[0]} (the number of samples), got {splits}")
   scores = []
-  for part in np.array_split(p, splits):
+  n = p.shape[0]
+  for i in range(splits):
+    part = p[i * n // splits:(i + 1) * n // splits]
     marginal = part.mean(axis=0)
     safe_p = np.where(part > 0, part, 1.0)
     safe_m = np.where(marginal > 0, marginal, 1.0)

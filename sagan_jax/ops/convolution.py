@@ -229,9 +229,21 @@ def _transpose_output_size(size, ksize, stride, padding, output_padding):
 
 
 def _conv2d_xla(x, kernel, *, stride, padding):
-  return lax.conv_general_dilated(
-      x, kernel, window_strides=stride, padding=[(p, p) for p in padding],
-      dimension_numbers=_DIMENSION_NUMBERS)
+  def conv(pads):
+    return lax.conv_general_dilated(x, kernel, window_strides=stride, padding=pads,
+                                    dimension_numbers=_DIMENSION_NUMBERS)
+
+  pads = [(p, p) for p in padding]
+  if any(padding) or kernel.shape[1] == 1:
+    return conv(pads)
+  # XLA:CPU runs a convolution without any padding 2-3x slower than the same one with some
+  # (batch 50, 3x3, 80 -> 192 channels at 73x73: 2.2 s vs 1.0 s of CPU time). One zero
+  # column after the input takes the fast path; the extra output column it adds is cut
+  # off, and the others read the same inputs: bit-identical results on CPU.
+  width = (x.shape[2] - kernel.shape[1]) // stride[1] + 1
+  return lax.platform_dependent(
+      cpu=lambda: conv([pads[0], (0, 1)])[:, :, :width],
+      default=lambda: conv(pads))
 
 
 def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding):

@@ -8,19 +8,25 @@ figures and interop. The command-line scripts (``train.py``, ``sample.py``,
 * `restore_generator`, `Sampler`, `write_sample_files` — the one sampling path
   (`sampling`);
 * `evaluate_run`, `evaluate_generator`, `evaluate_torch_generator` (`evaluation`),
-  and `format_table` to print a result.
+  and `format_table` to print a result; `make_extractor` picks the feature
+  network (MNIST classifier or FID Inception);
+* `write_dataset_statistics` — a dataset's reference statistics for FID
+  (`dataset_stats`).
 """
 
 from sagan_jax.eval import format_table
 from sagan_jax.runs.errors import USER_ERRORS, NonFiniteLossError
-from sagan_jax.runs.evaluation import (evaluate_generator, evaluate_run, evaluate_torch_generator,
-                                       heldout_images, make_evaluator, write_results)
+from sagan_jax.runs.dataset_stats import write_dataset_statistics
+from sagan_jax.runs.evaluation import (FEATURES, evaluate_generator, evaluate_run,
+                                       evaluate_torch_generator, heldout_images, make_evaluator,
+                                       make_extractor, write_results)
 from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, latents,
                                      restore_generator, write_sample_files)
 from sagan_jax.runs.training import Trainer, train_and_evaluate
 from sagan_jax.runs.workdir import load_config, write_config
 
 __all__ = [
+    "FEATURES",
     "NonFiniteLossError",
     "RestoredGenerator",
     "Sampler",
@@ -35,9 +41,11 @@ __all__ = [
     "latents",
     "load_config",
     "make_evaluator",
+    "make_extractor",
     "restore_generator",
     "train_and_evaluate",
     "write_config",
+    "write_dataset_statistics",
     "write_results",
     "write_sample_files",
 ]

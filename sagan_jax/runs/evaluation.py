@@ -8,6 +8,12 @@ says which classes, how many and at what size), and writes
 `evaluate_generator` is the core, for generators from anywhere (a converted
 PyTorch ``state_dict``: `evaluate_torch_generator`).
 
+Features: the packaged MNIST classifier (default), or the FID Inception
+(`make_extractor('inception', weights)`) for numbers comparable with the
+literature. The reference: the held-out real images, or a dataset's
+statistics (``ref_stats='cifar10_train.npz'``, from ``evaluate.py stats`` or
+pytorch-fid) — the standard protocol, which needs no held-out split.
+
 Typical use::
 
   from sagan_jax.runs import evaluate_run
@@ -28,7 +34,8 @@ import numpy as np
 from sagan_jax.atomic_file import atomic_write
 from sagan_jax.checks import require_int
 from sagan_jax.data import make_source, to_model_range
-from sagan_jax.eval import EvalError, Evaluator, FeatureExtractor, RealImages, scalars
+from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, FIDInception, MnistClassifier,
+                            RealImages, reference_stats, scalars)
 from sagan_jax.interop.torch import from_torch
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
@@ -36,8 +43,10 @@ from sagan_jax.runs.metric_writer import MetricWriter
 from sagan_jax.runs.sampling import Sampler, image_shape, restore_generator
 from sagan_jax.train.config import validate
 
-__all__ = ["evaluate_generator", "evaluate_run", "evaluate_torch_generator", "heldout_images",
-           "make_evaluator", "write_results"]
+__all__ = ["FEATURES", "evaluate_generator", "evaluate_run", "evaluate_torch_generator",
+           "heldout_images", "make_evaluator", "make_extractor", "write_results"]
+
+FEATURES = ("mnist", "inception")  # the feature networks `make_extractor` knows
 
 
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -59,9 +68,29 @@ def heldout_images(config: ml_collections.ConfigDict) -> RealImages:
   return RealImages(images, np.asarray(source.labels), source.description)
 
 
+def make_extractor(features: str = "mnist",
+                   inception_weights: Optional[str] = None) -> FeatureExtractor:
+  """The feature network named ``features``: ``'mnist'`` (the packaged classifier) or
+  ``'inception'`` (`FIDInception` from ``inception_weights``; default: where pytorch-fid's
+  download puts the file)."""
+  if features == "mnist":
+    if inception_weights is not None:
+      raise EvalError("inception weights are given but the features are 'mnist'; "
+                      "choose features='inception'")
+    return MnistClassifier()
+  if features == "inception":
+    return FIDInception(inception_weights)
+  raise EvalError(f"features must be one of {FEATURES}, got {features!r}")
+
+
 def make_evaluator(config: ml_collections.ConfigDict,
-                   extractor: Optional[FeatureExtractor] = None, **options: Any) -> Evaluator:
-  """An `Evaluator` against the held-out images of ``config``'s data, expecting its classes."""
+                   extractor: Optional[FeatureExtractor] = None,
+                   ref_stats: Optional[str] = None, **options: Any) -> Evaluator:
+  """An `Evaluator` expecting ``config``'s classes, against the held-out images of its data
+  or, given ``ref_stats`` (an ``.npz`` of `sagan_jax.eval.reference_stats`), against those
+  statistics (any data source)."""
+  if ref_stats is not None:
+    return Evaluator(reference_stats.load(ref_stats), config.data.digits, extractor, **options)
   return Evaluator(heldout_images(config), config.data.digits, extractor, **options)
 
 
@@ -82,8 +111,9 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
     extractor: a `FeatureExtractor`; default the packaged MNIST classifier.
     evaluator: reuse one (its real features are computed once), e.g. during
       training; ``extractor`` and ``evaluator_options`` are then unused.
-    **evaluator_options: `Evaluator`'s keyword arguments (``kid_subsets``,
-      ``k``, ``splits``, ``confidence``, ``max_kept``, ...).
+    **evaluator_options: ``ref_stats`` (see `make_evaluator`) and
+      `Evaluator`'s keyword arguments (``kid_subsets``, ``k``, ``splits``,
+      ``confidence``, ``max_kept``, ...).
   """
   num_samples = _positive_int(num_samples, "num_samples", 2)
   batch_size = _positive_int(batch_size, "batch_size")
