@@ -11,9 +11,9 @@ do). Two implementations compute the same function:
   magnitude slower than the forward pass (measurements: benchmarks/README.md).
 
 ``'auto'`` (the default) picks ``'gemm'`` when lowering for CPU and ``'xla'`` otherwise.
-Both work under ``jit``, ``vmap``, ``lax.scan`` and reverse-mode autodiff (``grad``,
-``vjp``, grad-of-grad); ``'gemm'`` defines its gradient with ``jax.custom_vjp``, so
-forward mode (``jvp``, ``jacfwd``) needs ``implementation='xla'``.
+Both work under ``jit``, ``vmap``, ``lax.scan`` and autodiff in every mode (``grad``,
+``vjp``, ``jvp``, ``jacfwd``, ``linearize``, to any order): ``'gemm'`` defines its
+derivative with ``jax.custom_jvp`` (see 3. below).
 
 The ``'gemm'`` formulation:
 
@@ -28,9 +28,11 @@ The ``'gemm'`` formulation:
    pass is ``unfold(col2im(x @ K.T))`` and both of its gradients use one
    ``im2col(fold(dy))``. Every GEMM has the long (taps x channels) side as its
    contraction or its output, never a transposed large operand.
-3. *A hand-written VJP* (``jax.custom_vjp``). Autodiff of the im2col forward is correct
-   but slow: XLA transposes the stacked slices into one full-size padded array per tap
-   and adds them up.
+3. *A hand-written tangent* (``jax.custom_jvp``). Plain autodiff of the im2col forward
+   is correct but slow: it stores the whole batch's im2col for the backward and leaves
+   the kernel gradient as a transposed-operand GEMM. The custom JVP is linear in the
+   tangents and written so that its transpose, which reverse mode runs, recomputes
+   the im2col slice by slice and is one plain GEMM per gradient.
 4. *Batch slices.* The im2col of a whole batch-64 layer spills the L3 cache, and then
    memory traffic costs as much as the arithmetic; each op therefore runs over slices
    of the batch in a ``lax.map``/``lax.scan`` (~4 MiB of im2col each).
@@ -401,23 +403,6 @@ def _matmul_nt(a, b):
   return out.reshape(*a.shape[:-1], b.shape[0])
 
 
-def _matmul_tn(a, b):
-  """a.T @ b summed over rows = all leading axes: (..., P), (..., Q) -> (P, Q).
-
-  Written directly, XLA:CPU keeps this as a transposed-operand GEMM that runs at half
-  the speed of a plain one inside the batch loop. Transposing the narrower operand
-  explicitly (cheap) gives a plain GEMM; the barrier stops XLA from folding the
-  transpose back into the dot.
-  """
-  a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-  # Left in the accumulation dtype: the batch slices' kernel gradients are summed
-  # before one rounding to the kernel's dtype (see `_in_chunks_with_sum`).
-  acc = jnp.promote_types(a.dtype, jnp.float32)
-  if a2.shape[1] <= b2.shape[1]:
-    return lax.dot(lax.optimization_barrier(a2.T), b2, preferred_element_type=acc)
-  return lax.dot(lax.optimization_barrier(b2.T), a2, preferred_element_type=acc).T
-
-
 def _in_chunks(fn, chunks, *arrays):
   """fn applied to `chunks` equal slices of the batch axis in turn (a `lax.map`).
 
@@ -431,90 +416,120 @@ def _in_chunks(fn, chunks, *arrays):
   return out.reshape(b, *out.shape[2:])
 
 
-def _in_chunks_with_sum(fn, chunks, *arrays):
-  """As `_in_chunks` for fn returning (per-image output, output summed over images)."""
-  if chunks == 1:
-    return fn(*arrays)
-  b = arrays[0].shape[0]
-  split = [a.reshape(chunks, b // chunks, *a.shape[1:]) for a in arrays]
-  # The parts come in their accumulation dtype (`_matmul_tn`), so bfloat16 kernel
-  # gradients are summed in float32 and rounded once, by the caller.
-  total_shape = jax.eval_shape(fn, *[a[0] for a in split])[1]
-
-  def body(total, args):
-    out, part = fn(*args)
-    return total + part, out
-
-  total, out = lax.scan(body, jnp.zeros(total_shape.shape, total_shape.dtype), split)
-  return out.reshape(b, *out.shape[2:]), total
+# Differentiation. Both cores are bilinear in (x, kt), so their JVP
+#   d core = core(dx, kt) + core(x, dkt)
+# is linear in the tangents (dx, dkt), and reverse mode is JAX transposing it. The
+# tangent is written so that its transpose is a hand-written backward pass: per batch
+# slice, one im2col (of x for conv2d, of dy for conv_transpose2d, recomputed under
+# `jax.checkpoint` rather than stored for the whole batch) serves both gradients, and the
+# kernel gradient is one plain GEMM (`_matmul_transposable`). A `custom_jvp` (not a
+# `custom_vjp`) keeps forward mode (`jvp`, `jacfwd`, `linearize`) and every higher order
+# working: the rule is plain JAX, differentiable again.
 
 
-# conv2d: y = im2col(fold(x)) @ K. The kernel is passed as kt = K.T, (O, ah*aw*I):
-# then the kernel gradient dK.T = dY.T @ im2col, with the narrow dY transposed, comes
-# out in its final layout.
+def _is_zero(tangent) -> bool:
+  return isinstance(tangent, jax.custom_derivatives.SymbolicZero)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _kernel_operand(w):
+  """A kernel tangent ``w`` (P, Q) as `_matmul_transposable` takes it: ``w`` for P <= Q,
+  else ``wᵀ``. Oriented outside the batch loop, so that the loop accumulates the kernel
+  gradient in the layout its GEMM produces (a transpose inside the loop lets XLA swap the
+  GEMM's operands into the slow transposed form again)."""
+  return w if w.shape[0] <= w.shape[1] else w.T
+
+
+def _matmul_transposable(a, operand):
+  """``a @ w``, (..., P) x (P, Q) -> (..., Q) in ``a``'s dtype, for a tangent linear in
+  ``w`` given as ``operand = _kernel_operand(w)``.
+
+  Its transpose in ``w`` (the kernel gradient, ``aᵀ @ ct`` over all rows) is, written
+  directly, a transposed-operand GEMM, which XLA:CPU runs at half the speed of a plain
+  one inside the batch loop. So the narrower of ``a`` and ``ct`` is transposed explicitly
+  (cheap) and a barrier stops XLA from folding that transpose back into the dot: for
+  P <= Q the transpose is ``(aᵀ) @ ct``, else ``(ctᵀ) @ a``.
+  """
+  acc = jnp.promote_types(a.dtype, jnp.float32)
+  a2 = a.reshape(-1, a.shape[-1])
+  p = a2.shape[1]
+  q = operand.shape[1] if operand.shape[0] == p else operand.shape[0]
+  if p <= q:  # operand is w, (P, Q)
+    tn = (((0,), (0,)), ((), ()))
+    out = lax.dot_general(lax.optimization_barrier(a2.T), operand, tn,
+                          preferred_element_type=acc)
+  else:  # operand is wᵀ, (Q, P)
+    nt = (((1,), (1,)), ((), ()))
+    out = lax.optimization_barrier(
+        lax.dot_general(operand, a2, nt, preferred_element_type=acc)).T
+  return out.astype(a.dtype).reshape(*a.shape[:-1], q)
+
+
+def _cols(x, stride, pads, taps):
+  """im2col of the folded ``x``: (B, gy, gx, ah*aw*s*s*C)."""
+  folded = _fold(x, stride, pads)
+  grid = (folded.shape[1] - taps[0] + 1, folded.shape[2] - taps[1] + 1)
+  return _windows(folded, taps, grid)
+
+
+def _tangent_in_chunks(slice_tangent, chunks, x, dx):
+  """``slice_tangent(x, dx)`` over batch slices, ``dx`` None for a zero input tangent;
+  checkpointed, so its transpose recomputes what it needs of ``x`` slice by slice."""
+  if dx is None:
+    return _in_chunks(jax.checkpoint(lambda x: slice_tangent(x, None)), chunks, x)
+  return _in_chunks(jax.checkpoint(slice_tangent), chunks, x, dx)
+
+
+def _sum(terms):
+  return functools.reduce(operator.add, terms)
+
+
+# conv2d: y = im2col(fold(x)) @ K. The kernel is passed as kt = K.T, (O, ah*aw*I).
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _conv_core(x, kt, geometry):
   stride, pads, taps, chunks = geometry
-
-  def forward(x):
-    folded = _fold(x, stride, pads)
-    grid = (folded.shape[1] - taps[0] + 1, folded.shape[2] - taps[1] + 1)
-    return _matmul_nt(_windows(folded, taps, grid), kt)
-
-  return _in_chunks(forward, chunks, x)
+  return _in_chunks(lambda x: _matmul_nt(_cols(x, stride, pads, taps), kt), chunks, x)
 
 
-def _conv_core_fwd(x, kt, geometry):
-  return _conv_core(x, kt, geometry), (x, kt)
-
-
-def _conv_core_bwd(geometry, res, dy):
-  x, kt = res
+@functools.partial(_conv_core.defjvp, symbolic_zeros=True)
+def _conv_core_jvp(geometry, primals, tangents):
+  (x, kt), (dx, dkt) = primals, tangents
   stride, pads, taps, chunks = geometry
+  dx = None if _is_zero(dx) else dx
+  dw = None if _is_zero(dkt) else _kernel_operand(dkt.T)  # w: (ah*aw*I, O)
 
-  def grads(x, dy):
-    cols = _windows(_fold(x, stride, pads), taps, dy.shape[1:3])
-    dx = _unfold(_col2im(_matmul(dy, kt), taps), stride, pads)
-    return dx, _matmul_tn(dy, cols)
+  def slice_tangent(x, dx):
+    terms = [] if dx is None else [_matmul_nt(_cols(dx, stride, pads, taps), kt)]
+    if dw is not None:
+      terms.append(_matmul_transposable(_cols(x, stride, pads, taps), dw))
+    return _sum(terms)
 
-  dx, dkt = _in_chunks_with_sum(grads, chunks, x, dy)
-  return dx, dkt.astype(kt.dtype)
-
-
-_conv_core.defvjp(_conv_core_fwd, _conv_core_bwd)
+  return _conv_core(x, kt, geometry), _tangent_in_chunks(slice_tangent, chunks, x, dx)
 
 
 # conv_transpose2d: y = unfold(col2im(x @ K.T)), the adjoint of the above in x; again
-# kt = K.T, here (Cin, ah*aw*s*s*Cout).
+# kt = K.T, here (Cin, ah*aw*s*s*Cout). Its tangent sums both products before the one
+# col2im, so the transpose takes one im2col of the output gradient for both gradients.
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _conv_transpose_core(x, kt, geometry):
   stride, pads, taps, chunks = geometry
-
-  def forward(x):
-    return _unfold(_col2im(_matmul(x, kt), taps), stride, pads)
-
-  return _in_chunks(forward, chunks, x)
+  return _in_chunks(lambda x: _unfold(_col2im(_matmul(x, kt), taps), stride, pads), chunks, x)
 
 
-def _conv_transpose_core_fwd(x, kt, geometry):
-  return _conv_transpose_core(x, kt, geometry), (x, kt)
-
-
-def _conv_transpose_core_bwd(geometry, res, dy):
-  x, kt = res
+@functools.partial(_conv_transpose_core.defjvp, symbolic_zeros=True)
+def _conv_transpose_core_jvp(geometry, primals, tangents):
+  (x, kt), (dx, dkt) = primals, tangents
   stride, pads, taps, chunks = geometry
+  dx = None if _is_zero(dx) else dx
+  dw = None if _is_zero(dkt) else _kernel_operand(dkt)  # w: (Cin, ah*aw*s*s*Cout)
 
-  def grads(x, dy):
-    # One im2col of the output gradient serves both gradients.
-    cols = _windows(_fold(dy, stride, pads), taps, x.shape[1:3])
-    return _matmul_nt(cols, kt), _matmul_tn(x, cols)
+  def slice_tangent(x, dx):
+    terms = [] if dx is None else [_matmul(dx, kt)]
+    if dw is not None:
+      terms.append(_matmul_transposable(x, dw))
+    return _unfold(_col2im(_sum(terms), taps), stride, pads)
 
-  dx, dkt = _in_chunks_with_sum(grads, chunks, x, dy)
-  return dx, dkt.astype(kt.dtype)
-
-
-_conv_transpose_core.defvjp(_conv_transpose_core_fwd, _conv_transpose_core_bwd)
+  return _conv_transpose_core(x, kt, geometry), _tangent_in_chunks(slice_tangent, chunks, x, dx)
