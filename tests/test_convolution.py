@@ -332,7 +332,12 @@ def test_bfloat16_runs_and_tracks_float32(implementation):
     (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), stride=0),
      r'stride must be >= 1'),
     (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), padding=(1, 2, 3)),
-     r'padding must be an int or a pair of ints'),
+     r"padding must be an int, a pair, \(\(lo, hi\), \(lo, hi\)\), 'SAME' or 'VALID'"),
+    (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), padding='FULL'),
+     r"padding must be .*'SAME' or 'VALID', got 'FULL'"),
+    (lambda: conv_transpose2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), stride=2,
+                              padding='SAME', output_padding=1),
+     r"output_padding must be 0 with padding 'SAME'"),
     (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)),
                     implementation='cudnn'),
      r"implementation must be one of \('auto', 'xla', 'gemm'\)"),
@@ -419,3 +424,43 @@ def test_jacfwd_linearize_and_hessian_vector_products_match_xla(op, monkeypatch)
       scale = max(1.0, float(np.max(np.abs(e))))
       np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=0, atol=ATOL * scale,
                                  err_msg=name)
+
+
+# ---------------------------------------------------------------- Flax's padding strings
+
+
+@pytest.mark.parametrize('mode', ['SAME', 'VALID'])
+@pytest.mark.parametrize('kernel_size, stride, size', [(3, 1, 7), (4, 2, 8), (4, 2, 7),
+                                                       (2, 3, 7), (5, 2, 9)])
+def test_conv2d_padding_strings_match_lax(mode, kernel_size, stride, size):
+  """'SAME'/'VALID' pad exactly as lax (Flax's nn.Conv): asymmetric when the total is odd."""
+  rng = np.random.default_rng(10)
+  x = rng.uniform(-1, 1, (2, size, size + 1, 3)).astype(np.float32)
+  kernel = rng.uniform(-1, 1, (kernel_size, kernel_size, 3, 2)).astype(np.float32)
+  want = jax.lax.conv_general_dilated(x, kernel, (stride, stride), mode,
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  for implementation in ('gemm', 'xla'):
+    got = conv2d(x, kernel, stride=stride, padding=mode, implementation=implementation)
+    _assert_close(got, want)
+
+
+@pytest.mark.parametrize('mode', ['SAME', 'VALID'])
+@pytest.mark.parametrize('kernel_size, stride', [(4, 2), (3, 2), (3, 1), (2, 3), (5, 2)])
+def test_conv_transpose2d_padding_strings_give_flax_sizes(mode, kernel_size, stride):
+  """'SAME': H·s outputs; 'VALID': (H−1)·s + max(k, s), the output sizes of Flax's
+  nn.ConvTranspose; the values are PyTorch's for the equivalent integer padding."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  x = np.random.default_rng(11).uniform(-1, 1, (1, 5, 6, 2)).astype(np.float32)
+  kernel = np.ones((kernel_size, kernel_size, 2, 3), np.float32)
+  flax_conv = nn.ConvTranspose(3, (kernel_size, kernel_size), (stride, stride), mode)
+  want_shape = jax.eval_shape(lambda: flax_conv.init_with_output(jax.random.key(0), x)[0]).shape
+  padding, output_padding = convolution.conv_transpose_padding(
+      mode, 0, (kernel_size, kernel_size), (stride, stride))
+  for implementation in ('gemm', 'xla'):
+    got = conv_transpose2d(x, kernel, stride=stride, padding=mode, implementation=implementation)
+    assert got.shape == want_shape
+    explicit = conv_transpose2d(x, kernel, stride=stride, padding=padding,
+                                output_padding=output_padding, implementation='xla')
+    _assert_close(got, explicit)
+  if mode == 'SAME' and (kernel_size, stride) == (4, 2):
+    assert (padding, output_padding) == ((1, 1), (0, 0))  # the chapter's k4 s2 p1

@@ -47,14 +47,17 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 IntOrPair = Union[int, Sequence[int]]
+# PyTorch ints, explicit ((lo, hi), (lo, hi)) pairs, or Flax's 'SAME' / 'VALID'.
+Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
 
+PrecisionLike = Any  # None, a jax.lax.Precision or a pair of them, as lax.dot takes
 _IMPLEMENTATIONS = ('auto', 'xla', 'gemm')
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -104,11 +107,77 @@ def _check_implementation(implementation: str) -> None:
                      f'got {implementation!r}.')
 
 
-def _check_stride_padding(stride, padding) -> None:
+def _check_stride(stride) -> None:
   if min(stride) < 1:
     raise ValueError(f'stride must be >= 1, got {stride}.')
-  if min(padding) < 0:
-    raise ValueError(f'padding must be >= 0, got {padding}.')
+
+
+def _check_padding(pairs) -> None:
+  if min(min(p) for p in pairs) < 0:
+    raise ValueError(f'padding must be >= 0, got {pairs}.')
+
+
+_PADDING_FORMS = "an int, a pair, ((lo, hi), (lo, hi)), 'SAME' or 'VALID'"
+
+
+def _padding_string(padding):
+  """'SAME' or 'VALID' (any case) for a string padding, else None."""
+  if not isinstance(padding, str):
+    return None
+  if padding.upper() not in ('SAME', 'VALID'):
+    raise ValueError(f'padding must be {_PADDING_FORMS}, got {padding!r}.')
+  return padding.upper()
+
+
+def conv_padding(padding: Padding, in_size, kernel_size, stride) -> tuple[tuple[int, int], ...]:
+  """``((lo, hi), (lo, hi))`` zero padding of a convolution.
+
+  Ints and pairs pad both sides alike (PyTorch); ``'VALID'`` is no padding;
+  ``'SAME'`` gives ``ceil(size / stride)`` outputs, the padding split as Flax
+  and TensorFlow split it (an odd pixel goes at the end).
+  """
+  mode = _padding_string(padding)
+  if mode == 'VALID':
+    return ((0, 0), (0, 0))
+  if mode == 'SAME':
+    pads = []
+    for n, k, s in zip(in_size, kernel_size, stride):
+      total = max((-(-n // s) - 1) * s + k - n, 0)
+      pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+  try:
+    return tuple((p, p) for p in as_pair(padding, 'padding'))
+  except ValueError:
+    pass
+  try:
+    pairs = tuple(tuple(operator.index(v) for v in pair) for pair in padding)
+  except TypeError:
+    pairs = ()
+  if len(pairs) != 2 or any(len(pair) != 2 for pair in pairs):
+    raise ValueError(f'padding must be {_PADDING_FORMS}, got {padding!r}.')
+  return pairs
+
+
+def conv_transpose_padding(padding: Padding, output_padding: IntOrPair, kernel_size, stride
+                           ) -> tuple[tuple[int, int], tuple[int, int]]:
+  """``(padding, output_padding)`` pairs of a transposed convolution, PyTorch's arguments.
+
+  ``'SAME'`` gives ``size * stride`` outputs (for k4 s2: PyTorch's padding 1) and
+  ``'VALID'`` ``(size - 1) * stride + max(kernel, stride)`` (Flax's sizes), each as a
+  symmetric padding plus an ``output_padding`` below the stride.
+  """
+  mode = _padding_string(padding)
+  if mode is None:
+    return as_pair(padding, 'padding'), as_pair(output_padding, 'output_padding')
+  if as_pair(output_padding, 'output_padding') != (0, 0):
+    raise ValueError(f'output_padding must be 0 with padding {padding!r}, got '
+                     f'{output_padding!r}.')
+  pads, extra = [], []
+  for k, s in zip(kernel_size, stride):
+    p = 0 if mode == 'VALID' or k <= s else -(-(k - s) // 2)
+    pads.append(p)
+    extra.append(max(s - k, 0) if p == 0 else 2 * p - (k - s))
+  return tuple(pads), tuple(extra)
 
 
 # ----------------------------------------------------------------------------------
@@ -117,24 +186,27 @@ def _check_stride_padding(stride, padding) -> None:
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
-           padding: IntOrPair = 0, implementation: str = 'auto') -> jax.Array:
-  """``torch.nn.functional.conv2d`` (cross-correlation, symmetric zero padding).
+           padding: Padding = 0, implementation: str = 'auto',
+           precision: PrecisionLike = None) -> jax.Array:
+  """``torch.nn.functional.conv2d`` (cross-correlation, zero padding).
 
   ``y[b, oy, ox, o] = sum_{ky, kx, i} xp[b, oy*sh + ky, ox*sw + kx, i] * kernel[ky, kx, i, o]``
-  where ``xp`` is ``x`` zero-padded by ``padding`` on both sides.
+  where ``xp`` is ``x`` zero-padded by ``padding``.
 
   Args:
     x: ``(B, H, W, Cin)`` input.
     kernel: ``(kh, kw, Cin, Cout)``; ``kernel[ky, kx, i, o] == torch_weight[o, i, ky, kx]``.
     stride: int or ``(sh, sw)``.
-    padding: int or ``(ph, pw)``.
+    padding: int or ``(ph, pw)`` (both sides, as PyTorch), ``((top, bottom), (left,
+      right))``, or ``'SAME'`` / ``'VALID'`` (as Flax; see `conv_padding`).
     implementation: ``'xla'`` (one ``lax.conv_general_dilated``), ``'gemm'`` (the
       matrix-multiply formulation that is fast on XLA:CPU), or ``'auto'``: ``'gemm'``
       when lowered for CPU, ``'xla'`` for any other backend.
+    precision: ``jax.lax.Precision`` of the products (None: the backend's default).
 
   Returns:
-    ``(B, (H + 2*ph - kh) // sh + 1, (W + 2*pw - kw) // sw + 1, Cout)``, dtype of
-    ``x``/``kernel`` promoted.
+    ``(B, (H + top + bottom - kh) // sh + 1, (W + left + right - kw) // sw + 1, Cout)``,
+    dtype of ``x``/``kernel`` promoted.
 
   Raises:
     ValueError: for non-4-D operands, mismatched channels, bad stride/padding, or an
@@ -144,23 +216,26 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv2d', x, kernel)
   stride = as_pair(stride, 'stride')
-  padding = as_pair(padding, 'padding')
-  _check_stride_padding(stride, padding)
+  _check_stride(stride)
   kh, kw = kernel.shape[:2]
   h, w = x.shape[1:3]
-  if h + 2 * padding[0] < kh or w + 2 * padding[1] < kw:
-    raise ValueError(f'conv2d: padded input ({h + 2 * padding[0]}, {w + 2 * padding[1]}) '
+  padding = conv_padding(padding, (h, w), (kh, kw), stride)
+  _check_padding(padding)
+  padded = (h + sum(padding[0]), w + sum(padding[1]))
+  if padded[0] < kh or padded[1] < kw:
+    raise ValueError(f'conv2d: padded input {padded} '
                      f'is smaller than the kernel ({kh}, {kw}) (x shape '
                      f'{tuple(x.shape)}, kernel shape {tuple(kernel.shape)}, '
                      f'padding {padding}): the output would be empty.')
-  xla = functools.partial(_conv2d_xla, stride=stride, padding=padding)
-  gemm = functools.partial(_conv2d_gemm, stride=stride, padding=padding)
+  xla = functools.partial(_conv2d_xla, stride=stride, padding=padding, precision=precision)
+  gemm = functools.partial(_conv2d_gemm, stride=stride, padding=padding, precision=precision)
   return _dispatch(implementation, xla, gemm, x, kernel)
 
 
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
-                     padding: IntOrPair = 0, output_padding: IntOrPair = 0,
-                     implementation: str = 'auto') -> jax.Array:
+                     padding: Padding = 0, output_padding: IntOrPair = 0,
+                     implementation: str = 'auto', precision: PrecisionLike = None
+                     ) -> jax.Array:
   """``torch.nn.functional.conv_transpose2d`` (the adjoint of ``conv2d`` in ``x``).
 
   ``y[b, iy*sh - ph + ky, ix*sw - pw + kx, o] += x[b, iy, ix, i] * kernel[ky, kx, i, o]``
@@ -171,9 +246,11 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
     x: ``(B, H, W, Cin)`` input.
     kernel: ``(kh, kw, Cin, Cout)``; ``kernel[ky, kx, i, o] == torch_weight[i, o, ky, kx]``.
     stride: int or ``(sh, sw)``.
-    padding: int or ``(ph, pw)``.
+    padding: int or ``(ph, pw)``, or ``'SAME'`` (``H*sh`` outputs) / ``'VALID'``
+      (see `conv_transpose_padding`).
     output_padding: int or pair, each smaller than the stride in that dimension.
     implementation: ``'xla'``, ``'gemm'`` or ``'auto'``, as in :func:`conv2d`.
+    precision: as in :func:`conv2d`.
 
   Returns:
     ``(B, (H-1)*sh - 2*ph + kh + oph, (W-1)*sw - 2*pw + kw + opw, Cout)``.
@@ -186,9 +263,10 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv_transpose2d', x, kernel)
   stride = as_pair(stride, 'stride')
-  padding = as_pair(padding, 'padding')
-  output_padding = as_pair(output_padding, 'output_padding')
-  _check_stride_padding(stride, padding)
+  _check_stride(stride)
+  padding, output_padding = conv_transpose_padding(padding, output_padding, kernel.shape[:2],
+                                                   stride)
+  _check_padding([padding])
   if min(output_padding) < 0 or any(op >= s for op, s in zip(output_padding, stride)):
     raise ValueError(f'conv_transpose2d: output_padding {output_padding} must be >= 0 '
                      f'and smaller than stride {stride}.')
@@ -199,9 +277,9 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
                      f'{tuple(x.shape)}, kernel shape {tuple(kernel.shape)}, stride '
                      f'{stride}, padding {padding}, output_padding {output_padding}).')
   xla = functools.partial(_conv_transpose2d_xla, stride=stride, padding=padding,
-                          output_padding=output_padding)
+                          output_padding=output_padding, precision=precision)
   gemm = functools.partial(_conv_transpose2d_gemm, stride=stride, padding=padding,
-                           output_padding=output_padding)
+                           output_padding=output_padding, precision=precision)
   return _dispatch(implementation, xla, gemm, x, kernel)
 
 
@@ -230,13 +308,13 @@ def _transpose_output_size(size, ksize, stride, padding, output_padding):
 # ----------------------------------------------------------------------------------
 
 
-def _conv2d_xla(x, kernel, *, stride, padding):
+def _conv2d_xla(x, kernel, *, stride, padding, precision):
   return lax.conv_general_dilated(
-      x, kernel, window_strides=stride, padding=[(p, p) for p in padding],
-      dimension_numbers=_DIMENSION_NUMBERS)
+      x, kernel, window_strides=stride, padding=padding,
+      dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
 
 
-def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding):
+def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding, precision):
   # The gradient-of-conv2d form: dilate the input by the stride, pad by k - 1 - p
   # (negative padding crops), correlate with the spatially flipped kernel.
   kh, kw = kernel.shape[:2]
@@ -244,7 +322,7 @@ def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding):
           for k, p, op in zip((kh, kw), padding, output_padding)]
   return lax.conv_general_dilated(
       x, kernel[::-1, ::-1], window_strides=(1, 1), padding=pads, lhs_dilation=stride,
-      dimension_numbers=_DIMENSION_NUMBERS)
+      dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
 
 
 # ----------------------------------------------------------------------------------
@@ -252,20 +330,22 @@ def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding):
 # ----------------------------------------------------------------------------------
 
 
-def _conv2d_gemm(x, kernel, *, stride, padding):
+def _conv2d_gemm(x, kernel, *, stride, padding, precision):
   (kh, kw), (h, w) = kernel.shape[:2], x.shape[1:3]
-  out = ((h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1)
+  out = tuple((n + lo + hi - k) // s + 1
+              for n, k, s, (lo, hi) in zip((h, w), (kh, kw), stride, padding))
   taps = (-(-kh // stride[0]), -(-kw // stride[1]))
-  # Pad by `padding` in front; behind, pad or crop so that the padded extent is exactly
+  # Pad by `lo` in front; behind, pad or crop so that the padded extent is exactly
   # `out + taps - 1` stride blocks (rows no output reads are dropped).
-  pads = tuple((p, s * (o + a - 1) - n - p)
-               for n, s, p, o, a in zip((h, w), stride, padding, out, taps))
+  pads = tuple((lo, s * (o + a - 1) - n - lo)
+               for n, s, (lo, _), o, a in zip((h, w), stride, padding, out, taps))
   k = _fold_kernel(kernel, stride, taps)                   # (ah, aw, s*s*Cin, Cout)
-  geometry = (stride, pads, taps, _num_chunks(x.shape[0], out, k.shape, x.dtype))
+  geometry = Geometry(stride, pads, taps, _num_chunks(x.shape[0], out, k.shape, x.dtype),
+                      precision)
   return _conv_core(x, k.reshape(-1, k.shape[3]).T, geometry)
 
 
-def _conv_transpose2d_gemm(x, kernel, *, stride, padding, output_padding):
+def _conv_transpose2d_gemm(x, kernel, *, stride, padding, output_padding, precision):
   (kh, kw), (h, w) = kernel.shape[:2], x.shape[1:3]
   out = _transpose_output_size((h, w), (kh, kw), stride, padding, output_padding)
   taps = (-(-kh // stride[0]), -(-kw // stride[1]))
@@ -275,7 +355,8 @@ def _conv_transpose2d_gemm(x, kernel, *, stride, padding, output_padding):
   pads = tuple((p, s * (n + a - 1) - o - p)
                for n, s, p, o, a in zip((h, w), stride, padding, out, taps))
   k = _fold_kernel(jnp.swapaxes(kernel, 2, 3), stride, taps)  # (ah, aw, s*s*Cout, Cin)
-  geometry = (stride, pads, taps, _num_chunks(x.shape[0], (h, w), k.shape, x.dtype))
+  geometry = Geometry(stride, pads, taps, _num_chunks(x.shape[0], (h, w), k.shape, x.dtype),
+                      precision)
   return _conv_transpose_core(x, k.reshape(-1, k.shape[3]).T, geometry)
 
 
@@ -378,6 +459,15 @@ def _col2im(r, taps):
   return out
 
 
+class Geometry(NamedTuple):
+  """The static arguments of a GEMM core (hashable: `custom_jvp`'s nondiff argument)."""
+  stride: tuple[int, int]
+  pads: tuple[tuple[int, int], tuple[int, int]]  # (lo, hi) per spatial dim, before folding
+  taps: tuple[int, int]  # (ah, aw) of the folded, stride-1 correlation
+  chunks: int  # batch slices (`_num_chunks`)
+  precision: PrecisionLike
+
+
 def _accumulate(dot, a, b):
   """``dot(a, b)`` accumulated in (at least) float32, returned in the operands' dtype.
 
@@ -390,15 +480,17 @@ def _accumulate(dot, a, b):
   return dot(a, b, preferred_element_type=acc).astype(a.dtype)
 
 
-def _matmul(a, b):
+def _matmul(a, b, precision=None):
   """(..., K) @ (K, N) -> (..., N) as one 2-D GEMM (rows = all leading axes)."""
-  out = _accumulate(lax.dot, a.reshape(-1, a.shape[-1]), b)
+  out = _accumulate(functools.partial(lax.dot, precision=precision),
+                    a.reshape(-1, a.shape[-1]), b)
   return out.reshape(*a.shape[:-1], b.shape[-1])
 
 
-def _matmul_nt(a, b):
+def _matmul_nt(a, b, precision=None):
   """(..., K) @ (N, K).T -> (..., N) as one 2-D GEMM."""
-  nt = functools.partial(lax.dot_general, dimension_numbers=(((1,), (1,)), ((), ())))
+  nt = functools.partial(lax.dot_general, dimension_numbers=(((1,), (1,)), ((), ())),
+                         precision=precision)
   out = _accumulate(nt, a.reshape(-1, a.shape[-1]), b)
   return out.reshape(*a.shape[:-1], b.shape[0])
 
@@ -439,7 +531,7 @@ def _kernel_operand(w):
   return w if w.shape[0] <= w.shape[1] else w.T
 
 
-def _matmul_transposable(a, operand):
+def _matmul_transposable(a, operand, precision=None):
   """``a @ w``, (..., P) x (P, Q) -> (..., Q) in ``a``'s dtype, for a tangent linear in
   ``w`` given as ``operand = _kernel_operand(w)``.
 
@@ -455,12 +547,12 @@ def _matmul_transposable(a, operand):
   q = operand.shape[1] if operand.shape[0] == p else operand.shape[0]
   if p <= q:  # operand is w, (P, Q)
     tn = (((0,), (0,)), ((), ()))
-    out = lax.dot_general(lax.optimization_barrier(a2.T), operand, tn,
+    out = lax.dot_general(lax.optimization_barrier(a2.T), operand, tn, precision=precision,
                           preferred_element_type=acc)
   else:  # operand is wᵀ, (Q, P)
     nt = (((1,), (1,)), ((), ()))
     out = lax.optimization_barrier(
-        lax.dot_general(operand, a2, nt, preferred_element_type=acc)).T
+        lax.dot_general(operand, a2, nt, precision=precision, preferred_element_type=acc)).T
   return out.astype(a.dtype).reshape(*a.shape[:-1], q)
 
 
@@ -488,21 +580,22 @@ def _sum(terms):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _conv_core(x, kt, geometry):
-  stride, pads, taps, chunks = geometry
-  return _in_chunks(lambda x: _matmul_nt(_cols(x, stride, pads, taps), kt), chunks, x)
+  stride, pads, taps, chunks, precision = geometry
+  return _in_chunks(lambda x: _matmul_nt(_cols(x, stride, pads, taps), kt, precision),
+                    chunks, x)
 
 
 @functools.partial(_conv_core.defjvp, symbolic_zeros=True)
 def _conv_core_jvp(geometry, primals, tangents):
   (x, kt), (dx, dkt) = primals, tangents
-  stride, pads, taps, chunks = geometry
+  stride, pads, taps, chunks, precision = geometry
   dx = None if _is_zero(dx) else dx
   dw = None if _is_zero(dkt) else _kernel_operand(dkt.T)  # w: (ah*aw*I, O)
 
   def slice_tangent(x, dx):
-    terms = [] if dx is None else [_matmul_nt(_cols(dx, stride, pads, taps), kt)]
+    terms = [] if dx is None else [_matmul_nt(_cols(dx, stride, pads, taps), kt, precision)]
     if dw is not None:
-      terms.append(_matmul_transposable(_cols(x, stride, pads, taps), dw))
+      terms.append(_matmul_transposable(_cols(x, stride, pads, taps), dw, precision))
     return _sum(terms)
 
   return _conv_core(x, kt, geometry), _tangent_in_chunks(slice_tangent, chunks, x, dx)
@@ -515,21 +608,22 @@ def _conv_core_jvp(geometry, primals, tangents):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _conv_transpose_core(x, kt, geometry):
-  stride, pads, taps, chunks = geometry
-  return _in_chunks(lambda x: _unfold(_col2im(_matmul(x, kt), taps), stride, pads), chunks, x)
+  stride, pads, taps, chunks, precision = geometry
+  return _in_chunks(lambda x: _unfold(_col2im(_matmul(x, kt, precision), taps), stride, pads),
+                    chunks, x)
 
 
 @functools.partial(_conv_transpose_core.defjvp, symbolic_zeros=True)
 def _conv_transpose_core_jvp(geometry, primals, tangents):
   (x, kt), (dx, dkt) = primals, tangents
-  stride, pads, taps, chunks = geometry
+  stride, pads, taps, chunks, precision = geometry
   dx = None if _is_zero(dx) else dx
   dw = None if _is_zero(dkt) else _kernel_operand(dkt)  # w: (Cin, ah*aw*s*s*Cout)
 
   def slice_tangent(x, dx):
-    terms = [] if dx is None else [_matmul(dx, kt)]
+    terms = [] if dx is None else [_matmul(dx, kt, precision)]
     if dw is not None:
-      terms.append(_matmul_transposable(x, dw))
+      terms.append(_matmul_transposable(x, dw, precision))
     return _unfold(_col2im(_sum(terms), taps), stride, pads)
 
   return _conv_transpose_core(x, kt, geometry), _tangent_in_chunks(slice_tangent, chunks, x, dx)
