@@ -8,8 +8,8 @@ forward keeping only each row's max and sum of exp. Its derivative is a
 (each block's softmax recomputed from those two numbers), so ``grad``,
 ``jvp``, ``jacfwd``, ``linearize`` and every higher order work, and no
 (B, Nq, Nk) array exists in any pass. On CPU it is also faster than the
-materialized path, because a block stays in cache. Block sizes depend on the platform the computation is lowered
-for. Measurements behind these choices: ``benchmarks/README.md``.
+materialized path, because a block stays in cache. Block sizes depend on
+the platform the computation is lowered for. Measurements behind these choices: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -22,25 +22,25 @@ import jax
 import jax.numpy as jnp
 
 
-def attention_weights(queries: jax.Array, keys: jax.Array) -> jax.Array:
+def attention_weights(queries: jax.Array, keys: jax.Array, precision=None) -> jax.Array:
   """``softmax(queries · keysᵀ)`` over the keys: (B, Nq, D), (B, Nk, D) → (B, Nq, Nk).
 
   No 1/√D scaling, as in SAGAN.
   """
-  logits = jnp.einsum("bqd,bkd->bqk", queries, keys,
+  logits = jnp.einsum("bqd,bkd->bqk", queries, keys, precision=precision,
                       preferred_element_type=jnp.promote_types(queries.dtype, jnp.float32))
   return jax.nn.softmax(logits, axis=-1).astype(queries.dtype)
 
 
-def _attend_materialized(queries, keys, values):
-  weights = attention_weights(queries, keys)
-  return jnp.einsum("bqk,bkd->bqd", weights, values), weights
+def _attend_materialized(queries, keys, values, precision=None):
+  weights = attention_weights(queries, keys, precision)
+  return jnp.einsum("bqk,bkd->bqd", weights, values, precision=precision), weights
 
 
 # The blocked path. Its hand-written tangent lets the backward skip the softmax
 # reductions and P·V that plain jax.checkpoint (remat) of the blocks re-runs.
-# jax.nn.dot_product_attention saves nothing here: its CPU path rejects v wider than q/k and, padded, builds the
-# full matrix. Blocks on CPU hold ~2²⁰ scores (4 MiB, cache-resident); on
+# jax.nn.dot_product_attention saves nothing here: its CPU path rejects v
+# wider than q/k and, padded, builds the full matrix. Blocks on CPU hold ~2²⁰ scores (4 MiB, cache-resident); on
 # GPU/TPU, where each block is a loop step of small kernels, 2²⁶ (a reasoned
 # default, not yet measured). Numbers: benchmarks/README.md.
 
@@ -106,18 +106,20 @@ def _accumulation_dtype(*arrays) -> jnp.dtype:
   return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
 
 
-def _flash_forward_group(queries, keys, values, num_chunks, rows):
+def _flash_forward_group(queries, keys, values, num_chunks, rows, precision):
   acc = _accumulation_dtype(queries, keys, values)
   # The materialized path's output dtype: einsum(weights in q's dtype, values).
   out_dtype = jnp.result_type(queries.dtype, values.dtype)
   keys_t = keys.swapaxes(1, 2)  # (b, D, Nk): a plain (rows × D)·(D × Nk) product per image
 
   def one_chunk(q_chunk):
-    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, preferred_element_type=acc)
+    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, precision=precision,
+                        preferred_element_type=acc)
     peak = jnp.max(logits, axis=-1, keepdims=True)
     unnormalized = jnp.exp(logits - peak)
     total = jnp.sum(unnormalized, axis=-1, keepdims=True)
     out = jnp.einsum("bqk,bkd->bqd", unnormalized.astype(values.dtype), values,
+                     precision=precision,
                      preferred_element_type=acc) / total
     return out.astype(out_dtype), peak[..., 0], total[..., 0]
 
@@ -127,7 +129,7 @@ def _flash_forward_group(queries, keys, values, num_chunks, rows):
 
 
 def _flash_tangent_group(queries, keys, values, peak, total, q_dot, k_dot, v_dot,
-                         num_chunks, rows):
+                         num_chunks, rows, precision):
   """The JVP of ``_flash_forward_group``'s output, linear in the tangents
   ``q_dot, k_dot, v_dot`` (None: zero).
 
@@ -145,7 +147,7 @@ def _flash_tangent_group(queries, keys, values, peak, total, q_dot, k_dot, v_dot
   keys_t, values_t = keys.swapaxes(1, 2), values.swapaxes(1, 2)
   k_dot_t = None if k_dot is None else k_dot.swapaxes(1, 2)
   v_dot_t = None if v_dot is None else v_dot.swapaxes(1, 2)
-  einsum = functools.partial(jnp.einsum, preferred_element_type=acc)
+  einsum = functools.partial(jnp.einsum, precision=precision, preferred_element_type=acc)
 
   @jax.checkpoint
   def one_chunk(q_chunk, peak_chunk, total_chunk, q_dot_chunk):
@@ -185,10 +187,10 @@ def _flash_tangent_group(queries, keys, values, peak, total, q_dot, k_dot, v_dot
   return _merge_rows(out, queries.shape[1])
 
 
-def _flash_forward(queries, keys, values, layout: BlockLayout):
+def _flash_forward(queries, keys, values, layout: BlockLayout, precision):
   """(out, row max, row sum of exp), block by block."""
   group_forward = functools.partial(_flash_forward_group, num_chunks=layout.num_chunks,
-                                    rows=layout.rows)
+                                    rows=layout.rows, precision=precision)
   return _map_groups(group_forward, layout.group, queries, keys, values)
 
 
@@ -196,14 +198,14 @@ def _zero_to_none(tangent):
   return None if isinstance(tangent, jax.custom_derivatives.SymbolicZero) else tangent
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _attend_flash(queries, keys, values, layout: BlockLayout):
-  return _flash_forward(queries, keys, values, layout)[0]
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _attend_flash(queries, keys, values, layout: BlockLayout, precision=None):
+  return _flash_forward(queries, keys, values, layout, precision)[0]
 
 
 @functools.partial(_attend_flash.defjvp, symbolic_zeros=True)
-def _attend_flash_jvp(layout: BlockLayout, primals, tangents):
-  out, peak, total = _flash_forward(*primals, layout)
+def _attend_flash_jvp(layout: BlockLayout, precision, primals, tangents):
+  out, peak, total = _flash_forward(*primals, layout, precision)
   tangents = [_zero_to_none(t) for t in tangents]
   given = [i for i, t in enumerate(tangents) if t is not None]
 
@@ -212,7 +214,8 @@ def _attend_flash_jvp(layout: BlockLayout, primals, tangents):
     for i, t in zip(given, nonzero):
       dots[i] = t
     return _flash_tangent_group(queries, keys, values, peak, total, *dots,
-                                num_chunks=layout.num_chunks, rows=layout.rows)
+                                num_chunks=layout.num_chunks, rows=layout.rows,
+                                precision=precision)
 
   out_dot = _map_groups(group_tangent, layout.group, *primals, peak, total,
                         *[tangents[i] for i in given])
@@ -223,10 +226,10 @@ def _is_one_block(layout: BlockLayout, batch: int) -> bool:
   return layout.num_chunks == 1 and layout.group == batch
 
 
-def _attend_in_blocks(queries, keys, values, layout: BlockLayout):
+def _attend_in_blocks(queries, keys, values, layout: BlockLayout, precision=None):
   if _is_one_block(layout, queries.shape[0]):
-    return _attend_materialized(queries, keys, values)[0]
-  return _attend_flash(queries, keys, values, layout)
+    return _attend_materialized(queries, keys, values, precision)[0]
+  return _attend_flash(queries, keys, values, layout, precision)
 
 
 def _attend_chunked(queries, keys, values, chunk_size):
@@ -240,11 +243,12 @@ def _attend_chunked(queries, keys, values, chunk_size):
   """
   batch, num_queries, _ = queries.shape
   layout = _block_layout(batch, num_queries, keys.shape[1], chunk_size)
-  return _attend_flash(queries, keys, values, layout)
+  return _attend_flash(queries, keys, values, layout, None)
 
 
 def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
-           return_weights: bool = False, chunk_size: Optional[int] = None):
+           return_weights: bool = False, chunk_size: Optional[int] = None,
+           precision=None):
   """Row-softmax attention ``softmax(Q Kᵀ) V`` without scaling.
 
   Args:
@@ -260,19 +264,21 @@ def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
       the (B, Nq, Nk) array in any pass. Equal to the materialized path up to
       float32 summation order, and differentiable in every mode (``grad``,
       ``jvp``, ``jacfwd``, ``linearize``, to any order).
+    precision: ``jax.lax.Precision`` of the products (None: the default).
 
   Returns:
     (B, Nq, Dv) outputs, or ``(outputs, weights)``.
   """
   if return_weights or chunk_size is None:
-    out, weights = _attend_materialized(queries, keys, values)
+    out, weights = _attend_materialized(queries, keys, values, precision)
     return (out, weights) if return_weights else out
   shape = (queries.shape[0], queries.shape[1], keys.shape[1], chunk_size)
   on_cpu = _block_layout(*shape, CPU_BLOCKS)
   elsewhere = _block_layout(*shape, ACCELERATOR_BLOCKS)
   if on_cpu == elsewhere:
-    return _attend_in_blocks(queries, keys, values, on_cpu)
+    return _attend_in_blocks(queries, keys, values, on_cpu, precision)
   # Chosen when lowered, as the conv ops choose their implementation.
   return jax.lax.platform_dependent(
-      queries, keys, values, cpu=functools.partial(_attend_in_blocks, layout=on_cpu),
-      default=functools.partial(_attend_in_blocks, layout=elsewhere))
+      queries, keys, values,
+      cpu=functools.partial(_attend_in_blocks, layout=on_cpu, precision=precision),
+      default=functools.partial(_attend_in_blocks, layout=elsewhere, precision=precision))
