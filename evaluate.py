@@ -24,7 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sagan_jax import runs
-from sagan_jax.runs import console
+from sagan_jax.runs import compilation_cache, console
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_string("torch_generator", None,
@@ -53,6 +53,7 @@ def main(argv):
   if FLAGS.torch_generator is not None and (FLAGS.config is None or FLAGS.step is not None):
     raise app.UsageError("--torch_generator needs --config (and takes no --step)")
   console.quiet_logging()
+  compilation_cache.enable()
   try:
     result = _evaluate()
   except ImportError as error:

@@ -11,7 +11,7 @@ import sys
 from absl import app, flags, logging
 
 from sagan_jax import runs
-from sagan_jax.runs import console
+from sagan_jax.runs import compilation_cache, console
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_integer("num_samples", 64, "Images in the grid.")
@@ -27,6 +27,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   console.quiet_logging()
+  compilation_cache.enable()
   try:
     paths = runs.write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
                                     FLAGS.attention, FLAGS.step)

@@ -13,6 +13,7 @@ only the generator's memory.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Iterator, NamedTuple, Optional, Sequence
 
@@ -140,16 +141,24 @@ def restore_generator(workdir: str, step: Optional[int] = None) -> RestoredGener
   return RestoredGenerator(config, generator, variables, step)
 
 
-def sample_files(images: np.ndarray, attention_maps: Optional[np.ndarray], path: str
-                 ) -> list[str]:
-  """Writes a grid of ``images`` to ``path`` and, with maps, the attention figure
-  of the first samples beside it (``<path>_attention.png``); returns the paths."""
+def attention_layer_caption(maps: Sequence[Any], step: Optional[int] = None) -> str:
+  """The caption of a figure of the generator's last attention map of ``maps``."""
+  side = math.isqrt(maps[-1].shape[1])
+  return viz.attention_caption(f"generator attention layer {len(maps)} of {len(maps)}",
+                               (side, side), step)
+
+
+def sample_files(images: np.ndarray, attention_maps: Optional[Sequence[np.ndarray]], path: str,
+                 step: Optional[int] = None) -> list[str]:
+  """Writes a grid of ``images`` to ``path`` and, with the generator's attention maps,
+  the figure of the last layer for the first samples beside it
+  (``<path>_attention.png``); returns the paths."""
   paths = [viz.save_png(path, viz.image_grid(images))]
   if attention_maps is not None:
     root, ext = os.path.splitext(path)
-    shown = len(attention_maps)
-    paths.append(viz.save_png(f"{root}_attention{ext or '.png'}",
-                              viz.attention_figure(images[:shown], attention_maps)))
+    last = np.asarray(attention_maps[-1])
+    paths.append(viz.save_png(f"{root}_attention{ext or '.png'}", viz.attention_figure(
+        images[:len(last)], last, caption=attention_layer_caption(attention_maps, step))))
   return paths
 
 
@@ -169,7 +178,7 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
   if attention:
     with_maps = Sampler(run.generator, run.config.model.z_dim, return_attention=True)
     shown = min(ATTENTION_FIGURE_SAMPLES, num_samples)
-    maps = np.asarray(with_maps.sample(run.variables, shown, seed=seed).attention[-1])
+    maps = with_maps.sample(run.variables, shown, seed=seed).attention
   out = out or os.path.join(workdir_lib.samples_dir(workdir),
                             f"sample_step{run.step:06d}_seed{seed}.png")
-  return sample_files(images, maps, out)
+  return sample_files(images, maps, out, run.step)
