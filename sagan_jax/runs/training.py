@@ -208,6 +208,8 @@ def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, work
   logger.info("eval step %d: FID %.3f (real floor %.3f) | KID %.4f | precision %.3f | "
               "recall %.3f", step, result["fid"], result["real"]["fid"], result["kid"],
               result["precision"], result["recall"])
+  if result.get("collapsed"):
+    logger.warning("eval step %d: collapsed output: %s", step, "; ".join(result["collapse_reasons"]))
 
 
 def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: MetricWriter) -> None:
