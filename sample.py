@@ -19,6 +19,11 @@ flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.DEFINE_string("out", None, "Output PNG (default: <workdir>/samples/sample_step…png).")
 flags.DEFINE_bool("attention", False, "Also write the attention-map figure.")
+flags.DEFINE_string("explorer", None, "Also write the attention explorer: one self-contained "
+                    "HTML page (e.g. attention.html) of samples and every attention layer's maps.")
+flags.DEFINE_integer("explorer_samples", 8, "Samples in the explorer page.")
+flags.DEFINE_string("npz", None, "Also write --num_samples samples to this .npz (uint8 "
+                    "'images', N×H×W×C) for external tools.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -31,6 +36,12 @@ def main(argv):
   try:
     paths = runs.write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
                                     FLAGS.attention, FLAGS.step)
+    if FLAGS.explorer:
+      paths.append(runs.write_explorer(FLAGS.workdir, FLAGS.explorer, FLAGS.explorer_samples,
+                                       FLAGS.seed, FLAGS.step))
+    if FLAGS.npz:
+      paths.append(runs.write_samples_npz(FLAGS.workdir, FLAGS.npz, FLAGS.num_samples,
+                                          FLAGS.seed, FLAGS.step))
   except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
   for path in paths:

@@ -5,8 +5,8 @@ figures and interop. The command-line scripts (``train.py``, ``sample.py``,
 ``evaluate.py``) call these functions and nothing deeper.
 
 * `train_and_evaluate(config, workdir)` — train or resume (`training`);
-* `restore_generator`, `Sampler`, `write_sample_files` — the one sampling path
-  (`sampling`);
+* `restore_generator`, `Sampler`, `write_sample_files`, `write_samples_npz` — the
+  one sampling path (`sampling`); `write_explorer` — the attention explorer page;
 * `evaluate_run`, `evaluate_generator`, `evaluate_torch_generator` (`evaluation`),
   and `format_table` to print a result.
 """
@@ -15,8 +15,9 @@ from sagan_jax.eval import format_table
 from sagan_jax.runs.errors import USER_ERRORS, NonFiniteLossError
 from sagan_jax.runs.evaluation import (evaluate_generator, evaluate_run, evaluate_torch_generator,
                                        heldout_images, make_evaluator, write_results)
+from sagan_jax.runs.explorer import write_explorer
 from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, latents,
-                                     restore_generator, write_sample_files)
+                                     restore_generator, write_sample_files, write_samples_npz)
 from sagan_jax.runs.training import Trainer, train_and_evaluate
 from sagan_jax.runs.workdir import load_config, write_config
 
@@ -39,5 +40,7 @@ __all__ = [
     "train_and_evaluate",
     "write_config",
     "write_results",
+    "write_explorer",
     "write_sample_files",
+    "write_samples_npz",
 ]

@@ -13,6 +13,7 @@ only the generator's memory.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from typing import Any, Iterator, NamedTuple, Optional, Sequence
@@ -22,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from sagan_jax import sharding, viz
+from sagan_jax.atomic_file import atomic_write
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
@@ -182,3 +184,21 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
   out = out or os.path.join(workdir_lib.samples_dir(workdir),
                             f"sample_step{run.step:06d}_seed{seed}.png")
   return sample_files(images, maps, out, run.step)
+
+
+def write_samples_npz(workdir: str, path: str, num_samples: int, seed: int = 0,
+                      step: Optional[int] = None, batch_size: int = 256) -> str:
+  """Writes ``num_samples`` samples of a run's checkpoint to ``path`` as ``.npz`` for
+  external tools (FID/IS suites): ``images`` uint8 (N, H, W, C) as the PNGs have them,
+  plus ``seed`` and ``step``. Generated ``batch_size`` at a time; only the uint8
+  images are held."""
+  run = restore_generator(workdir, step)
+  sampler = Sampler(run.generator, run.config.model.z_dim)
+  images = np.empty((num_samples, *image_shape(run.config)), np.uint8)
+  start = 0
+  for batch in sampler.batches(run.variables, num_samples, seed=seed, batch_size=batch_size):
+    images[start:start + len(batch.images)] = viz.to_uint8(np.asarray(batch.images))
+    start += len(batch.images)
+  buffer = io.BytesIO()
+  np.savez(buffer, images=images, seed=np.int64(seed), step=np.int64(run.step))
+  return atomic_write(path, buffer.getvalue())
