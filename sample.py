@@ -17,6 +17,8 @@ flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and 
 flags.DEFINE_integer("num_samples", 64, "Images in the grid.")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_bool("best", False, "Sample the best evaluated checkpoint (best_checkpoint/, kept "
+                  "when training with --config.eval_every) instead of the latest.")
 flags.DEFINE_string("out", None, "Output PNG (default: <workdir>/samples/sample_step…png).")
 flags.DEFINE_bool("attention", False, "Also write the attention-map figure.")
 flags.DEFINE_string("explorer", None, "Also write the attention explorer: one self-contained "
@@ -35,13 +37,13 @@ def main(argv):
   compilation_cache.enable()
   try:
     paths = runs.write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
-                                    FLAGS.attention, FLAGS.step)
+                                    FLAGS.attention, FLAGS.step, best=FLAGS.best)
     if FLAGS.explorer:
       paths.append(runs.write_explorer(FLAGS.workdir, FLAGS.explorer, FLAGS.explorer_samples,
-                                       FLAGS.seed, FLAGS.step))
+                                       FLAGS.seed, FLAGS.step, FLAGS.best))
     if FLAGS.npz:
       paths.append(runs.write_samples_npz(FLAGS.workdir, FLAGS.npz, FLAGS.num_samples,
-                                          FLAGS.seed, FLAGS.step))
+                                          FLAGS.seed, FLAGS.step, best=FLAGS.best))
   except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
   for path in paths:

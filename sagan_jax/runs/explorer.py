@@ -22,9 +22,10 @@ DEFAULT_SAMPLES = 8  # the maps of a 32×32 layer cost ~0.5 MB a sample in the p
 
 
 def write_explorer(workdir: str, path: str, num_samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                   step: Optional[int] = None) -> str:
-  """Writes the explorer page of the checkpoint at ``step`` (default: latest) to ``path``."""
-  run = restore_generator(workdir, step)
+                   step: Optional[int] = None, best: bool = False) -> str:
+  """Writes the explorer page of the checkpoint at ``step`` (default: latest; ``best``:
+  the best evaluated one) to ``path``."""
+  run = restore_generator(workdir, step, best)
   sampler = Sampler(run.generator, run.config.model.z_dim, return_attention=True)
   samples = sampler.sample(run.variables, num_samples, seed=seed)
   if not samples.attention:

@@ -26,6 +26,7 @@ from sagan_jax import sharding, viz
 from sagan_jax.atomic_file import atomic_write
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
+from sagan_jax.runs.best_checkpoint import SUBDIR as BEST_SUBDIR
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 
 # Folded into key(seed): keeps sampling noise apart from the training keys,
@@ -115,14 +116,17 @@ def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
   return (config.data.image_size, config.data.image_size, config.data.channels)
 
 
-def restore_generator(workdir: str, step: Optional[int] = None) -> RestoredGenerator:
-  """The generator of the checkpoint at ``step`` (default: latest) of a training workdir.
+def restore_generator(workdir: str, step: Optional[int] = None,
+                      best: bool = False) -> RestoredGenerator:
+  """The generator of the checkpoint at ``step`` (default: latest) of a training workdir,
+  or with ``best=True`` of the best evaluated one (`sagan_jax.runs.best_checkpoint`).
 
   Read-only, so safe beside a running trainer. Restores onto one local device,
   whatever the device count of the run that wrote it.
   """
   config = workdir_lib.load_config(workdir)
-  checkpointer = Checkpointer(workdir, read_only=True)
+  checkpointer = Checkpointer(workdir, read_only=True,
+                              subdir=BEST_SUBDIR if best else "checkpoints")
   try:
     steps = checkpointer.all_steps()
     step = checkpointer.latest_step() if step is None else step
@@ -166,13 +170,14 @@ def sample_files(images: np.ndarray, attention_maps: Optional[Sequence[np.ndarra
 
 def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
                        out: Optional[str] = None, attention: bool = False,
-                       step: Optional[int] = None, batch_size: int = 256) -> list[str]:
+                       step: Optional[int] = None, batch_size: int = 256,
+                       best: bool = False) -> list[str]:
   """Writes a sample grid (and an attention figure) of a run's checkpoint; returns the paths.
 
   Images are generated ``batch_size`` at a time; attention maps only for the
   samples the figure shows, so memory does not grow with ``num_samples``.
   """
-  run = restore_generator(workdir, step)
+  run = restore_generator(workdir, step, best)
   sampler = Sampler(run.generator, run.config.model.z_dim)
   images = np.concatenate([np.asarray(s.images) for s in sampler.batches(
       run.variables, num_samples, seed=seed, batch_size=batch_size)])
@@ -187,12 +192,13 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
 
 
 def write_samples_npz(workdir: str, path: str, num_samples: int, seed: int = 0,
-                      step: Optional[int] = None, batch_size: int = 256) -> str:
+                      step: Optional[int] = None, batch_size: int = 256,
+                      best: bool = False) -> str:
   """Writes ``num_samples`` samples of a run's checkpoint to ``path`` as ``.npz`` for
   external tools (FID/IS suites): ``images`` uint8 (N, H, W, C) as the PNGs have them,
   plus ``seed`` and ``step``. Generated ``batch_size`` at a time; only the uint8
   images are held."""
-  run = restore_generator(workdir, step)
+  run = restore_generator(workdir, step, best)
   sampler = Sampler(run.generator, run.config.model.z_dim)
   images = np.empty((num_samples, *image_shape(run.config)), np.uint8)
   start = 0

@@ -24,6 +24,7 @@ from sagan_jax import sharding, viz
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan
 from sagan_jax.runs import evaluation, workdir as workdir_lib
+from sagan_jax.runs.best_checkpoint import BestCheckpoint
 from sagan_jax.runs.compilation import RUN_ONCE, CompiledByShape, compile_reported
 from sagan_jax.runs.errors import NonFiniteLossError
 from sagan_jax.runs.metric_writer import MetricWriter
@@ -196,8 +197,9 @@ def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
 
 
 def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
-                   writer: MetricWriter) -> None:
-  """Scores ``state``'s generator against held-out data → eval/eval_<step>.json."""
+                   writer: MetricWriter) -> dict[str, Any]:
+  """Scores ``state``'s generator against held-out data → eval/eval_<step>.json; returns
+  the result."""
   config = trainer.config
   result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
   result.update(evaluation.evaluate_generator(
@@ -209,7 +211,9 @@ def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, work
               "recall %.3f", step, result["fid"], result["real"]["fid"], result["kid"],
               result["precision"], result["recall"])
   if result.get("collapsed"):
-    logger.warning("eval step %d: collapsed output: %s", step, "; ".join(result["collapse_reasons"]))
+    logger.warning("eval step %d: collapsed output: %s", step,
+                   "; ".join(result["collapse_reasons"]))
+  return result
 
 
 def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: MetricWriter) -> None:
@@ -271,10 +275,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
 
   writer = MetricWriter(workdir, enabled=is_chief, resume_step=start if start else None)
   progress = ConsoleProgress(total)
-  evaluator = None
+  evaluator = best = None
   if config.eval_every and is_chief:
     evaluator = evaluation.make_evaluator(config, batch_size=config.eval_batch_size,
                                           seed=config.seed)
+    best = BestCheckpoint(workdir)
   last_checkpoint = latest
   pending = None  # (step, metrics) checked one dispatch late so the device never idles
   group: list[dict[str, Any]] = []
@@ -313,7 +318,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           write_samples(trainer, state, workdir, writer)
         if evaluator is not None and (step % config.eval_every == 0 or step == total):
           _check_finite(step, metrics, last_checkpoint)
-          evaluate_state(evaluator, trainer, state, step, workdir, writer)
+          result = evaluate_state(evaluator, trainer, state, step, workdir, writer)
+          best.update(step, result, state, config)
         if save:
           checkpointer.save(step, state, config)
           last_checkpoint = step
@@ -322,5 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   finally:
     checkpointer.wait()
     checkpointer.close()
+    if best is not None:
+      best.close()
     writer.close()
   return state
