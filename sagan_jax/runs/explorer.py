@@ -8,7 +8,6 @@ file (`sagan_jax.runs.explorer_page`).
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Optional
 
@@ -31,10 +30,7 @@ def write_explorer(workdir: str, path: str, num_samples: int = DEFAULT_SAMPLES, 
   if not samples.attention:
     raise ValueError(f"the generator of {workdir} has no attention layers to explore")
   maps = [np.asarray(m) for m in samples.attention]
-  names = []
-  for k, m in enumerate(maps, 1):
-    side = math.isqrt(m.shape[1])
-    names.append(f"attention layer {k} of {len(maps)} ({side}×{side})")
+  names = [f"attention layer {k} of {len(maps)}" for k in range(1, len(maps) + 1)]
   page = explorer_page.explorer_html(
       np.asarray(samples.images), maps, layer_names=names,
       title=f"{os.path.basename(os.path.abspath(workdir))}: generator attention, step {run.step}",
