@@ -13,6 +13,7 @@ import pytest
 from sagan_jax.interop import torch as interop
 from sagan_jax.layers import ConvTranspose, SNDense, SpectralNorm
 from tests.parity import SOURCES, assert_close, load_case, nchw, nhwc, sub
+from tests.test_spectral_norm_parity import _torch_state
 
 # case -> (the wrapper around a layer *without* spectral norm, converter of the torch
 # state_dict to our SN layer's variables, the weight's name, input is an image)
@@ -31,14 +32,6 @@ def _wrapped_variables(variables, weight):
   """Our SN layer's variables in the wrapper's layout."""
   return {"params": {"layer_instance": variables["params"]},
           "spectral": {f"{weight}/{k}": v for k, v in variables["spectral"].items()}}
-
-
-def _torch_state(case, call, weight_key="state/weight_orig"):
-  state = {"weight_orig": case[weight_key], "weight_u": case[f"{call}/weight_u"],
-           "weight_v": case[f"{call}/weight_v"]}
-  if "state/bias" in case:
-    state["bias"] = case["state/bias"]
-  return state
 
 
 @pytest.mark.parametrize("source", SOURCES)
