@@ -28,9 +28,9 @@ ENV_VAR = "SAGAN_JAX_COMPILATION_CACHE"
 OFF = ("off", "0", "false", "no", "none", "")
 
 
-def default_directory() -> str:
+def default_directory(environ=os.environ) -> str:
   """``$XDG_CACHE_HOME/sagan_jax/jax_compilation``, XDG's default being ``~/.cache``."""
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
   return os.path.join(base, "sagan_jax", "jax_compilation")
 
 
@@ -40,7 +40,7 @@ def cache_directory(environ=os.environ) -> Optional[str]:
     return environ["JAX_COMPILATION_CACHE_DIR"]
   setting = environ.get(ENV_VAR)
   if setting is None:
-    return default_directory()
+    return default_directory(environ)
   return None if setting.strip().lower() in OFF else setting
 
 
