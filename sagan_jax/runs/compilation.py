@@ -3,6 +3,7 @@ first step takes a while and how long it took (and that a rerun is fast)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from typing import Any, Callable, Optional
@@ -42,15 +43,36 @@ class CompiledByShape:
 
   The state keeps its shapes from step to step; the batch may change (an epoch's
   last, smaller batch; K stacked batches), so only its shapes key the programs.
+  `compile_in_background` starts a compilation early, on a thread: XLA compiles
+  without holding the GIL, so on a multi-core CPU it overlaps other work (the
+  initial state's compilation), and the first call waits for it.
   """
 
   def __init__(self, jitted: Any, what: str):
     self._jitted = jitted
     self._what = what
-    self._compiled: dict[Any, Callable[..., Any]] = {}
+    self._compiled: dict[Any, Any] = {}  # batch shapes -> executable or its future
+
+  @staticmethod
+  def _key(batch: Any):
+    return tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(batch))
+
+  def compile_in_background(self, state: Any, batch: Any) -> None:
+    """Starts compiling for ``batch``'s shapes (arrays or ``jax.ShapeDtypeStruct``s with
+    their shardings, like ``state``)."""
+    key = self._key(batch)
+    if key not in self._compiled:
+      executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile")
+      self._compiled[key] = executor.submit(compile_reported, self._jitted, state, batch,
+                                            what=self._what)
+      executor.shutdown(wait=False)
 
   def __call__(self, state: Any, batch: Any) -> Any:
-    key = tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(batch))
-    if key not in self._compiled:
-      self._compiled[key] = compile_reported(self._jitted, state, batch, what=self._what)
-    return self._compiled[key](state, batch)
+    key = self._key(batch)
+    compiled = self._compiled.get(key)
+    if compiled is None:
+      compiled = compile_reported(self._jitted, state, batch, what=self._what)
+    elif isinstance(compiled, concurrent.futures.Future):
+      compiled = compiled.result()
+    self._compiled[key] = compiled
+    return compiled(state, batch)

@@ -147,6 +147,17 @@ class Trainer:
     """The state's shapes and dtypes (``jax.ShapeDtypeStruct``s): a restore target."""
     return jax.eval_shape(self._init)
 
+  def compile_first_step_in_background(self) -> None:
+    """Starts compiling the first dispatch's program (one step of the full batch) on a
+    thread, so that it overlaps the initial state's compilation and the data loading."""
+    if self.config.steps_per_dispatch != 1:
+      return  # the first dispatch may be a scan of several steps: compiled on first use
+    batch = {"image": jax.ShapeDtypeStruct(
+        (self.config.batching.batch_size, *self.image_shape), jnp.float32,
+        sharding=self.batch_sharding)}
+    state = abstract_like(self.abstract_state(), sharding.replicated(self.mesh))
+    self._compiled_step.compile_in_background(state, batch)
+
   def init_state(self) -> GANState:
     """A fresh state, compiled at XLA's -O0 (it runs once: compiling dominates)."""
     return compile_reported(self._init, what="the initial state",
@@ -254,6 +265,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   finally:
     reader.close()
   checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+  if (latest or 0) < trainer.total_steps:
+    trainer.compile_first_step_in_background()
   if latest is not None:
     state = checkpointer.restore(latest, abstract_like(trainer.abstract_state(),
                                                        sharding.replicated(trainer.mesh)))
