@@ -284,7 +284,7 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
 
 
 def _dispatch(implementation, xla, gemm, x, kernel):
-  # Both paths need one dtype (lax.dot/conv and the custom VJP's cotangents).
+  # Both paths need one dtype (lax.dot/conv and the custom JVP's tangents).
   dtype = jnp.result_type(x, kernel)
   x, kernel = x.astype(dtype), kernel.astype(dtype)
   if implementation == 'xla':
