@@ -525,9 +525,12 @@ def _is_zero(tangent) -> bool:
 
 def _kernel_operand(w):
   """A kernel tangent ``w`` (P, Q) as `_matmul_transposable` takes it: ``w`` for P <= Q,
-  else ``wᵀ``. Oriented outside the batch loop, so that the loop accumulates the kernel
-  gradient in the layout its GEMM produces (a transpose inside the loop lets XLA swap the
-  GEMM's operands into the slow transposed form again)."""
+  else ``wᵀ``, in (at least) float32. Oriented outside the batch loop, so that the loop
+  accumulates the kernel gradient in the layout its GEMM produces (a transpose inside the
+  loop lets XLA swap the GEMM's operands into the slow transposed form again); float32,
+  so that a bfloat16 model's kernel gradient is summed over the batch slices in float32
+  and rounded once."""
+  w = w.astype(jnp.promote_types(w.dtype, jnp.float32))
   return w if w.shape[0] <= w.shape[1] else w.T
 
 
@@ -543,6 +546,7 @@ def _matmul_transposable(a, operand, precision=None):
   """
   acc = jnp.promote_types(a.dtype, jnp.float32)
   a2 = a.reshape(-1, a.shape[-1])
+  operand = operand.astype(a.dtype)  # the GEMM in the operands' dtype (bf16: fast on CPU)
   p = a2.shape[1]
   q = operand.shape[1] if operand.shape[0] == p else operand.shape[0]
   if p <= q:  # operand is w, (P, Q)
