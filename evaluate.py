@@ -36,7 +36,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sagan_jax import runs
-from sagan_jax.runs import console
+from sagan_jax.runs import compilation_cache, console
 from sagan_jax.train.config import base_config
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
@@ -116,6 +116,7 @@ def main(argv):
   elif FLAGS.torch_generator is not None and (FLAGS.config is None or FLAGS.step is not None):
     raise app.UsageError("--torch_generator needs --config (and takes no --step)")
   console.quiet_logging()
+  compilation_cache.enable()
   try:
     if stats:
       _stats()

@@ -11,14 +11,21 @@ import sys
 from absl import app, flags, logging
 
 from sagan_jax import runs
-from sagan_jax.runs import console
+from sagan_jax.runs import compilation_cache, console
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_integer("num_samples", 64, "Images in the grid.")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_bool("best", False, "Sample the best evaluated checkpoint (best_checkpoint/, kept "
+                  "when training with --config.eval_every) instead of the latest.")
 flags.DEFINE_string("out", None, "Output PNG (default: <workdir>/samples/sample_step…png).")
 flags.DEFINE_bool("attention", False, "Also write the attention-map figure.")
+flags.DEFINE_string("explorer", None, "Also write the attention explorer: one self-contained "
+                    "HTML page (e.g. attention.html) of samples and every attention layer's maps.")
+flags.DEFINE_integer("explorer_samples", 8, "Samples in the explorer page.")
+flags.DEFINE_string("npz", None, "Also write --num_samples samples to this .npz (uint8 "
+                    "'images', N×H×W×C) for external tools.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -27,9 +34,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   console.quiet_logging()
+  compilation_cache.enable()
   try:
     paths = runs.write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
-                                    FLAGS.attention, FLAGS.step)
+                                    FLAGS.attention, FLAGS.step, best=FLAGS.best)
+    if FLAGS.explorer:
+      paths.append(runs.write_explorer(FLAGS.workdir, FLAGS.explorer, FLAGS.explorer_samples,
+                                       FLAGS.seed, FLAGS.step, FLAGS.best))
+    if FLAGS.npz:
+      paths.append(runs.write_samples_npz(FLAGS.workdir, FLAGS.npz, FLAGS.num_samples,
+                                          FLAGS.seed, FLAGS.step, best=FLAGS.best))
   except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
   for path in paths:

@@ -14,7 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sagan_jax import runs
-from sagan_jax.runs import console, distributed
+from sagan_jax.runs import compilation_cache, console, distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
@@ -28,11 +28,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   console.quiet_logging()
+  compilation_cache.enable()  # before anything compiles: reruns start in seconds
   distributed.maybe_initialize()  # before anything touches a device
   config_path = flags.FLAGS["config"].config_filename
   workdir = FLAGS.workdir or os.path.join(
       "runs", os.path.splitext(os.path.basename(config_path))[0])
-  logging.warning("Config %s → workdir %s", config_path, workdir)
+  console.info("Config %s → workdir %s", config_path, workdir)
   try:
     runs.train_and_evaluate(FLAGS.config, workdir)
   except runs.USER_ERRORS as error:

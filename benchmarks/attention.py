@@ -5,9 +5,10 @@ has them (queries/keys C/8 = 8 wide, values C = 64 wide), one jitted call comput
 ``L = sum(attend(q, k, v) * r)`` and its gradients with respect to q, k and v:
 
 * materialized: ``attend(..., chunk_size=None)``, softmax over the full (B, N, N) matrix;
-* efficient: ``attend(..., chunk_size=--chunk-size)``, blocks (images × query rows) with a custom VJP
-  that recomputes the scores in the backward (``sagan_jax.ops.attention``);
-* remat (``--remat``): the jax.checkpoint fallback of the efficient path.
+* efficient: ``attend(..., chunk_size=--chunk-size)``, blocks (images × query rows) with a custom
+  JVP whose transpose recomputes the scores in the backward (``sagan_jax.ops.attention``);
+* remat (``--remat``): the same blocks as plain ``jax.checkpoint`` of the materialized math (the
+  alternative the hand-written tangent is measured against; defined here, not in the library).
 
 Peak memory is the compiled program's temp buffer size,
 ``jax.jit(f).lower(...).compile().memory_analysis().temp_size_in_bytes``: what XLA
@@ -68,10 +69,26 @@ def _paths(chunk_size: int, remat: bool) -> dict:
       'efficient': functools.partial(attention_lib.attend, chunk_size=chunk_size),
   }
   if remat:
-    paths['remat'] = functools.partial(
-        attention_lib._attend_chunked,  # pylint: disable=protected-access
-        chunk_size=chunk_size, remat=True)
+    paths['remat'] = functools.partial(_attend_remat, chunk_size=chunk_size)
   return paths
+
+
+def _attend_remat(queries, keys, values, chunk_size):
+  """The efficient path's blocks, each the materialized math under jax.checkpoint."""
+  # pylint: disable=protected-access
+  lib = attention_lib
+  layout = lib._block_layout(queries.shape[0], queries.shape[1], keys.shape[1], chunk_size)
+
+  @jax.checkpoint
+  def one_chunk(q_chunk, keys, values):
+    return lib._attend_materialized(q_chunk, keys, values)[0]
+
+  def one_group(queries, keys, values):
+    out = jax.lax.map(lambda q_chunk: one_chunk(q_chunk, keys, values),
+                      lib._split_rows(queries, layout.num_chunks, layout.rows))
+    return lib._merge_rows(out, queries.shape[1])
+
+  return lib._map_groups(one_group, layout.group, queries, keys, values)
 
 
 def _reference_f64(q, k, v, r, block: int = 512):

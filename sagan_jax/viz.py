@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import io
 import os
+import textwrap
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from sagan_jax.atomic_file import atomic_write
 
 __all__ = [
     "apply_colormap",
+    "attention_caption",
     "attention_figure",
     "default_query_points",
     "image_grid",
@@ -325,6 +327,8 @@ def attention_figure(
     padding: int = 2,
     mark_heatmaps: bool = True,
     labels: bool = True,
+    colorbar: bool = True,
+    caption: Optional[str] = None,
 ) -> np.ndarray:
   """Draws where a self-attention layer looks, for a few query positions.
 
@@ -357,6 +361,8 @@ def attention_figure(
     mark_heatmaps: also outline the query cell on its own heatmap.
     labels: add a title row ('image', 'q0 (y,x)', ...) in the marker
       colours; left blank if no font can be loaded.
+    colorbar: add the colour scale below the panels (0 to each map's maximum).
+    caption: text below the figure (e.g. `attention_caption`), wrapped to its width.
 
   Returns:
     uint8 RGB array (rows * (S*H + padding) + padding [+ title], (1 + Q) *
@@ -473,4 +479,53 @@ def attention_figure(
           draw.text((padding + c * (pw + padding), 0), title, fill=color, font=font)
         except Exception:  # pylint: disable=broad-except
           break  # a broken font is cosmetic; keep the figure
-  return np.asarray(canvas)
+  figure = np.asarray(canvas)
+  if colorbar or caption:
+    figure = _add_footer(figure, colormap if colorbar else None, caption, padding)
+  return figure
+
+
+def attention_caption(layer: str, feature_hw: Sequence[int], step: Optional[int] = None) -> str:
+  """``'<layer>, step 300: query points (y, x) on its 32×32 feature grid; each map …'``."""
+  at = f", step {step}" if step is not None else ""
+  return (f"{layer}{at}: query points (y, x) on its {feature_hw[0]}x{feature_hw[1]} feature "
+          "grid; each map is scaled to its own maximum")
+
+
+_FOOTER_LINE = 12  # pixels per line of footer text
+_BAR_HEIGHT = 8
+
+
+def _add_footer(figure: np.ndarray, colormap: Optional[str], caption: Optional[str],
+                padding: int) -> np.ndarray:
+  """The figure with a colour bar (0 … max) and a wrapped caption below it."""
+  width = figure.shape[1]
+  font = _load_font()
+  lines = []
+  if caption and font is not None:
+    chars = max(20, (width - 2 * padding) // 6)  # the built-in font is ~6 px a character
+    lines = textwrap.wrap(caption, chars)
+  height = (_BAR_HEIGHT + _FOOTER_LINE + 4 if colormap else 0) + _FOOTER_LINE * len(lines) + 2
+  footer = np.full((height, width, 3), 255, np.uint8)
+  top = 2
+  if colormap:
+    bar_width = max(8, min(256, width - 2 * padding - 80))
+    bar = apply_colormap(np.linspace(0.0, 1.0, bar_width), colormap)
+    left = padding + 12
+    footer[top:top + _BAR_HEIGHT, left:left + bar_width] = bar[None]
+    top += _BAR_HEIGHT + 2
+  canvas = Image.fromarray(footer, mode="RGB")
+  if font is not None:
+    draw = ImageDraw.Draw(canvas)
+    try:
+      if colormap:
+        draw.text((padding, 0), "0", fill=(0, 0, 0), font=font)
+        draw.text((left + bar_width + 4, 0), "max", fill=(0, 0, 0), font=font)
+        draw.text((left, top), "attention weight / map maximum", fill=(0, 0, 0), font=font)
+        top += _FOOTER_LINE + 2
+      for line in lines:
+        draw.text((padding, top), line, fill=(0, 0, 0), font=font)
+        top += _FOOTER_LINE
+    except Exception:  # pylint: disable=broad-except
+      pass  # text is decoration; keep the bar
+  return np.concatenate([figure, np.asarray(canvas)], axis=0)

@@ -1,4 +1,4 @@
-"""The memory-efficient attention path (blocks of images × query rows, custom VJP) against the
+"""The memory-efficient attention path (blocks of images × query rows, custom JVP) against the
 materialized one: values and gradients (≤ 1e-5, scaled as in tests/parity.py),
 dtypes, and the compiled memory (a deterministic size, not a time)."""
 
@@ -45,16 +45,14 @@ def _value_and_grads(fn, q, k, v, r):
 MATERIALIZED = functools.partial(attend, chunk_size=None)
 
 
-@pytest.mark.parametrize("batch, num_queries, num_keys, depth, value_depth, chunk_size, remat", [
-    (3, 300, 300, 8, 64, 64, False),  # 300 = 5·60: balanced chunks; v wider than q/k
-    (2, 300, 75, 8, 24, 13, False),   # pooled sources (Nk = Nq/4); 24 chunks of 13: 12 padded
-    (2, 300, 75, 8, 24, 13, True),    # the jax.checkpoint fallback, padded too
-], ids=["batch3", "pooled_tiny_chunks", "remat_fallback"])
+@pytest.mark.parametrize("batch, num_queries, num_keys, depth, value_depth, chunk_size", [
+    (3, 300, 300, 8, 64, 64),  # 300 = 5·60: balanced chunks; v wider than q/k
+    (2, 300, 75, 8, 24, 13),   # pooled sources (Nk = Nq/4); 24 chunks of 13: 12 padded
+], ids=["batch3", "pooled_tiny_chunks"])
 def test_chunked_equals_materialized_values_and_grads(batch, num_queries, num_keys, depth,
-                                                      value_depth, chunk_size, remat):
+                                                      value_depth, chunk_size):
   q, k, v, r = _inputs(batch, num_queries, num_keys, depth, value_depth)
-  chunked = functools.partial(attention_lib._attend_chunked, chunk_size=chunk_size,
-                              remat=remat)
+  chunked = functools.partial(attention_lib._attend_chunked, chunk_size=chunk_size)
   got = _value_and_grads(chunked, q, k, v, r)
   want = _value_and_grads(MATERIALIZED, q, k, v, r)
   for g, w, what in zip(got, want, ("out", "dq", "dk", "dv")):
@@ -71,9 +69,9 @@ def test_attend_routes_to_the_chunked_path_only_when_it_should():
   # Not set, or one block holds all scores (2 images × 100 × 100): materialized.
   for chunk_size in (None, 100, 1000):
     jaxpr = _jaxpr(chunk_size=chunk_size)
-    assert "custom_vjp" not in jaxpr and "100,100" in jaxpr, chunk_size
+    assert "custom_jvp" not in jaxpr and "100,100" in jaxpr, chunk_size
   jaxpr = _jaxpr(chunk_size=33)
-  assert "custom_vjp" in jaxpr and "100,100" not in jaxpr  # no N×N array anywhere
+  assert "custom_jvp" in jaxpr and "100,100" not in jaxpr  # no N×N array anywhere
   assert "100,100" in _jaxpr(chunk_size=33, return_weights=True)  # maps need the matrix
 
 
@@ -103,14 +101,40 @@ def test_vmap_over_an_extra_axis():
   assert_close(got, want, what="vmapped out")
 
 
-def test_remat_fallback_supports_forward_mode():
-  """The custom VJP cannot be forward-differentiated; its fallback can."""
-  q, k, v, _ = _inputs(1, 40, 40, 8, 16)
-  tangents = (q[::-1], k[::-1], v[::-1])
-  remat = functools.partial(attention_lib._attend_chunked, chunk_size=16, remat=True)
-  got = jax.jit(lambda *a: jax.jvp(remat, a[:3], a[3:]))(q, k, v, *tangents)
-  want = jax.jit(lambda *a: jax.jvp(MATERIALIZED, a[:3], a[3:]))(q, k, v, *tangents)
-  assert_tree_close(got, want, what="jvp")
+@pytest.mark.parametrize("given", ["qkv", "q", "k", "v", "kv"])
+def test_forward_mode_matches_the_materialized_path(given):
+  """jvp through the blocked path (any subset of tangents; the others symbolic zeros)."""
+  q, k, v, _ = _inputs(2, 40, 30, 8, 16)
+  rng = np.random.default_rng(1)
+  primals = (q, k, v)
+  tangents = tuple(_normal(rng, t.shape) if name in given else jnp.zeros_like(t)
+                   for name, t in zip("qkv", primals))
+  blocked = functools.partial(attention_lib._attend_chunked, chunk_size=16)  # 3 chunks, padded
+
+  def jvp(fn, *args):
+    # Arguments without a tangent are closed over, so their tangent is a symbolic zero.
+    def partial_fn(*moving):
+      full = dict(zip("qkv", primals)) | dict(zip(given, moving))
+      return fn(*(full[name] for name in "qkv"))
+    moving = [t for name, t in zip("qkv", args[:3]) if name in given]
+    moving_dots = [t for name, t in zip("qkv", args[3:]) if name in given]
+    return jax.jvp(partial_fn, moving, moving_dots)
+
+  got = jax.jit(functools.partial(jvp, blocked))(*primals, *tangents)
+  want = jax.jit(functools.partial(jvp, MATERIALIZED))(*primals, *tangents)
+  assert_tree_close(got, want, what=f"jvp in {given}")
+
+
+def test_jacfwd_linearize_and_forward_over_reverse_match():
+  q, k, v, r = _inputs(1, 24, 24, 4, 6, qk_scale=0.5)
+  blocked = functools.partial(attention_lib._attend_chunked, chunk_size=8)
+  for name, transform in [
+      ("jacfwd", lambda fn: jax.jacfwd(fn, argnums=(0, 1, 2))(q, k, v)),
+      ("linearize", lambda fn: jax.linearize(fn, q, k, v)[1](r[..., :4], q, v)),
+      ("hvp", lambda fn: jax.jvp(jax.grad(lambda *a: jnp.sum(fn(*a) * r), (0, 1, 2)),
+                                 (q, k, v), (q, k, v))[1])]:
+    assert_tree_close(jax.jit(lambda: transform(blocked))(),
+                      jax.jit(lambda: transform(MATERIALIZED))(), what=name)
 
 
 def test_bfloat16_runs_and_is_finite():

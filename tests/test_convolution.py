@@ -332,7 +332,12 @@ def test_bfloat16_runs_and_tracks_float32(implementation):
     (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), stride=0),
      r'stride must be >= 1'),
     (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), padding=(1, 2, 3)),
-     r'padding must be an int or a pair of ints'),
+     r"padding must be an int, a pair, \(\(lo, hi\), \(lo, hi\)\), 'SAME' or 'VALID'"),
+    (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), padding='FULL'),
+     r"padding must be .*'SAME' or 'VALID', got 'FULL'"),
+    (lambda: conv_transpose2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), stride=2,
+                              padding='SAME', output_padding=1),
+     r"output_padding must be 0 with padding 'SAME'"),
     (lambda: conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)),
                     implementation='cudnn'),
      r"implementation must be one of \('auto', 'xla', 'gemm'\)"),
@@ -340,3 +345,122 @@ def test_bfloat16_runs_and_tracks_float32(implementation):
 def test_bad_input_raises_value_error(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+# ---------------------------------------------------------------- forward mode
+
+
+FORWARD_CASES = [('conv2d', CONV_CASES[1]), ('conv2d', CONV_CASES[4]),
+                 ('conv_transpose2d', CONV_T_CASES[1]), ('conv_transpose2d', CONV_T_CASES[11])]
+
+
+def _op(op, case, implementation):
+  return (_conv if op == 'conv2d' else _conv_t)(case, implementation)
+
+
+@pytest.mark.parametrize('op, case', FORWARD_CASES, ids=[f'{o}_{c[0]}' for o, c in FORWARD_CASES])
+@pytest.mark.parametrize('given', ['both', 'x', 'kernel'])
+def test_jvp_matches_xla(op, case, given, monkeypatch):
+  """jax.jvp through the GEMM path (batch slices forced, so the loop is exercised) equals
+  the 'xla' path's, for tangents in x, the kernel or both (the other a symbolic zero)."""
+  monkeypatch.setattr(convolution, '_num_chunks', lambda *args: 2)
+  x, kernel = _inputs(case[1], case[2], case[3], seed=4)
+  dx, dkernel = _inputs(case[1], case[2], case[3], seed=5)
+
+  def jvp(implementation, x, kernel, dx, dkernel):
+    fn = _op(op, case, implementation)
+    if given == 'x':
+      return jax.jvp(lambda x: fn(x, kernel), (x,), (dx,))
+    if given == 'kernel':
+      return jax.jvp(lambda k: fn(x, k), (kernel,), (dkernel,))
+    return jax.jvp(fn, (x, kernel), (dx, dkernel))
+
+  got = jax.jit(functools.partial(jvp, 'gemm'))(x, kernel, dx, dkernel)
+  want = jax.jit(functools.partial(jvp, 'xla'))(x, kernel, dx, dkernel)
+  _assert_close(got, want)
+
+
+@pytest.mark.parametrize('op, case', FORWARD_CASES[::2], ids=['conv2d', 'conv_transpose2d'])
+def test_jvp_matches_finite_differences_in_float64(op, case):
+  """The tangent against a central difference, in float64: with step h = 1e-4 the
+  truncation error is O(h²·|y'''|) = 0 (the op is bilinear: the difference is exact up
+  to rounding, ~eps64·|y|/h ≈ 1e-12), so 1e-9 is a strict bound."""
+  with jax.enable_x64():
+    x, kernel = (jnp.asarray(a, jnp.float64) for a in _inputs(case[1], case[2], case[3], 6))
+    dx, dkernel = (jnp.asarray(a, jnp.float64) for a in _inputs(case[1], case[2], case[3], 7))
+    fn = jax.jit(_op(op, case, 'gemm'))
+    _, tangent = jax.jit(lambda *a: jax.jvp(fn, a[:2], a[2:]))(x, kernel, dx, dkernel)
+    h = 1e-4
+    difference = (fn(x + h * dx, kernel + h * dkernel) - fn(x - h * dx, kernel - h * dkernel))
+    np.testing.assert_allclose(np.asarray(tangent), np.asarray(difference / (2 * h)),
+                               rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize('op', ['conv2d', 'conv_transpose2d'])
+def test_jacfwd_linearize_and_hessian_vector_products_match_xla(op, monkeypatch):
+  monkeypatch.setattr(convolution, '_num_chunks', lambda *args: 2)
+  case = CONV_CASES[1] if op == 'conv2d' else CONV_T_CASES[1]
+  x, kernel = _inputs(case[1], case[2], case[3], seed=8)
+  dx, dkernel = _inputs(case[1], case[2], case[3], seed=9)
+
+  def transforms(implementation):
+    fn = _op(op, case, implementation)
+    loss = lambda x, k: jnp.sum(jnp.tanh(fn(x, k)))  # curved, so the HVP is not 0
+    _, linear = jax.linearize(fn, x, kernel)
+    return {
+        'jacfwd': jax.jacfwd(loss, argnums=(0, 1))(x, kernel),
+        'linearize': linear(dx, dkernel),
+        'hvp': jax.jvp(jax.grad(loss, argnums=(0, 1)), (x, kernel), (dx, dkernel))[1],
+        'grad_of_grad': jax.grad(lambda x: jnp.sum(jax.grad(loss, 1)(x, kernel) ** 2))(x),
+    }
+
+  got = jax.jit(lambda: transforms('gemm'))()
+  want = jax.jit(lambda: transforms('xla'))()
+  for name in want:
+    for a, e in zip(jax.tree.leaves(got[name]), jax.tree.leaves(want[name])):
+      # Second derivatives reach O(100) here (grad-of-grad sums squared gradients); both
+      # paths are float32 sums of ~100 terms in different orders, ~1e-6 of the largest
+      # entry apart (each within that of a float64 reference), so the bound scales with it.
+      scale = max(1.0, float(np.max(np.abs(e))))
+      np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=0, atol=ATOL * scale,
+                                 err_msg=name)
+
+
+# ---------------------------------------------------------------- Flax's padding strings
+
+
+@pytest.mark.parametrize('mode', ['SAME', 'VALID'])
+@pytest.mark.parametrize('kernel_size, stride, size', [(3, 1, 7), (4, 2, 8), (4, 2, 7),
+                                                       (2, 3, 7), (5, 2, 9)])
+def test_conv2d_padding_strings_match_lax(mode, kernel_size, stride, size):
+  """'SAME'/'VALID' pad exactly as lax (Flax's nn.Conv): asymmetric when the total is odd."""
+  rng = np.random.default_rng(10)
+  x = rng.uniform(-1, 1, (2, size, size + 1, 3)).astype(np.float32)
+  kernel = rng.uniform(-1, 1, (kernel_size, kernel_size, 3, 2)).astype(np.float32)
+  want = jax.lax.conv_general_dilated(x, kernel, (stride, stride), mode,
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  for implementation in ('gemm', 'xla'):
+    got = conv2d(x, kernel, stride=stride, padding=mode, implementation=implementation)
+    _assert_close(got, want)
+
+
+@pytest.mark.parametrize('mode', ['SAME', 'VALID'])
+@pytest.mark.parametrize('kernel_size, stride', [(4, 2), (3, 2), (3, 1), (2, 3), (5, 2)])
+def test_conv_transpose2d_padding_strings_give_flax_sizes(mode, kernel_size, stride):
+  """'SAME': H·s outputs; 'VALID': (H−1)·s + max(k, s), the output sizes of Flax's
+  nn.ConvTranspose; the values are PyTorch's for the equivalent integer padding."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  x = np.random.default_rng(11).uniform(-1, 1, (1, 5, 6, 2)).astype(np.float32)
+  kernel = np.ones((kernel_size, kernel_size, 2, 3), np.float32)
+  flax_conv = nn.ConvTranspose(3, (kernel_size, kernel_size), (stride, stride), mode)
+  want_shape = jax.eval_shape(lambda: flax_conv.init_with_output(jax.random.key(0), x)[0]).shape
+  padding, output_padding = convolution.conv_transpose_padding(
+      mode, 0, (kernel_size, kernel_size), (stride, stride))
+  for implementation in ('gemm', 'xla'):
+    got = conv_transpose2d(x, kernel, stride=stride, padding=mode, implementation=implementation)
+    assert got.shape == want_shape
+    explicit = conv_transpose2d(x, kernel, stride=stride, padding=padding,
+                                output_padding=output_padding, implementation='xla')
+    _assert_close(got, explicit)
+  if mode == 'SAME' and (kernel_size, stride) == (4, 2):
+    assert (padding, output_padding) == ((1, 1), (0, 0))  # the chapter's k4 s2 p1

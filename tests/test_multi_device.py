@@ -86,7 +86,7 @@ def test_checkpoint_from_two_devices_restores_on_one(tmp_path, one_device_result
   checkpointer.save(2, jax.device_put(state, sharding.replicated(two.mesh)), config)
   checkpointer.wait()
   one = _trainer(1, config)
-  restored = checkpointer.restore(2, abstract_like(jax.eval_shape(one.init_state),
+  restored = checkpointer.restore(2, abstract_like(one.abstract_state(),
                                                     sharding.replicated(one.mesh)))
   checkpointer.close()
   assert {d for leaf in jax.tree.leaves(restored) for d in leaf.devices()} == {jax.devices()[0]}

@@ -49,6 +49,9 @@ def test_resumed_run_shows_every_step_once(tmp_path):
 
   for tag in ("d_loss", "g_loss", "d_real", "d_fake"):
     assert steps("scalars", tag) == [1, 2, 3, 4], tag
+  # The rate needs two updates of a run's tracker: each run's second logged step on.
+  assert steps("scalars", "steps_per_sec") and all(
+      e.value > 0 for e in accumulator.Scalars("steps_per_sec"))
   spectral = [t for t in tags["scalars"] if t.startswith("sigma/")]
   assert spectral and all(steps("scalars", t) == [1, 2, 3, 4] for t in spectral)
   evaluation = [t for t in tags["scalars"] if t.startswith("eval/")]

@@ -1,5 +1,6 @@
 """Tests for sagan_jax.viz: grids, atomic PNG writes, attention figures."""
 
+import functools
 import os
 
 import numpy as np
@@ -131,6 +132,11 @@ def test_save_png_rejects_floats_and_bad_shapes(tmp_path):
   assert not os.listdir(tmp_path)
 
 
+
+# The geometry tests below predate the colour bar and caption: they draw the panels alone
+# (test_attention_figure_footer covers the footer).
+attention_figure = functools.partial(viz.attention_figure, colorbar=False)
+
 # --------------------------------------------------------- attention_figure
 
 
@@ -163,12 +169,12 @@ def test_attention_figure_shape_default_queries():
   images = rng.uniform(-1, 1, (3, 32, 32, 1)).astype(np.float32)
   a = rng.random((3, 64, 64)).astype(np.float32)
   a /= a.sum(-1, keepdims=True)
-  fig = viz.attention_figure(images, a, scale=1, padding=2, labels=False)
+  fig = attention_figure(images, a, scale=1, padding=2, labels=False)
   # 3 rows; 1 image + 4 default queries.
   assert fig.dtype == np.uint8
   assert fig.shape == (3 * 34 + 2, 5 * 34 + 2, 3)
   # Titles add a band on top; max_samples limits rows; default scale >= 64 px.
-  fig = viz.attention_figure(images, a, [(0, 0)], max_samples=2)
+  fig = attention_figure(images, a, [(0, 0)], max_samples=2)
   assert fig.shape == (12 + 2 * 66 + 2, 2 * 66 + 2, 3)
 
 
@@ -176,7 +182,7 @@ def test_attention_figure_first_panel_is_the_image():
   rng = np.random.default_rng(3)
   images = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
   a = np.full((2, 16, 16), 1 / 16, np.float32)
-  fig = viz.attention_figure(images, a, [(0, 0)], scale=1, padding=2, labels=False,
+  fig = attention_figure(images, a, [(0, 0)], scale=1, padding=2, labels=False,
                              mark_heatmaps=False)
   # Marker outlines the query cell's border area only: compare away from it.
   np.testing.assert_array_equal(fig[2 + 10:2 + 16, 2 + 10:2 + 16],
@@ -194,7 +200,7 @@ def test_attention_figure_one_hot_row_is_brightest_at_source(upsample):
   a = np.full((1, h * w, h * w), 1e-4, np.float32)
   a[0, :, src_y * w + src_x] = 1.0
   queries = [(0, 7), (3, 3)]
-  fig = viz.attention_figure(images, a, queries, scale=1, padding=2, labels=False,
+  fig = attention_figure(images, a, queries, scale=1, padding=2, labels=False,
                              upsample=upsample)
   for q in range(len(queries)):
     x0 = 2 + (1 + q) * (32 + 2)
@@ -211,7 +217,7 @@ def test_attention_figure_orientation_rows_are_queries():
   a = np.zeros((1, 16, 16), np.float32)
   a[0, 1 * w + 1, 3 * w + 2] = 1.0  # query (1, 1) looks at source (3, 2)
   a[0, np.arange(16) != 5, 0] = 1.0  # every other query looks at source 0
-  fig = viz.attention_figure(np.zeros((1, 16, 16, 1), np.float32), a, [(1, 1)],
+  fig = attention_figure(np.zeros((1, 16, 16, 1), np.float32), a, [(1, 1)],
                              scale=1, padding=0, labels=False, mark_heatmaps=False)
   panel = fig[:, 16:32]
   centres = _luma(panel[2::4, 2::4])
@@ -223,7 +229,7 @@ def test_attention_figure_non_square_and_pooled_keys():
   images = np.zeros((2, 16, 32, 3), np.float32)
   a = np.zeros((2, 32, 8), np.float32)
   a[:, :, 1 * 4 + 3] = 1.0  # source (1, 3) on the 2x4 grid
-  fig = viz.attention_figure(images, a, [(3, 7)], feature_hw=(4, 8), source_hw=(2, 4),
+  fig = attention_figure(images, a, [(3, 7)], feature_hw=(4, 8), source_hw=(2, 4),
                              scale=1, padding=0, labels=False, mark_heatmaps=False)
   assert fig.shape == (2 * 16, 2 * 32, 3)
   centres = _luma(fig[:16, 32:][4::8, 4::8])  # 8x8-pixel source cells
@@ -234,8 +240,8 @@ def test_attention_figure_accepts_jax_arrays():
   jnp = pytest.importorskip("jax.numpy")
   images = np.zeros((2, 8, 8, 1), np.float32)
   a = _one_hot_map(2, 16, 3)
-  want = viz.attention_figure(images, a, scale=1)
-  got = viz.attention_figure(jnp.asarray(images), jnp.asarray(a), scale=1)
+  want = attention_figure(images, a, scale=1)
+  got = attention_figure(jnp.asarray(images), jnp.asarray(a), scale=1)
   np.testing.assert_array_equal(got, want)
 
 
@@ -257,11 +263,32 @@ def test_attention_figure_accepts_jax_arrays():
 def test_attention_figure_validation(kwargs, match):
   images = np.zeros((2, 8, 8, 1), np.float32)
   with pytest.raises(ValueError, match=match):
-    viz.attention_figure(images, **kwargs)
+    attention_figure(images, **kwargs)
 
 
 def test_attention_figure_without_font(monkeypatch):
   monkeypatch.setattr(viz, "_load_font", lambda: None)
-  fig = viz.attention_figure(np.zeros((1, 8, 8, 1), np.float32), _one_hot_map(1, 4, 0),
+  fig = attention_figure(np.zeros((1, 8, 8, 1), np.float32), _one_hot_map(1, 4, 0),
                              scale=1, padding=2)
   assert fig.shape[0] == 12 + 8 + 4  # the title band stays, blank
+
+
+def test_attention_figure_footer_has_colour_bar_and_caption():
+  rng = np.random.default_rng(7)
+  images = rng.uniform(-1, 1, (1, 16, 16, 1)).astype(np.float32)
+  a = rng.random((1, 64, 64)).astype(np.float32)
+  plain = viz.attention_figure(images, a, colorbar=False)
+  caption = viz.attention_caption("generator attention layer 2 of 2", (8, 8), step=300)
+  assert "step 300" in caption and "8x8 feature grid" in caption
+  figure = viz.attention_figure(images, a, caption=caption)
+  assert figure.shape[1] == plain.shape[1] and figure.shape[0] > plain.shape[0]
+  np.testing.assert_array_equal(figure[:plain.shape[0]], plain)
+  footer = figure[plain.shape[0]:]
+  # The bar: viridis from dark purple (left) to yellow (right) on one row.
+  bar_row = footer[4].astype(int)
+  purple = (bar_row[:, 2] > bar_row[:, 1] + 40) & (bar_row[:, 0] < 120)
+  yellow = (bar_row[:, 0] > 200) & (bar_row[:, 1] > 200) & (bar_row[:, 2] < 100)
+  assert purple.any() and yellow.any()
+  assert np.flatnonzero(purple).max() < np.flatnonzero(yellow).min()  # 0 left, max right
+  # Caption text below the bar (dark pixels).
+  assert np.any(footer[20:] < 100)

@@ -13,6 +13,13 @@ against them, returning a flat dict of metrics:
 * ``confident_fraction``: share of samples the classifier reads as one of
   the expected ``classes`` with probability ≥ ``confidence``; ``count_<c>`` and
   ``share_<c>`` per class among those, and ``ratio_<a>_to_<b>`` for two;
+* what a classifier reading hides — never reported without it: ``recall_<c>``,
+  the share of class ``c``'s real images that the generated samples cover
+  (k-NN recall against that class alone), ``spread_ratio``, the generated
+  features' total variance over the real ones' (≈ 1 for real data, 0 for one
+  repeated image), and ``collapsed`` with ``collapse_reasons`` when the output
+  is a collapsed or class-missing set however confidently it is read (flat grey
+  images are read as an 8 with p ≥ 0.9 more often than real digits are);
 * ``real``: the same metrics for real data — distances between two disjoint
   halves of the real images (the floor a perfect generator would reach at
   that sample size) and the classifier readings of all of them.
@@ -59,6 +66,12 @@ class RealReference(NamedTuple):
 
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
   return require_int(value, name, minimum, EvalError)
+
+
+def _halves(labels: np.ndarray, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+  """Two disjoint halves with the same mix of classes: every other image of each class."""
+  return tuple(np.concatenate([np.flatnonzero(labels == c)[start::2] for c in classes])
+               for start in (0, 1))
 
 
 def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
@@ -109,6 +122,39 @@ class RealImages(NamedTuple):
   images: np.ndarray  # float (n, H, W, C) in [-1, 1]
   labels: np.ndarray  # int (n,): each image's class
   description: str  # one line for the report
+
+
+# Output collapse, as flagged beside the classifier readings: a spread of the samples'
+# features below a quarter of the real data's, or a class whose real images the samples
+# cover less than a tenth of. (Real vs real: spread ≈ 1, recall per class ≈ 0.9; the
+# chapter's run at its worst checkpoint: recall 0.46 overall.)
+COLLAPSED_SPREAD = 0.25
+MISSING_CLASS_RECALL = 0.1
+
+
+def _diversity(real: FeatureSet, fake: FeatureSet, real_labels: np.ndarray,
+               classes: Sequence[int], k: int) -> dict[str, Any]:
+  """Per-class recall, the spread ratio, and the collapse flag (see the module docstring)."""
+  out: dict[str, Any] = {}
+  n = min(len(real.features), len(fake.features))
+  for c in classes:
+    real_c = real.features[real_labels == c]
+    if len(real_c) > k and n > k:
+      out[f"recall_{c}"] = metrics.precision_recall(real_c, fake.features[:n], k=k).recall
+  spread = lambda moments: float(np.trace(stats.mean_cov(moments)[1]))
+  out["spread_ratio"] = spread(fake.moments) / max(spread(real.moments), 1e-30)
+  reasons = []
+  if out["spread_ratio"] < COLLAPSED_SPREAD:
+    reasons.append(f"samples spread {out['spread_ratio']:.2f}× the real data's features "
+                   f"(< {COLLAPSED_SPREAD})")
+  for c in classes:
+    recall = out.get(f"recall_{c}")
+    if recall is not None and recall < MISSING_CLASS_RECALL:
+      reasons.append(f"the samples cover {recall:.0%} of the real {c}s (< "
+                     f"{MISSING_CLASS_RECALL:.0%})")
+  out["collapsed"] = bool(reasons)
+  out["collapse_reasons"] = reasons
+  return out
 
 
 class Evaluator:
@@ -189,9 +235,7 @@ class Evaluator:
       return self.real
     if self._real is None:
       images, labels, description = self.real
-      # Two halves with the same mix of classes: every other image of each class.
-      half_a = np.concatenate([np.flatnonzero(labels == c)[0::2] for c in self.classes])
-      half_b = np.concatenate([np.flatnonzero(labels == c)[1::2] for c in self.classes])
+      half_a, half_b = _halves(labels, self.classes)
       full = extract(self.extractor, _batches(images, self.batch_size))
       if min(len(half_a), len(half_b)) <= self.settings["k"]:
         raise EvalError(f"k={self.settings['k']} needs more than {len(half_b)} real images "
@@ -240,9 +284,13 @@ class Evaluator:
       result.update(_distances(real.all, fake, real.radii, self.settings, self.seed))
     result.update(self._classifier_metrics(fake.probs))
     if not isinstance(real, ReferenceStats):
+      labels = np.asarray(self.real.labels)
+      result.update(_diversity(real.all, fake, labels, self.classes, self.settings["k"]))
       floor = {"num_per_half": min(real.half_a.count, real.half_b.count)}
       floor.update(_distances(real.half_a, real.half_b, None, self.settings, self.seed))
       floor.update(self._classifier_metrics(real.all.probs))
+      floor.update(_diversity(real.half_a, real.half_b, labels[_halves(labels, self.classes)[0]],
+                              self.classes, self.settings["k"]))
       result["real"] = floor
     result.update(extractor=self.extractor_name, classes=list(self.classes),
                   real_data=real.description, settings=dict(self.settings),
@@ -260,6 +308,8 @@ def scalars(result: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float
     if isinstance(value, Mapping):
       if key == "real":
         out.update(scalars(value, f"{prefix}real/"))
+    elif key == "collapsed":
+      out[prefix + key] = float(value)  # 1.0 when flagged: a step to find in TensorBoard
     elif (isinstance(value, (int, float)) and not isinstance(value, bool)
           and key not in _NOT_SCALARS and math.isfinite(value)):
       out[prefix + key] = float(value)
@@ -294,6 +344,9 @@ def format_table(result: Mapping[str, Any]) -> str:
   if len(classes) == 2:
     a, b = classes
     rows.append((f"  ratio {a}:{b}", f"ratio_{a}_to_{b}", None))
+  # What a confident reading can hide: coverage of each class and the samples' spread.
+  rows += [(f"  recall of the {c}s", f"recall_{c}", None) for c in classes]
+  rows.append(("  spread (÷ real)", "spread_ratio", None))
   source = (f"step {result['step']}" if "step" in result
             else os.path.basename(str(result.get("torch_generator", "generator"))))
   if real is None:  # against reference statistics
@@ -314,4 +367,7 @@ def format_table(result: Mapping[str, Any]) -> str:
   if real is not None:
     lines.append(f"(real vs real: FID/KID/precision/recall between two halves of "
                  f"{real.get('num_per_half')} images; classifier rows on all held-out images)")
+  if result.get("collapsed"):
+    lines.append("COLLAPSED OUTPUT — the classifier rows above do not mean quality: "
+                 + "; ".join(result.get("collapse_reasons", [])))
   return "\n".join(lines)

@@ -29,9 +29,11 @@ from typing import Optional
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from sagan_jax.layers.base import Initializer
+from sagan_jax.layers.base import Dtype, Initializer, PrecisionLike
 from sagan_jax.layers.conv import PointwiseConv
+from sagan_jax.layers.spectral_norm import DEFAULT_EPS
 from sagan_jax.layers.validation import layer_name, require_rank
 from sagan_jax.ops.attention import attend, attention_weights
 
@@ -55,6 +57,13 @@ class SelfAttention(nn.Module):
   (``attention_map[b, j]`` is the distribution over source positions for
   output position ``j``; positions flattened row-major, ``y·W + x``).
 
+  Not ``flax.linen.SelfAttention``, which shares the name: that one is
+  multi-head dot-product attention over a sequence (scaled by 1/√d, no
+  residual); this is SAGAN's attention over the positions of a feature map,
+  added to the input through a learned gate γ. With both in scope, import one
+  under another name (``from sagan_jax.layers import SelfAttention as
+  SAGANAttention``).
+
   Attributes:
     qk_reduction: query/key channels are C // qk_reduction (8).
     value_reduction: value channels are C // value_reduction (1; official 2).
@@ -63,7 +72,13 @@ class SelfAttention(nn.Module):
     use_bias: biases on the 1×1 convs (the seed has them; official not).
     spectral_norm: spectral norm on the 1×1 convs (official).
     num_power_iterations: power-iteration rounds per train-mode call.
-    update_stats: train mode for spectral norm; may also be given at call time.
+    spectral_eps: the power iteration's normalization floor.
+    update_stats: train mode for spectral norm; may also be given at call time
+      (the second positional argument, so ``nn.remat(..., static_argnums=(2,))``
+      can mark it static; a traced flag works too, see ``spectral_normalized``).
+    dtype: the computation's dtype (None: the input's and parameters' promoted).
+    param_dtype: the parameters' dtype.
+    precision: ``jax.lax.Precision`` of the products (None: the default).
     kernel_init, bias_init: for the 1×1 convs (default PyTorch's).
     gamma_init: the residual gate's init (0, so the layer starts as identity).
     chunk_size: when maps are not requested, attention runs block by block
@@ -78,7 +93,11 @@ class SelfAttention(nn.Module):
   use_bias: bool = True
   spectral_norm: bool = False
   num_power_iterations: int = 1
+  spectral_eps: float = DEFAULT_EPS
   update_stats: Optional[bool] = None
+  dtype: Optional[Dtype] = None
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = None
   kernel_init: Optional[Initializer] = None
   bias_init: Optional[Initializer] = None
   gamma_init: Initializer = nn.initializers.zeros
@@ -111,14 +130,15 @@ class SelfAttention(nn.Module):
           f"shape {x.shape}.")
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, return_attention: bool = False,
-               update_stats: Optional[bool] = None):
+  def __call__(self, x: jax.Array, update_stats: Optional[bool] = None, *,
+               return_attention: bool = False):
     self._check_input(x)
     batch, height, width, channels = x.shape
     conv = functools.partial(
         PointwiseConv, use_bias=self.use_bias, spectral_norm=self.spectral_norm,
-        num_power_iterations=self.num_power_iterations, update_stats=self.update_stats,
-        kernel_init=self.kernel_init, bias_init=self.bias_init)
+        num_power_iterations=self.num_power_iterations, spectral_eps=self.spectral_eps,
+        update_stats=self.update_stats, dtype=self.dtype, param_dtype=self.param_dtype,
+        precision=self.precision, kernel_init=self.kernel_init, bias_init=self.bias_init)
     qk_channels = channels // self.qk_reduction
     value_channels = channels // self.value_reduction
     # Seed names: key_conv scores the output positions, query_conv the sources.
@@ -129,13 +149,14 @@ class SelfAttention(nn.Module):
       source_proj, value = _max_pool_2x2(source_proj), _max_pool_2x2(value)
     out = attend(_flatten_positions(target_proj), _flatten_positions(source_proj),
                  _flatten_positions(value), return_weights=return_attention,
-                 chunk_size=self.chunk_size)
+                 chunk_size=self.chunk_size, precision=self.precision)
     out, attention_map = out if return_attention else (out, None)
     out = out.reshape(batch, height, width, value_channels)
     if self.output_conv:
       out = conv(channels, name="output_conv")(out, update_stats=update_stats)
-    gamma = self.param("gamma", self.gamma_init, ())
-    y = x + gamma.astype(x.dtype) * out
+    gamma = self.param("gamma", self.gamma_init, (), self.param_dtype)
+    x, gamma, out = nn.dtypes.promote_dtype(x, gamma, out, dtype=self.dtype)
+    y = x + gamma * out
     return (y, attention_map) if return_attention else y
 
 

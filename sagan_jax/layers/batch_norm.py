@@ -11,7 +11,7 @@ those of the global batch.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -28,6 +28,8 @@ class BatchNorm(nn.Module):
     epsilon: added to the variance.
     use_running_average: eval mode; may also be given at call time.
     scale_init: PyTorch initialises the scale to 1 (the chapter uses N(1, 0.02)).
+    dtype: the output's dtype (None: the input's); statistics are float32 either way.
+    param_dtype: the scale's and bias's dtype.
   """
 
   momentum: float = 0.1
@@ -35,14 +37,16 @@ class BatchNorm(nn.Module):
   use_running_average: Optional[bool] = None
   scale_init: nn.initializers.Initializer = nn.initializers.ones
   bias_init: nn.initializers.Initializer = nn.initializers.zeros
+  dtype: Optional[Any] = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, use_running_average: Optional[bool] = None) -> jax.Array:
     use_running_average = nn.merge_param(
         "use_running_average", self.use_running_average, use_running_average)
     features = x.shape[-1]
-    scale = self.param("scale", self.scale_init, (features,))
-    bias = self.param("bias", self.bias_init, (features,))
+    scale = self.param("scale", self.scale_init, (features,), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
     running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
     running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
     if running_mean.value.shape != (features,):
@@ -69,4 +73,4 @@ class BatchNorm(nn.Module):
         running_var.value = (1 - m) * running_var.value + m * unbiased
     inv_std = jax.lax.rsqrt(var + self.epsilon)
     y = (x32 - mean) * (inv_std * scale) + bias
-    return y.astype(x.dtype)
+    return y.astype(self.dtype or x.dtype)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from sagan_jax.layers.base import KernelLayer, spectral_norm_variant
 from sagan_jax.layers.validation import require_rank
-from sagan_jax.ops.convolution import IntOrPair, as_pair, conv2d, conv_transpose2d
+from sagan_jax.ops.convolution import IntOrPair, Padding, as_pair, conv2d, conv_transpose2d
 
 
 class _Convolution(KernelLayer):
@@ -32,28 +32,31 @@ class _Convolution(KernelLayer):
 
   Attributes:
     features: output channels.
-    kernel_size, strides, padding: as PyTorch's ``kernel_size``, ``stride``,
-      ``padding`` (an int or an (h, w) pair).
+    kernel_size, strides: as PyTorch's ``kernel_size``, ``stride`` (an int or an
+      (h, w) pair).
+    padding: PyTorch's ``padding`` (an int or an (h, w) pair), or Flax's
+      ``'SAME'`` / ``'VALID'`` (``Conv`` also takes ``((top, bottom), (left,
+      right))``); see ``sagan_jax.ops.convolution``.
     implementation: 'auto' | 'gemm' | 'xla' (see ``sagan_jax.ops``).
     use_bias, spectral_norm, num_power_iterations, spectral_eps, update_stats,
-      kernel_init, bias_init: keyword-only, as in ``KernelLayer``.
+      dtype, param_dtype, precision, kernel_init, bias_init: keyword-only, as in
+      ``KernelLayer``.
   """
 
   features: int
   kernel_size: IntOrPair = 1
   strides: IntOrPair = 1
-  padding: IntOrPair = 0
+  padding: Padding = 0
   _: dataclasses.KW_ONLY
   implementation: str = "auto"
 
-  def _conv_kernel(self, x: jax.Array, fan_in_channels: int,
-                   update_stats: Optional[bool]) -> tuple[jax.Array, int]:
-    """The ``(kh, kw, in, out)`` kernel in ``x``'s dtype, and the fan-in of the init."""
+  def _operands(self, x: jax.Array, fan_in_channels: int, update_stats: Optional[bool]):
+    """``(x, kernel, bias)`` in the computation's dtype; the kernel ``(kh, kw, in, out)``."""
     require_rank(self, x, 4, "(batch, height, width, channels)")
     kh, kw = as_pair(self.kernel_size, "kernel_size")
     fan_in = kh * kw * fan_in_channels
     kernel = self._kernel((kh, kw, x.shape[-1], self.features), fan_in, update_stats)
-    return kernel.astype(x.dtype), fan_in
+    return self._promote(x, kernel, fan_in)
 
 
 class Conv(_Convolution):
@@ -64,11 +67,11 @@ class Conv(_Convolution):
   """
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, update_stats: Optional[bool] = None) -> jax.Array:
-    kernel, fan_in = self._conv_kernel(x, x.shape[-1], update_stats)
+  def __call__(self, x: jax.Array, update_stats: Optional[bool] = None) -> jax.Array:
+    x, kernel, bias = self._operands(x, x.shape[-1], update_stats)
     y = conv2d(x, kernel, stride=self.strides, padding=self.padding,
-               implementation=self.implementation)
-    return self._add_bias(y, fan_in)
+               implementation=self.implementation, precision=self.precision)
+    return self._add_bias(y, bias)
 
 
 class ConvTranspose(_Convolution):
@@ -84,13 +87,13 @@ class ConvTranspose(_Convolution):
   output_padding: IntOrPair = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, update_stats: Optional[bool] = None) -> jax.Array:
+  def __call__(self, x: jax.Array, update_stats: Optional[bool] = None) -> jax.Array:
     # PyTorch computes the fan-in of a transposed conv from weight dim 1 (out).
-    kernel, fan_in = self._conv_kernel(x, self.features, update_stats)
+    x, kernel, bias = self._operands(x, self.features, update_stats)
     y = conv_transpose2d(x, kernel, stride=self.strides, padding=self.padding,
                          output_padding=self.output_padding,
-                         implementation=self.implementation)
-    return self._add_bias(y, fan_in)
+                         implementation=self.implementation, precision=self.precision)
+    return self._add_bias(y, bias)
 
 
 class PointwiseConv(KernelLayer):
@@ -104,16 +107,17 @@ class PointwiseConv(KernelLayer):
   features: int
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, update_stats: Optional[bool] = None) -> jax.Array:
+  def __call__(self, x: jax.Array, update_stats: Optional[bool] = None) -> jax.Array:
     require_rank(self, x, 4, "(batch, height, width, channels)")
     in_features = x.shape[-1]
     # Stored as a (1, 1, in, out) kernel so it is interchangeable with Conv.
     kernel = self._kernel((1, 1, in_features, self.features), in_features, update_stats)
+    x, kernel, bias = self._promote(x, kernel, in_features)
     # Accumulated in float32 also for bfloat16 inputs (and then fast on CPU; see
     # sagan_jax/ops/convolution.py).
-    y = jnp.einsum("bhwi,io->bhwo", x, kernel[0, 0].astype(x.dtype),
+    y = jnp.einsum("bhwi,io->bhwo", x, kernel[0, 0], precision=self.precision,
                    preferred_element_type=jnp.promote_types(x.dtype, jnp.float32)).astype(x.dtype)
-    return self._add_bias(y, in_features)
+    return self._add_bias(y, bias)
 
 
 SNConv = spectral_norm_variant(Conv, "Conv2d")

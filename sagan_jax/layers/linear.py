@@ -26,18 +26,22 @@ class Dense(KernelLayer):
   Attributes:
     features: output features.
     use_bias, spectral_norm, num_power_iterations, spectral_eps, update_stats,
-      kernel_init, bias_init: keyword-only, as in ``KernelLayer``.
+      dtype, param_dtype, precision, kernel_init, bias_init: keyword-only, as in
+      ``KernelLayer``.
   """
 
   features: int
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, update_stats: Optional[bool] = None) -> jax.Array:
+  def __call__(self, x: jax.Array, update_stats: Optional[bool] = None) -> jax.Array:
     if x.ndim < 1:
       raise ValueError(f"{layer_name(self)} expects at least a 1-D input, got a scalar.")
     in_features = x.shape[-1]
     kernel = self._kernel((in_features, self.features), in_features, update_stats)
-    return self._add_bias(x @ kernel.astype(x.dtype), in_features)
+    x, kernel, bias = self._promote(x, kernel, in_features)
+    y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())),
+                            precision=self.precision)
+    return self._add_bias(y, bias)
 
 
 class Embed(WeightLayer):
@@ -46,8 +50,9 @@ class Embed(WeightLayer):
   Attributes:
     num_embeddings, features: the table's shape.
     embedding_init: keyword-only; defaults to N(0, 1), PyTorch's default.
-    spectral_norm, num_power_iterations, spectral_eps, update_stats:
-      keyword-only, as in ``WeightLayer``.
+    spectral_norm, num_power_iterations, spectral_eps, update_stats, dtype,
+      param_dtype: keyword-only, as in ``WeightLayer`` (``dtype``: of the
+      returned rows; None: the table's).
   """
 
   num_embeddings: int
@@ -56,12 +61,13 @@ class Embed(WeightLayer):
   embedding_init: Initializer = nn.initializers.normal(stddev=1.0)
 
   @nn.compact
-  def __call__(self, indices: jax.Array, *, update_stats: Optional[bool] = None) -> jax.Array:
+  def __call__(self, indices: jax.Array, update_stats: Optional[bool] = None) -> jax.Array:
     if not jnp.issubdtype(indices.dtype, jnp.integer):
       raise ValueError(
           f"{layer_name(self)} expects integer indices, got dtype {indices.dtype}.")
     table = self._weight("embedding", self.embedding_init,
                          (self.num_embeddings, self.features), update_stats, out_axis=0)
+    (table,) = nn.dtypes.promote_dtype(table, dtype=self.dtype)
     return jnp.take(table, indices, axis=0)
 
 

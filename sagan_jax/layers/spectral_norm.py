@@ -27,6 +27,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 DEFAULT_EPS = 1e-12
 SPECTRAL = "spectral"  # the variable collection holding u, v and sigma
@@ -113,15 +114,22 @@ def spectral_normalize(
 
 
 def spectral_normalized(
-    module: nn.Module, weight: jax.Array, *, update_stats: bool,
+    module: nn.Module, weight: jax.Array, *, update_stats,
     out_axis: int = -1, num_iterations: int = 1, eps: float = DEFAULT_EPS,
+    collection: str = SPECTRAL, prefix: str = "",
 ) -> jax.Array:
   """Spectrally normalizes ``weight`` inside a Flax module.
 
-  Declares ``u``, ``v`` and ``sigma`` in ``module``'s ``spectral`` collection
-  (``sigma`` is stored for logging only). During ``init`` no iteration runs, so
-  a fresh layer holds random unit vectors, like a freshly wrapped PyTorch
-  module. Updating needs ``mutable=['spectral']``.
+  Declares ``<prefix>u``, ``<prefix>v`` and ``<prefix>sigma`` in ``module``'s
+  ``collection`` (``sigma`` is stored for logging only). During ``init`` no
+  iteration runs, so a fresh layer holds random unit vectors, like a freshly
+  wrapped PyTorch module. Updating needs ``mutable=[collection]``.
+
+  ``update_stats`` is a Python bool, or a traced boolean (e.g. a flag carried
+  through ``nn.scan`` or given to ``nn.remat`` without ``static_argnums``):
+  then the iteration always runs and its result is kept where the flag is
+  true (``jnp.where``), so the collection must be mutable even when it is
+  false.
   """
   initializing = module.is_initializing()
 
@@ -131,21 +139,31 @@ def spectral_normalized(
 
   # One init call for both vectors keeps them from one key, as a pair.
   state_init = None
-  if initializing or not module.has_variable(SPECTRAL, "u"):
+  if initializing or not module.has_variable(collection, prefix + "u"):
     state_init = init_state()
-  u = module.variable(SPECTRAL, "u", lambda: state_init.u)
-  v = module.variable(SPECTRAL, "v", lambda: state_init.v)
+  u = module.variable(collection, prefix + "u", lambda: state_init.u)
+  v = module.variable(collection, prefix + "v", lambda: state_init.v)
   state = PowerIterationState(u.value, v.value)
   if state.u.shape[0] != weight.shape[out_axis] or (
       state.v.shape[0] * state.u.shape[0] != weight.size):
     raise ValueError(
         f"{module.__class__.__name__} '{module.name}': spectral state u{state.u.shape}, "
         f"v{state.v.shape} does not fit a weight of shape {weight.shape}.")
-  iterate = update_stats and not initializing
+  static_flag = isinstance(update_stats, (bool, np.bool_))
+  iterate = (bool(update_stats) if static_flag else True) and not initializing
   normalized, new_state, sigma = spectral_normalize(
       weight, state, out_axis=out_axis, num_iterations=num_iterations,
       update=iterate, eps=eps)
-  sigma_var = module.variable(SPECTRAL, "sigma", lambda: jax.lax.stop_gradient(sigma))
+  if iterate and not static_flag:
+    # A traced flag: the new state where it is true, the stored one (and the σ
+    # it gives) where it is false.
+    matrix = weight_matrix(weight, out_axis)
+    new_state = PowerIterationState(*(jnp.where(update_stats, new, old)
+                                      for new, old in zip(new_state, state)))
+    sigma = spectral_norm_estimate(matrix, new_state)
+    normalized = weight / sigma
+  sigma_var = module.variable(collection, prefix + "sigma",
+                              lambda: jax.lax.stop_gradient(sigma))
   if iterate:
     u.value, v.value = new_state
     sigma_var.value = jax.lax.stop_gradient(sigma)

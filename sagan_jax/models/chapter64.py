@@ -45,18 +45,19 @@ def chapter_scale_init(key, shape, dtype=jnp.float32):
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-def chapter_conv(conv: ModuleDef, implementation: str) -> ModuleDef:
-  """``conv`` (``Conv`` or ``ConvTranspose``) with the chapter's k4 s2 p1, init and
-  ``implementation``; spectral norm on, as on every layer but the last."""
+def chapter_conv(conv: ModuleDef, implementation: str, dtype: Any = None) -> ModuleDef:
+  """``conv`` (``Conv`` or ``ConvTranspose``) with the chapter's k4 s2 p1, init,
+  ``implementation`` and compute ``dtype``; spectral norm on, as on every layer but the
+  last."""
   return functools.partial(conv, kernel_size=4, strides=2, padding=1, spectral_norm=True,
                            kernel_init=CHAPTER_KERNEL_INIT, bias_init=CHAPTER_BIAS_INIT,
-                           implementation=implementation)
+                           implementation=implementation, dtype=dtype)
 
 
-def chapter_attention(chunk_size: Optional[int]) -> ModuleDef:
-  """The seed's ``SelfAttention`` with the chapter's init."""
+def chapter_attention(chunk_size: Optional[int], dtype: Any = None) -> ModuleDef:
+  """The seed's ``SelfAttention`` with the chapter's init and compute ``dtype``."""
   return functools.partial(SelfAttention, kernel_init=CHAPTER_KERNEL_INIT,
-                           bias_init=CHAPTER_BIAS_INIT, chunk_size=chunk_size)
+                           bias_init=CHAPTER_BIAS_INIT, chunk_size=chunk_size, dtype=dtype)
 
 
 class ConvBlock(nn.Module):
@@ -103,8 +104,8 @@ class Generator64(nn.Module):
       raise ValueError(f"{layer_name(self)} expects z of shape (batch, {self.z_dim}), "
                        f"got {z.shape}.")
     w = self.width
-    which_conv = chapter_conv(ConvTranspose, self.conv_implementation)
-    which_attention = chapter_attention(self.attention_chunk_size)
+    which_conv = chapter_conv(ConvTranspose, self.conv_implementation, self.dtype)
+    which_attention = chapter_attention(self.attention_chunk_size, self.dtype)
     x = z.astype(self.dtype).reshape(z.shape[0], 1, 1, self.z_dim)
     first_conv = functools.partial(which_conv, strides=1, padding=0)  # 1×1 → 4×4
     x = UpBlock(8 * w, first_conv, name="layer1")(x, train=train)
@@ -138,8 +139,8 @@ class Discriminator64(nn.Module):
       raise ValueError(f"{layer_name(self)} expects images of shape (batch, 64, 64, "
                        f"{self.channels}), got {images.shape}.")
     w = self.width
-    which_conv = chapter_conv(Conv, self.conv_implementation)
-    which_attention = chapter_attention(self.attention_chunk_size)
+    which_conv = chapter_conv(Conv, self.conv_implementation, self.dtype)
+    which_attention = chapter_attention(self.attention_chunk_size, self.dtype)
     x = images.astype(self.dtype)
     x = DownBlock(w, which_conv, name="layer1")(x, train=train)
     x = DownBlock(2 * w, which_conv, name="layer2")(x, train=train)

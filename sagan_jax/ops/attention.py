@@ -2,12 +2,14 @@
 
 ``attend(q, k, v)`` is ``softmax(q kᵀ) v`` with no 1/√D scaling, as SAGAN
 computes it. Given a ``chunk_size`` and no request for the weights, it runs
-block by block — a few images × a few hundred query rows at a time — with a
-flash-attention custom VJP: the forward keeps only each row's max and sum of
-exp, the backward recomputes each block's softmax from them. No (B, Nq, Nk)
-array exists in either pass, and on CPU it is also faster, because a block
-stays in cache. Block sizes depend on the platform the computation is lowered
-for. Measurements behind these choices: ``benchmarks/README.md``.
+block by block — a few images × a few hundred query rows at a time — the
+forward keeping only each row's max and sum of exp. Its derivative is a
+``custom_jvp`` whose tangent JAX transposes into a flash-attention backward
+(each block's softmax recomputed from those two numbers), so ``grad``,
+``jvp``, ``jacfwd``, ``linearize`` and every higher order work, and no
+(B, Nq, Nk) array exists in any pass. On CPU it is also faster than the
+materialized path, because a block stays in cache. Block sizes depend on
+the platform the computation is lowered for. Measurements behind these choices: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -20,26 +22,25 @@ import jax
 import jax.numpy as jnp
 
 
-def attention_weights(queries: jax.Array, keys: jax.Array) -> jax.Array:
+def attention_weights(queries: jax.Array, keys: jax.Array, precision=None) -> jax.Array:
   """``softmax(queries · keysᵀ)`` over the keys: (B, Nq, D), (B, Nk, D) → (B, Nq, Nk).
 
   No 1/√D scaling, as in SAGAN.
   """
-  logits = jnp.einsum("bqd,bkd->bqk", queries, keys,
+  logits = jnp.einsum("bqd,bkd->bqk", queries, keys, precision=precision,
                       preferred_element_type=jnp.promote_types(queries.dtype, jnp.float32))
   return jax.nn.softmax(logits, axis=-1).astype(queries.dtype)
 
 
-def _attend_materialized(queries, keys, values):
-  weights = attention_weights(queries, keys)
-  return jnp.einsum("bqk,bkd->bqd", weights, values), weights
+def _attend_materialized(queries, keys, values, precision=None):
+  weights = attention_weights(queries, keys, precision)
+  return jnp.einsum("bqk,bkd->bqd", weights, values, precision=precision), weights
 
 
-# The blocked path. Its custom VJP skips the softmax reductions and P·V that
-# jax.checkpoint (remat) re-runs; remat stays as the fallback for forward-mode
-# autodiff, which a custom VJP lacks. jax.nn.dot_product_attention saves
-# nothing here: its CPU path rejects v wider than q/k and, padded, builds the
-# full matrix. Blocks on CPU hold ~2²⁰ scores (4 MiB, cache-resident); on
+# The blocked path. Its hand-written tangent lets the backward skip the softmax
+# reductions and P·V that plain jax.checkpoint (remat) of the blocks re-runs.
+# jax.nn.dot_product_attention saves nothing here: its CPU path rejects v
+# wider than q/k and, padded, builds the full matrix. Blocks on CPU hold ~2²⁰ scores (4 MiB, cache-resident); on
 # GPU/TPU, where each block is a loop step of small kernels, 2²⁶ (a reasoned
 # default, not yet measured). Numbers: benchmarks/README.md.
 
@@ -105,18 +106,20 @@ def _accumulation_dtype(*arrays) -> jnp.dtype:
   return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
 
 
-def _flash_forward_group(queries, keys, values, num_chunks, rows):
+def _flash_forward_group(queries, keys, values, num_chunks, rows, precision):
   acc = _accumulation_dtype(queries, keys, values)
   # The materialized path's output dtype: einsum(weights in q's dtype, values).
   out_dtype = jnp.result_type(queries.dtype, values.dtype)
   keys_t = keys.swapaxes(1, 2)  # (b, D, Nk): a plain (rows × D)·(D × Nk) product per image
 
   def one_chunk(q_chunk):
-    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, preferred_element_type=acc)
+    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, precision=precision,
+                        preferred_element_type=acc)
     peak = jnp.max(logits, axis=-1, keepdims=True)
     unnormalized = jnp.exp(logits - peak)
     total = jnp.sum(unnormalized, axis=-1, keepdims=True)
     out = jnp.einsum("bqk,bkd->bqd", unnormalized.astype(values.dtype), values,
+                     precision=precision,
                      preferred_element_type=acc) / total
     return out.astype(out_dtype), peak[..., 0], total[..., 0]
 
@@ -125,112 +128,127 @@ def _flash_forward_group(queries, keys, values, num_chunks, rows):
   return tuple(_merge_rows(t, num_queries) for t in (out, peak, total))
 
 
-def _flash_backward_group(queries, keys, values, peak, total, out_grad, num_chunks, rows):
-  acc = _accumulation_dtype(queries, keys, values, out_grad)
+def _flash_tangent_group(queries, keys, values, peak, total, q_dot, k_dot, v_dot,
+                         num_chunks, rows, precision):
+  """The JVP of ``_flash_forward_group``'s output, linear in the tangents
+  ``q_dot, k_dot, v_dot`` (None: zero).
+
+  With P = softmax(q kᵀ) and dS = dq kᵀ + q dkᵀ the scores' tangent,
+  ``d out = (P ⊙ (dS − Σₖ P ⊙ dS)) v + P dv``, block by block like the forward,
+  each block's P recomputed from the forward's row max and sum of exp. Every
+  einsum is oriented so that its *transpose* — the reverse-mode backward JAX
+  derives from this function — is the plain GEMM of a flash backward, with dKᵀ
+  and dVᵀ accumulated as (b, D, Nk) (as (b, Nk, D) the backward was slower on
+  XLA:CPU). Each block is checkpointed: the backward recomputes P instead of
+  storing an (Nq, Nk) array.
+  """
+  acc = _accumulation_dtype(queries, keys, values)
+  out_dtype = jnp.result_type(queries.dtype, values.dtype)
   keys_t, values_t = keys.swapaxes(1, 2), values.swapaxes(1, 2)
-
-  def one_chunk(carry, chunk):
-    keys_grad, values_grad = carry
-    q_chunk, g_chunk, peak_chunk, total_chunk = chunk
-    logits = jnp.einsum("bqd,bdk->bqk", q_chunk, keys_t, preferred_element_type=acc)
-    # The softmax, recomputed as the forward computed it. (exp(logits − lse)
-    # with lse = peak + log(total) saves one array but scales every weight by
-    # the rounding of lse, ~eps·|lse|, a bias: dK, dV errors against float64
-    # grew ~1.5× at N=300 with unit-normal q, k.)
-    weights = jnp.exp(logits - peak_chunk[..., None]) / total_chunk[..., None]
-    values_grad += jnp.einsum("bqd,bqk->bdk", g_chunk, weights.astype(g_chunk.dtype),
-                              preferred_element_type=acc)
-    weights_grad = jnp.einsum("bqd,bdk->bqk", g_chunk, values_t, preferred_element_type=acc)
-    # Softmax backward as jax.nn.softmax's: Σ_k P·dP over the keys. Flash
-    # attention's dO·O (over Dv) is algebraically equal and one pass cheaper,
-    # but gave 3–4× the materialized path's dq error (2e-5 vs 5e-6 against
-    # float64 at N=300, unit-normal q/k); this pass cost no measurable time.
-    delta = jnp.sum(weights * weights_grad, axis=-1, keepdims=True)
-    logits_grad = weights * (weights_grad - delta)
-    q_grad = jnp.einsum("bqk,bkd->bqd", logits_grad.astype(keys.dtype), keys,
-                        preferred_element_type=acc)
-    keys_grad += jnp.einsum("bqd,bqk->bdk", q_chunk, logits_grad.astype(q_chunk.dtype),
-                            preferred_element_type=acc)
-    return (keys_grad, values_grad), q_grad.astype(queries.dtype)
-
-  # Padded query rows get a zero output gradient, so they add nothing to dK, dV
-  # (their sum of exp is padded with 1, not 0: 0/0 would give NaN·0 = NaN).
-  chunks = (_split_rows(queries, num_chunks, rows), _split_rows(out_grad, num_chunks, rows),
-            _split_rows(peak, num_chunks, rows), _split_rows(total, num_chunks, rows, fill=1))
-  # dKᵀ, dVᵀ (b, D, Nk), i.e. dVᵀ = gᵀ·P as XLA's own transpose rule has it: accumulated
-  # as (b, Nk, D) instead, this backward was slower than remat's on XLA:CPU.
-  init = (jnp.zeros(keys.shape, acc).swapaxes(1, 2), jnp.zeros(values.shape, acc).swapaxes(1, 2))
-  (keys_grad, values_grad), q_grad = jax.lax.scan(one_chunk, init, chunks)
-  return (_merge_rows(q_grad, queries.shape[1]), keys_grad.swapaxes(1, 2).astype(keys.dtype),
-          values_grad.swapaxes(1, 2).astype(values.dtype))
-
-
-def _flash_forward(queries, keys, values, layout: BlockLayout):
-  group_forward = functools.partial(_flash_forward_group, num_chunks=layout.num_chunks,
-                                    rows=layout.rows)
-  out, peak, total = _map_groups(group_forward, layout.group, queries, keys, values)
-  return out, (queries, keys, values, peak, total)
-
-
-def _flash_backward(layout: BlockLayout, residuals, out_grad):
-  group_backward = functools.partial(_flash_backward_group, num_chunks=layout.num_chunks,
-                                     rows=layout.rows)
-  return _map_groups(group_backward, layout.group, *residuals, out_grad)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _attend_flash(queries, keys, values, layout: BlockLayout):
-  return _flash_forward(queries, keys, values, layout)[0]
-
-
-_attend_flash.defvjp(_flash_forward, _flash_backward)
-
-
-def _attend_chunked_remat(queries, keys, values, layout: BlockLayout):
-  """Fallback: the blocks of the materialized math under jax.checkpoint (the
-  backward re-runs each block's forward). Supports forward-mode autodiff;
-  slower than the custom VJP (see above)."""
+  k_dot_t = None if k_dot is None else k_dot.swapaxes(1, 2)
+  v_dot_t = None if v_dot is None else v_dot.swapaxes(1, 2)
+  einsum = functools.partial(jnp.einsum, precision=precision, preferred_element_type=acc)
 
   @jax.checkpoint
-  def one_chunk(q_chunk, keys, values):
-    return _attend_materialized(q_chunk, keys, values)[0]
+  def one_chunk(q_chunk, peak_chunk, total_chunk, q_dot_chunk):
+    logits = einsum("bqd,bdk->bqk", q_chunk, keys_t)
+    # The softmax as the forward computed it. (exp(logits − lse) with
+    # lse = peak + log(total) saves one array but scales every weight by the
+    # rounding of lse, ~eps·|lse|, a bias: dK, dV errors against float64 grew
+    # ~1.5× at N=300 with unit-normal q, k.)
+    weights = jnp.exp(logits - peak_chunk[..., None]) / total_chunk[..., None]
+    scores_dot = []
+    if q_dot_chunk is not None:
+      scores_dot.append(einsum("bqd,bkd->bqk", q_dot_chunk, keys))
+    if k_dot_t is not None:
+      scores_dot.append(einsum("bqd,bdk->bqk", q_chunk, k_dot_t))
+    terms = []
+    if scores_dot:
+      scores_dot = functools.reduce(jnp.add, scores_dot)
+      # The softmax JVP as jax.nn.softmax's, P ⊙ (dS − Σₖ P ⊙ dS); its transpose
+      # is the backward's Σₖ P·dP form. (Flash attention's dO·O, algebraically
+      # equal and one pass cheaper, gave 3–4× the materialized path's dq error
+      # against float64 at N=300.)
+      delta = jnp.sum(weights * scores_dot, axis=-1, keepdims=True)
+      logits_dot = weights * (scores_dot - delta)
+      terms.append(einsum("bqk,bdk->bqd", logits_dot.astype(values.dtype), values_t))
+    if v_dot_t is not None:
+      terms.append(einsum("bqk,bdk->bqd", weights.astype(v_dot_t.dtype), v_dot_t))
+    return functools.reduce(jnp.add, terms).astype(out_dtype)
 
-  def one_group(queries, keys, values):
-    out = jax.lax.map(lambda q_chunk: one_chunk(q_chunk, keys, values),
-                      _split_rows(queries, layout.num_chunks, layout.rows))
-    return _merge_rows(out, queries.shape[1])
+  # Padded query rows get sum of exp 1, not 0 (0/0 would be NaN); their tangent
+  # is dropped, so in the backward their cotangent is zero.
+  chunks = (_split_rows(queries, num_chunks, rows), _split_rows(peak, num_chunks, rows),
+            _split_rows(total, num_chunks, rows, fill=1))
+  if q_dot is None:
+    out = jax.lax.map(lambda c: one_chunk(*c, None), chunks)
+  else:
+    out = jax.lax.map(lambda c: one_chunk(*c), (*chunks, _split_rows(q_dot, num_chunks, rows)))
+  return _merge_rows(out, queries.shape[1])
 
-  return _map_groups(one_group, layout.group, queries, keys, values)
+
+def _flash_forward(queries, keys, values, layout: BlockLayout, precision):
+  """(out, row max, row sum of exp), block by block."""
+  group_forward = functools.partial(_flash_forward_group, num_chunks=layout.num_chunks,
+                                    rows=layout.rows, precision=precision)
+  return _map_groups(group_forward, layout.group, queries, keys, values)
+
+
+def _zero_to_none(tangent):
+  return None if isinstance(tangent, jax.custom_derivatives.SymbolicZero) else tangent
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _attend_flash(queries, keys, values, layout: BlockLayout, precision=None):
+  return _flash_forward(queries, keys, values, layout, precision)[0]
+
+
+@functools.partial(_attend_flash.defjvp, symbolic_zeros=True)
+def _attend_flash_jvp(layout: BlockLayout, precision, primals, tangents):
+  out, peak, total = _flash_forward(*primals, layout, precision)
+  tangents = [_zero_to_none(t) for t in tangents]
+  given = [i for i, t in enumerate(tangents) if t is not None]
+
+  def group_tangent(queries, keys, values, peak, total, *nonzero):
+    dots = [None] * 3
+    for i, t in zip(given, nonzero):
+      dots[i] = t
+    return _flash_tangent_group(queries, keys, values, peak, total, *dots,
+                                num_chunks=layout.num_chunks, rows=layout.rows,
+                                precision=precision)
+
+  out_dot = _map_groups(group_tangent, layout.group, *primals, peak, total,
+                        *[tangents[i] for i in given])
+  return out, out_dot
 
 
 def _is_one_block(layout: BlockLayout, batch: int) -> bool:
   return layout.num_chunks == 1 and layout.group == batch
 
 
-def _attend_in_blocks(queries, keys, values, layout: BlockLayout):
+def _attend_in_blocks(queries, keys, values, layout: BlockLayout, precision=None):
   if _is_one_block(layout, queries.shape[0]):
-    return _attend_materialized(queries, keys, values)[0]
-  return _attend_flash(queries, keys, values, layout)
+    return _attend_materialized(queries, keys, values, precision)[0]
+  return _attend_flash(queries, keys, values, layout, precision)
 
 
-def _attend_chunked(queries, keys, values, chunk_size, *, remat: bool = False):
+def _attend_chunked(queries, keys, values, chunk_size):
   """Attention block by block (``_block_layout`` with the CPU sizes), never
   holding more than one (images, rows, Nk) block of scores, in the forward
-  or the backward: the blocked paths on any platform and whatever the size,
+  or any derivative: the blocked path on any platform and whatever the size,
   for the tests and ``benchmarks/attention.py``.
 
   Each output row depends only on its own query and image, so blocking
   changes no value (only float32 summation order: ~1e-6 relative).
-  ``remat=True`` selects the jax.checkpoint fallback.
   """
   batch, num_queries, _ = queries.shape
   layout = _block_layout(batch, num_queries, keys.shape[1], chunk_size)
-  fn = _attend_chunked_remat if remat else _attend_flash
-  return fn(queries, keys, values, layout)
+  return _attend_flash(queries, keys, values, layout, None)
 
 
 def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
-           return_weights: bool = False, chunk_size: Optional[int] = None):
+           return_weights: bool = False, chunk_size: Optional[int] = None,
+           precision=None):
   """Row-softmax attention ``softmax(Q Kᵀ) V`` without scaling.
 
   Args:
@@ -243,22 +261,24 @@ def attend(queries: jax.Array, keys: jax.Array, values: jax.Array, *,
       (B, Nq, Nk) array). An int, with weights not requested: when the scores
       exceed one block (``_block_layout``: on CPU ~2²⁰ scores, a few images ×
       at most ``chunk_size`` query rows), the blocked path, which never holds
-      the (B, Nq, Nk) array, forward or backward. Equal to the materialized
-      path up to float32 summation order; reverse-mode differentiable to any
-      order, but not forward-mode (``jax.jvp``): use ``chunk_size=None`` there.
+      the (B, Nq, Nk) array in any pass. Equal to the materialized path up to
+      float32 summation order, and differentiable in every mode (``grad``,
+      ``jvp``, ``jacfwd``, ``linearize``, to any order).
+    precision: ``jax.lax.Precision`` of the products (None: the default).
 
   Returns:
     (B, Nq, Dv) outputs, or ``(outputs, weights)``.
   """
   if return_weights or chunk_size is None:
-    out, weights = _attend_materialized(queries, keys, values)
+    out, weights = _attend_materialized(queries, keys, values, precision)
     return (out, weights) if return_weights else out
   shape = (queries.shape[0], queries.shape[1], keys.shape[1], chunk_size)
   on_cpu = _block_layout(*shape, CPU_BLOCKS)
   elsewhere = _block_layout(*shape, ACCELERATOR_BLOCKS)
   if on_cpu == elsewhere:
-    return _attend_in_blocks(queries, keys, values, on_cpu)
+    return _attend_in_blocks(queries, keys, values, on_cpu, precision)
   # Chosen when lowered, as the conv ops choose their implementation.
   return jax.lax.platform_dependent(
-      queries, keys, values, cpu=functools.partial(_attend_in_blocks, layout=on_cpu),
-      default=functools.partial(_attend_in_blocks, layout=elsewhere))
+      queries, keys, values,
+      cpu=functools.partial(_attend_in_blocks, layout=on_cpu, precision=precision),
+      default=functools.partial(_attend_in_blocks, layout=elsewhere, precision=precision))

@@ -11,9 +11,9 @@ do). Two implementations compute the same function:
   magnitude slower than the forward pass (measurements: benchmarks/README.md).
 
 ``'auto'`` (the default) picks ``'gemm'`` when lowering for CPU and ``'xla'`` otherwise.
-Both work under ``jit``, ``vmap``, ``lax.scan`` and reverse-mode autodiff (``grad``,
-``vjp``, grad-of-grad); ``'gemm'`` defines its gradient with ``jax.custom_vjp``, so
-forward mode (``jvp``, ``jacfwd``) needs ``implementation='xla'``.
+Both work under ``jit``, ``vmap``, ``lax.scan`` and autodiff in every mode (``grad``,
+``vjp``, ``jvp``, ``jacfwd``, ``linearize``, to any order): ``'gemm'`` defines its
+derivative with ``jax.custom_jvp`` (see 3. below).
 
 The ``'gemm'`` formulation:
 
@@ -28,9 +28,11 @@ The ``'gemm'`` formulation:
    pass is ``unfold(col2im(x @ K.T))`` and both of its gradients use one
    ``im2col(fold(dy))``. Every GEMM has the long (taps x channels) side as its
    contraction or its output, never a transposed large operand.
-3. *A hand-written VJP* (``jax.custom_vjp``). Autodiff of the im2col forward is correct
-   but slow: XLA transposes the stacked slices into one full-size padded array per tap
-   and adds them up.
+3. *A hand-written tangent* (``jax.custom_jvp``). Plain autodiff of the im2col forward
+   is correct but slow: it stores the whole batch's im2col for the backward and leaves
+   the kernel gradient as a transposed-operand GEMM. The custom JVP is linear in the
+   tangents and written so that its transpose, which reverse mode runs, recomputes
+   the im2col slice by slice and is one plain GEMM per gradient.
 4. *Batch slices.* The im2col of a whole batch-64 layer spills the L3 cache, and then
    memory traffic costs as much as the arithmetic; each op therefore runs over slices
    of the batch in a ``lax.map``/``lax.scan`` (~4 MiB of im2col each).
@@ -45,14 +47,17 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 IntOrPair = Union[int, Sequence[int]]
+# PyTorch ints, explicit ((lo, hi), (lo, hi)) pairs, or Flax's 'SAME' / 'VALID'.
+Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
 
+PrecisionLike = Any  # None, a jax.lax.Precision or a pair of them, as lax.dot takes
 _IMPLEMENTATIONS = ('auto', 'xla', 'gemm')
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -102,11 +107,77 @@ def _check_implementation(implementation: str) -> None:
                      f'got {implementation!r}.')
 
 
-def _check_stride_padding(stride, padding) -> None:
+def _check_stride(stride) -> None:
   if min(stride) < 1:
     raise ValueError(f'stride must be >= 1, got {stride}.')
-  if min(padding) < 0:
-    raise ValueError(f'padding must be >= 0, got {padding}.')
+
+
+def _check_padding(pairs) -> None:
+  if min(min(p) for p in pairs) < 0:
+    raise ValueError(f'padding must be >= 0, got {pairs}.')
+
+
+_PADDING_FORMS = "an int, a pair, ((lo, hi), (lo, hi)), 'SAME' or 'VALID'"
+
+
+def _padding_string(padding):
+  """'SAME' or 'VALID' (any case) for a string padding, else None."""
+  if not isinstance(padding, str):
+    return None
+  if padding.upper() not in ('SAME', 'VALID'):
+    raise ValueError(f'padding must be {_PADDING_FORMS}, got {padding!r}.')
+  return padding.upper()
+
+
+def conv_padding(padding: Padding, in_size, kernel_size, stride) -> tuple[tuple[int, int], ...]:
+  """``((lo, hi), (lo, hi))`` zero padding of a convolution.
+
+  Ints and pairs pad both sides alike (PyTorch); ``'VALID'`` is no padding;
+  ``'SAME'`` gives ``ceil(size / stride)`` outputs, the padding split as Flax
+  and TensorFlow split it (an odd pixel goes at the end).
+  """
+  mode = _padding_string(padding)
+  if mode == 'VALID':
+    return ((0, 0), (0, 0))
+  if mode == 'SAME':
+    pads = []
+    for n, k, s in zip(in_size, kernel_size, stride):
+      total = max((-(-n // s) - 1) * s + k - n, 0)
+      pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+  try:
+    return tuple((p, p) for p in as_pair(padding, 'padding'))
+  except ValueError:
+    pass
+  try:
+    pairs = tuple(tuple(operator.index(v) for v in pair) for pair in padding)
+  except TypeError:
+    pairs = ()
+  if len(pairs) != 2 or any(len(pair) != 2 for pair in pairs):
+    raise ValueError(f'padding must be {_PADDING_FORMS}, got {padding!r}.')
+  return pairs
+
+
+def conv_transpose_padding(padding: Padding, output_padding: IntOrPair, kernel_size, stride
+                           ) -> tuple[tuple[int, int], tuple[int, int]]:
+  """``(padding, output_padding)`` pairs of a transposed convolution, PyTorch's arguments.
+
+  ``'SAME'`` gives ``size * stride`` outputs (for k4 s2: PyTorch's padding 1) and
+  ``'VALID'`` ``(size - 1) * stride + max(kernel, stride)`` (Flax's sizes), each as a
+  symmetric padding plus an ``output_padding`` below the stride.
+  """
+  mode = _padding_string(padding)
+  if mode is None:
+    return as_pair(padding, 'padding'), as_pair(output_padding, 'output_padding')
+  if as_pair(output_padding, 'output_padding') != (0, 0):
+    raise ValueError(f'output_padding must be 0 with padding {padding!r}, got '
+                     f'{output_padding!r}.')
+  pads, extra = [], []
+  for k, s in zip(kernel_size, stride):
+    p = 0 if mode == 'VALID' or k <= s else -(-(k - s) // 2)
+    pads.append(p)
+    extra.append(max(s - k, 0) if p == 0 else 2 * p - (k - s))
+  return tuple(pads), tuple(extra)
 
 
 # ----------------------------------------------------------------------------------
@@ -115,24 +186,27 @@ def _check_stride_padding(stride, padding) -> None:
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
-           padding: IntOrPair = 0, implementation: str = 'auto') -> jax.Array:
-  """``torch.nn.functional.conv2d`` (cross-correlation, symmetric zero padding).
+           padding: Padding = 0, implementation: str = 'auto',
+           precision: PrecisionLike = None) -> jax.Array:
+  """``torch.nn.functional.conv2d`` (cross-correlation, zero padding).
 
   ``y[b, oy, ox, o] = sum_{ky, kx, i} xp[b, oy*sh + ky, ox*sw + kx, i] * kernel[ky, kx, i, o]``
-  where ``xp`` is ``x`` zero-padded by ``padding`` on both sides.
+  where ``xp`` is ``x`` zero-padded by ``padding``.
 
   Args:
     x: ``(B, H, W, Cin)`` input.
     kernel: ``(kh, kw, Cin, Cout)``; ``kernel[ky, kx, i, o] == torch_weight[o, i, ky, kx]``.
     stride: int or ``(sh, sw)``.
-    padding: int or ``(ph, pw)``.
+    padding: int or ``(ph, pw)`` (both sides, as PyTorch), ``((top, bottom), (left,
+      right))``, or ``'SAME'`` / ``'VALID'`` (as Flax; see `conv_padding`).
     implementation: ``'xla'`` (one ``lax.conv_general_dilated``), ``'gemm'`` (the
       matrix-multiply formulation that is fast on XLA:CPU), or ``'auto'``: ``'gemm'``
       when lowered for CPU, ``'xla'`` for any other backend.
+    precision: ``jax.lax.Precision`` of the products (None: the backend's default).
 
   Returns:
-    ``(B, (H + 2*ph - kh) // sh + 1, (W + 2*pw - kw) // sw + 1, Cout)``, dtype of
-    ``x``/``kernel`` promoted.
+    ``(B, (H + top + bottom - kh) // sh + 1, (W + left + right - kw) // sw + 1, Cout)``,
+    dtype of ``x``/``kernel`` promoted.
 
   Raises:
     ValueError: for non-4-D operands, mismatched channels, bad stride/padding, or an
@@ -142,23 +216,26 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv2d', x, kernel)
   stride = as_pair(stride, 'stride')
-  padding = as_pair(padding, 'padding')
-  _check_stride_padding(stride, padding)
+  _check_stride(stride)
   kh, kw = kernel.shape[:2]
   h, w = x.shape[1:3]
-  if h + 2 * padding[0] < kh or w + 2 * padding[1] < kw:
-    raise ValueError(f'conv2d: padded input ({h + 2 * padding[0]}, {w + 2 * padding[1]}) '
+  padding = conv_padding(padding, (h, w), (kh, kw), stride)
+  _check_padding(padding)
+  padded = (h + sum(padding[0]), w + sum(padding[1]))
+  if padded[0] < kh or padded[1] < kw:
+    raise ValueError(f'conv2d: padded input {padded} '
                      f'is smaller than the kernel ({kh}, {kw}) (x shape '
                      f'{tuple(x.shape)}, kernel shape {tuple(kernel.shape)}, '
                      f'padding {padding}): the output would be empty.')
-  xla = functools.partial(_conv2d_xla, stride=stride, padding=padding)
-  gemm = functools.partial(_conv2d_gemm, stride=stride, padding=padding)
+  xla = functools.partial(_conv2d_xla, stride=stride, padding=padding, precision=precision)
+  gemm = functools.partial(_conv2d_gemm, stride=stride, padding=padding, precision=precision)
   return _dispatch(implementation, xla, gemm, x, kernel)
 
 
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
-                     padding: IntOrPair = 0, output_padding: IntOrPair = 0,
-                     implementation: str = 'auto') -> jax.Array:
+                     padding: Padding = 0, output_padding: IntOrPair = 0,
+                     implementation: str = 'auto', precision: PrecisionLike = None
+                     ) -> jax.Array:
   """``torch.nn.functional.conv_transpose2d`` (the adjoint of ``conv2d`` in ``x``).
 
   ``y[b, iy*sh - ph + ky, ix*sw - pw + kx, o] += x[b, iy, ix, i] * kernel[ky, kx, i, o]``
@@ -169,9 +246,11 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
     x: ``(B, H, W, Cin)`` input.
     kernel: ``(kh, kw, Cin, Cout)``; ``kernel[ky, kx, i, o] == torch_weight[i, o, ky, kx]``.
     stride: int or ``(sh, sw)``.
-    padding: int or ``(ph, pw)``.
+    padding: int or ``(ph, pw)``, or ``'SAME'`` (``H*sh`` outputs) / ``'VALID'``
+      (see `conv_transpose_padding`).
     output_padding: int or pair, each smaller than the stride in that dimension.
     implementation: ``'xla'``, ``'gemm'`` or ``'auto'``, as in :func:`conv2d`.
+    precision: as in :func:`conv2d`.
 
   Returns:
     ``(B, (H-1)*sh - 2*ph + kh + oph, (W-1)*sw - 2*pw + kw + opw, Cout)``.
@@ -184,9 +263,10 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   _check_operands('conv_transpose2d', x, kernel)
   stride = as_pair(stride, 'stride')
-  padding = as_pair(padding, 'padding')
-  output_padding = as_pair(output_padding, 'output_padding')
-  _check_stride_padding(stride, padding)
+  _check_stride(stride)
+  padding, output_padding = conv_transpose_padding(padding, output_padding, kernel.shape[:2],
+                                                   stride)
+  _check_padding([padding])
   if min(output_padding) < 0 or any(op >= s for op, s in zip(output_padding, stride)):
     raise ValueError(f'conv_transpose2d: output_padding {output_padding} must be >= 0 '
                      f'and smaller than stride {stride}.')
@@ -197,14 +277,14 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
                      f'{tuple(x.shape)}, kernel shape {tuple(kernel.shape)}, stride '
                      f'{stride}, padding {padding}, output_padding {output_padding}).')
   xla = functools.partial(_conv_transpose2d_xla, stride=stride, padding=padding,
-                          output_padding=output_padding)
+                          output_padding=output_padding, precision=precision)
   gemm = functools.partial(_conv_transpose2d_gemm, stride=stride, padding=padding,
-                           output_padding=output_padding)
+                           output_padding=output_padding, precision=precision)
   return _dispatch(implementation, xla, gemm, x, kernel)
 
 
 def _dispatch(implementation, xla, gemm, x, kernel):
-  # Both paths need one dtype (lax.dot/conv and the custom VJP's cotangents).
+  # Both paths need one dtype (lax.dot/conv and the custom JVP's tangents).
   dtype = jnp.result_type(x, kernel)
   x, kernel = x.astype(dtype), kernel.astype(dtype)
   if implementation == 'xla':
@@ -228,13 +308,13 @@ def _transpose_output_size(size, ksize, stride, padding, output_padding):
 # ----------------------------------------------------------------------------------
 
 
-def _conv2d_xla(x, kernel, *, stride, padding):
+def _conv2d_xla(x, kernel, *, stride, padding, precision):
   def conv(pads):
     return lax.conv_general_dilated(x, kernel, window_strides=stride, padding=pads,
-                                    dimension_numbers=_DIMENSION_NUMBERS)
+                                    dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
 
-  pads = [(p, p) for p in padding]
-  if any(padding) or kernel.shape[1] == 1:
+  pads = [tuple(p) for p in padding]  # ((top, bottom), (left, right))
+  if any(lo or hi for lo, hi in pads) or kernel.shape[1] == 1:
     return conv(pads)
   # XLA:CPU runs a convolution without any padding 2-3x slower than the same one with some
   # (batch 50, 3x3, 80 -> 192 channels at 73x73: 2.2 s vs 1.0 s of CPU time). One zero
@@ -246,7 +326,7 @@ def _conv2d_xla(x, kernel, *, stride, padding):
       default=lambda: conv(pads))
 
 
-def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding):
+def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding, precision):
   # The gradient-of-conv2d form: dilate the input by the stride, pad by k - 1 - p
   # (negative padding crops), correlate with the spatially flipped kernel.
   kh, kw = kernel.shape[:2]
@@ -254,7 +334,7 @@ def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding):
           for k, p, op in zip((kh, kw), padding, output_padding)]
   return lax.conv_general_dilated(
       x, kernel[::-1, ::-1], window_strides=(1, 1), padding=pads, lhs_dilation=stride,
-      dimension_numbers=_DIMENSION_NUMBERS)
+      dimension_numbers=_DIMENSION_NUMBERS, precision=precision)
 
 
 # ----------------------------------------------------------------------------------
@@ -262,20 +342,22 @@ def _conv_transpose2d_xla(x, kernel, *, stride, padding, output_padding):
 # ----------------------------------------------------------------------------------
 
 
-def _conv2d_gemm(x, kernel, *, stride, padding):
+def _conv2d_gemm(x, kernel, *, stride, padding, precision):
   (kh, kw), (h, w) = kernel.shape[:2], x.shape[1:3]
-  out = ((h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1)
+  out = tuple((n + lo + hi - k) // s + 1
+              for n, k, s, (lo, hi) in zip((h, w), (kh, kw), stride, padding))
   taps = (-(-kh // stride[0]), -(-kw // stride[1]))
-  # Pad by `padding` in front; behind, pad or crop so that the padded extent is exactly
+  # Pad by `lo` in front; behind, pad or crop so that the padded extent is exactly
   # `out + taps - 1` stride blocks (rows no output reads are dropped).
-  pads = tuple((p, s * (o + a - 1) - n - p)
-               for n, s, p, o, a in zip((h, w), stride, padding, out, taps))
+  pads = tuple((lo, s * (o + a - 1) - n - lo)
+               for n, s, (lo, _), o, a in zip((h, w), stride, padding, out, taps))
   k = _fold_kernel(kernel, stride, taps)                   # (ah, aw, s*s*Cin, Cout)
-  geometry = (stride, pads, taps, _num_chunks(x.shape[0], out, k.shape, x.dtype))
+  geometry = Geometry(stride, pads, taps, _num_chunks(x.shape[0], out, k.shape, x.dtype),
+                      precision)
   return _conv_core(x, k.reshape(-1, k.shape[3]).T, geometry)
 
 
-def _conv_transpose2d_gemm(x, kernel, *, stride, padding, output_padding):
+def _conv_transpose2d_gemm(x, kernel, *, stride, padding, output_padding, precision):
   (kh, kw), (h, w) = kernel.shape[:2], x.shape[1:3]
   out = _transpose_output_size((h, w), (kh, kw), stride, padding, output_padding)
   taps = (-(-kh // stride[0]), -(-kw // stride[1]))
@@ -285,7 +367,8 @@ def _conv_transpose2d_gemm(x, kernel, *, stride, padding, output_padding):
   pads = tuple((p, s * (n + a - 1) - o - p)
                for n, s, p, o, a in zip((h, w), stride, padding, out, taps))
   k = _fold_kernel(jnp.swapaxes(kernel, 2, 3), stride, taps)  # (ah, aw, s*s*Cout, Cin)
-  geometry = (stride, pads, taps, _num_chunks(x.shape[0], (h, w), k.shape, x.dtype))
+  geometry = Geometry(stride, pads, taps, _num_chunks(x.shape[0], (h, w), k.shape, x.dtype),
+                      precision)
   return _conv_transpose_core(x, k.reshape(-1, k.shape[3]).T, geometry)
 
 
@@ -388,6 +471,15 @@ def _col2im(r, taps):
   return out
 
 
+class Geometry(NamedTuple):
+  """The static arguments of a GEMM core (hashable: `custom_jvp`'s nondiff argument)."""
+  stride: tuple[int, int]
+  pads: tuple[tuple[int, int], tuple[int, int]]  # (lo, hi) per spatial dim, before folding
+  taps: tuple[int, int]  # (ah, aw) of the folded, stride-1 correlation
+  chunks: int  # batch slices (`_num_chunks`)
+  precision: PrecisionLike
+
+
 def _accumulate(dot, a, b):
   """``dot(a, b)`` accumulated in (at least) float32, returned in the operands' dtype.
 
@@ -400,34 +492,19 @@ def _accumulate(dot, a, b):
   return dot(a, b, preferred_element_type=acc).astype(a.dtype)
 
 
-def _matmul(a, b):
+def _matmul(a, b, precision=None):
   """(..., K) @ (K, N) -> (..., N) as one 2-D GEMM (rows = all leading axes)."""
-  out = _accumulate(lax.dot, a.reshape(-1, a.shape[-1]), b)
+  out = _accumulate(functools.partial(lax.dot, precision=precision),
+                    a.reshape(-1, a.shape[-1]), b)
   return out.reshape(*a.shape[:-1], b.shape[-1])
 
 
-def _matmul_nt(a, b):
+def _matmul_nt(a, b, precision=None):
   """(..., K) @ (N, K).T -> (..., N) as one 2-D GEMM."""
-  nt = functools.partial(lax.dot_general, dimension_numbers=(((1,), (1,)), ((), ())))
+  nt = functools.partial(lax.dot_general, dimension_numbers=(((1,), (1,)), ((), ())),
+                         precision=precision)
   out = _accumulate(nt, a.reshape(-1, a.shape[-1]), b)
   return out.reshape(*a.shape[:-1], b.shape[0])
-
-
-def _matmul_tn(a, b):
-  """a.T @ b summed over rows = all leading axes: (..., P), (..., Q) -> (P, Q).
-
-  Written directly, XLA:CPU keeps this as a transposed-operand GEMM that runs at half
-  the speed of a plain one inside the batch loop. Transposing the narrower operand
-  explicitly (cheap) gives a plain GEMM; the barrier stops XLA from folding the
-  transpose back into the dot.
-  """
-  a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-  # Left in the accumulation dtype: the batch slices' kernel gradients are summed
-  # before one rounding to the kernel's dtype (see `_in_chunks_with_sum`).
-  acc = jnp.promote_types(a.dtype, jnp.float32)
-  if a2.shape[1] <= b2.shape[1]:
-    return lax.dot(lax.optimization_barrier(a2.T), b2, preferred_element_type=acc)
-  return lax.dot(lax.optimization_barrier(b2.T), a2, preferred_element_type=acc).T
 
 
 def _in_chunks(fn, chunks, *arrays):
@@ -443,90 +520,126 @@ def _in_chunks(fn, chunks, *arrays):
   return out.reshape(b, *out.shape[2:])
 
 
-def _in_chunks_with_sum(fn, chunks, *arrays):
-  """As `_in_chunks` for fn returning (per-image output, output summed over images)."""
-  if chunks == 1:
-    return fn(*arrays)
-  b = arrays[0].shape[0]
-  split = [a.reshape(chunks, b // chunks, *a.shape[1:]) for a in arrays]
-  # The parts come in their accumulation dtype (`_matmul_tn`), so bfloat16 kernel
-  # gradients are summed in float32 and rounded once, by the caller.
-  total_shape = jax.eval_shape(fn, *[a[0] for a in split])[1]
-
-  def body(total, args):
-    out, part = fn(*args)
-    return total + part, out
-
-  total, out = lax.scan(body, jnp.zeros(total_shape.shape, total_shape.dtype), split)
-  return out.reshape(b, *out.shape[2:]), total
+# Differentiation. Both cores are bilinear in (x, kt), so their JVP
+#   d core = core(dx, kt) + core(x, dkt)
+# is linear in the tangents (dx, dkt), and reverse mode is JAX transposing it. The
+# tangent is written so that its transpose is a hand-written backward pass: per batch
+# slice, one im2col (of x for conv2d, of dy for conv_transpose2d, recomputed under
+# `jax.checkpoint` rather than stored for the whole batch) serves both gradients, and the
+# kernel gradient is one plain GEMM (`_matmul_transposable`). A `custom_jvp` (not a
+# `custom_vjp`) keeps forward mode (`jvp`, `jacfwd`, `linearize`) and every higher order
+# working: the rule is plain JAX, differentiable again.
 
 
-# conv2d: y = im2col(fold(x)) @ K. The kernel is passed as kt = K.T, (O, ah*aw*I):
-# then the kernel gradient dK.T = dY.T @ im2col, with the narrow dY transposed, comes
-# out in its final layout.
+def _is_zero(tangent) -> bool:
+  return isinstance(tangent, jax.custom_derivatives.SymbolicZero)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _kernel_operand(w):
+  """A kernel tangent ``w`` (P, Q) as `_matmul_transposable` takes it: ``w`` for P <= Q,
+  else ``wᵀ``, in (at least) float32. Oriented outside the batch loop, so that the loop
+  accumulates the kernel gradient in the layout its GEMM produces (a transpose inside the
+  loop lets XLA swap the GEMM's operands into the slow transposed form again); float32,
+  so that a bfloat16 model's kernel gradient is summed over the batch slices in float32
+  and rounded once."""
+  w = w.astype(jnp.promote_types(w.dtype, jnp.float32))
+  return w if w.shape[0] <= w.shape[1] else w.T
+
+
+def _matmul_transposable(a, operand, precision=None):
+  """``a @ w``, (..., P) x (P, Q) -> (..., Q) in ``a``'s dtype, for a tangent linear in
+  ``w`` given as ``operand = _kernel_operand(w)``.
+
+  Its transpose in ``w`` (the kernel gradient, ``aᵀ @ ct`` over all rows) is, written
+  directly, a transposed-operand GEMM, which XLA:CPU runs at half the speed of a plain
+  one inside the batch loop. So the narrower of ``a`` and ``ct`` is transposed explicitly
+  (cheap) and a barrier stops XLA from folding that transpose back into the dot: for
+  P <= Q the transpose is ``(aᵀ) @ ct``, else ``(ctᵀ) @ a``.
+  """
+  acc = jnp.promote_types(a.dtype, jnp.float32)
+  a2 = a.reshape(-1, a.shape[-1])
+  operand = operand.astype(a.dtype)  # the GEMM in the operands' dtype (bf16: fast on CPU)
+  p = a2.shape[1]
+  q = operand.shape[1] if operand.shape[0] == p else operand.shape[0]
+  if p <= q:  # operand is w, (P, Q)
+    tn = (((0,), (0,)), ((), ()))
+    out = lax.dot_general(lax.optimization_barrier(a2.T), operand, tn, precision=precision,
+                          preferred_element_type=acc)
+  else:  # operand is wᵀ, (Q, P)
+    nt = (((1,), (1,)), ((), ()))
+    out = lax.optimization_barrier(
+        lax.dot_general(operand, a2, nt, precision=precision, preferred_element_type=acc)).T
+  return out.astype(a.dtype).reshape(*a.shape[:-1], q)
+
+
+def _cols(x, stride, pads, taps):
+  """im2col of the folded ``x``: (B, gy, gx, ah*aw*s*s*C)."""
+  folded = _fold(x, stride, pads)
+  grid = (folded.shape[1] - taps[0] + 1, folded.shape[2] - taps[1] + 1)
+  return _windows(folded, taps, grid)
+
+
+def _tangent_in_chunks(slice_tangent, chunks, x, dx):
+  """``slice_tangent(x, dx)`` over batch slices, ``dx`` None for a zero input tangent;
+  checkpointed, so its transpose recomputes what it needs of ``x`` slice by slice."""
+  if dx is None:
+    return _in_chunks(jax.checkpoint(lambda x: slice_tangent(x, None)), chunks, x)
+  return _in_chunks(jax.checkpoint(slice_tangent), chunks, x, dx)
+
+
+def _sum(terms):
+  return functools.reduce(operator.add, terms)
+
+
+# conv2d: y = im2col(fold(x)) @ K. The kernel is passed as kt = K.T, (O, ah*aw*I).
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _conv_core(x, kt, geometry):
-  stride, pads, taps, chunks = geometry
-
-  def forward(x):
-    folded = _fold(x, stride, pads)
-    grid = (folded.shape[1] - taps[0] + 1, folded.shape[2] - taps[1] + 1)
-    return _matmul_nt(_windows(folded, taps, grid), kt)
-
-  return _in_chunks(forward, chunks, x)
+  stride, pads, taps, chunks, precision = geometry
+  return _in_chunks(lambda x: _matmul_nt(_cols(x, stride, pads, taps), kt, precision),
+                    chunks, x)
 
 
-def _conv_core_fwd(x, kt, geometry):
-  return _conv_core(x, kt, geometry), (x, kt)
+@functools.partial(_conv_core.defjvp, symbolic_zeros=True)
+def _conv_core_jvp(geometry, primals, tangents):
+  (x, kt), (dx, dkt) = primals, tangents
+  stride, pads, taps, chunks, precision = geometry
+  dx = None if _is_zero(dx) else dx
+  dw = None if _is_zero(dkt) else _kernel_operand(dkt.T)  # w: (ah*aw*I, O)
 
+  def slice_tangent(x, dx):
+    terms = [] if dx is None else [_matmul_nt(_cols(dx, stride, pads, taps), kt, precision)]
+    if dw is not None:
+      terms.append(_matmul_transposable(_cols(x, stride, pads, taps), dw, precision))
+    return _sum(terms)
 
-def _conv_core_bwd(geometry, res, dy):
-  x, kt = res
-  stride, pads, taps, chunks = geometry
-
-  def grads(x, dy):
-    cols = _windows(_fold(x, stride, pads), taps, dy.shape[1:3])
-    dx = _unfold(_col2im(_matmul(dy, kt), taps), stride, pads)
-    return dx, _matmul_tn(dy, cols)
-
-  dx, dkt = _in_chunks_with_sum(grads, chunks, x, dy)
-  return dx, dkt.astype(kt.dtype)
-
-
-_conv_core.defvjp(_conv_core_fwd, _conv_core_bwd)
+  return _conv_core(x, kt, geometry), _tangent_in_chunks(slice_tangent, chunks, x, dx)
 
 
 # conv_transpose2d: y = unfold(col2im(x @ K.T)), the adjoint of the above in x; again
-# kt = K.T, here (Cin, ah*aw*s*s*Cout).
+# kt = K.T, here (Cin, ah*aw*s*s*Cout). Its tangent sums both products before the one
+# col2im, so the transpose takes one im2col of the output gradient for both gradients.
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _conv_transpose_core(x, kt, geometry):
-  stride, pads, taps, chunks = geometry
-
-  def forward(x):
-    return _unfold(_col2im(_matmul(x, kt), taps), stride, pads)
-
-  return _in_chunks(forward, chunks, x)
+  stride, pads, taps, chunks, precision = geometry
+  return _in_chunks(lambda x: _unfold(_col2im(_matmul(x, kt, precision), taps), stride, pads),
+                    chunks, x)
 
 
-def _conv_transpose_core_fwd(x, kt, geometry):
-  return _conv_transpose_core(x, kt, geometry), (x, kt)
+@functools.partial(_conv_transpose_core.defjvp, symbolic_zeros=True)
+def _conv_transpose_core_jvp(geometry, primals, tangents):
+  (x, kt), (dx, dkt) = primals, tangents
+  stride, pads, taps, chunks, precision = geometry
+  dx = None if _is_zero(dx) else dx
+  dw = None if _is_zero(dkt) else _kernel_operand(dkt)  # w: (Cin, ah*aw*s*s*Cout)
 
+  def slice_tangent(x, dx):
+    terms = [] if dx is None else [_matmul(dx, kt, precision)]
+    if dw is not None:
+      terms.append(_matmul_transposable(x, dw, precision))
+    return _unfold(_col2im(_sum(terms), taps), stride, pads)
 
-def _conv_transpose_core_bwd(geometry, res, dy):
-  x, kt = res
-  stride, pads, taps, chunks = geometry
-
-  def grads(x, dy):
-    # One im2col of the output gradient serves both gradients.
-    cols = _windows(_fold(dy, stride, pads), taps, x.shape[1:3])
-    return _matmul_nt(cols, kt), _matmul_tn(x, cols)
-
-  dx, dkt = _in_chunks_with_sum(grads, chunks, x, dy)
-  return dx, dkt.astype(kt.dtype)
-
-
-_conv_transpose_core.defvjp(_conv_transpose_core_fwd, _conv_transpose_core_bwd)
+  return _conv_transpose_core(x, kt, geometry), _tangent_in_chunks(slice_tangent, chunks, x, dx)

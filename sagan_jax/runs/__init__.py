@@ -5,8 +5,8 @@ figures and interop. The command-line scripts (``train.py``, ``sample.py``,
 ``evaluate.py``) call these functions and nothing deeper.
 
 * `train_and_evaluate(config, workdir)` — train or resume (`training`);
-* `restore_generator`, `Sampler`, `write_sample_files` — the one sampling path
-  (`sampling`);
+* `restore_generator`, `Sampler`, `write_sample_files`, `write_samples_npz` — the
+  one sampling path (`sampling`); `write_explorer` — the attention explorer page;
 * `evaluate_run`, `evaluate_generator`, `evaluate_torch_generator` (`evaluation`),
   and `format_table` to print a result; `make_extractor` picks the feature
   network (MNIST classifier or FID Inception);
@@ -20,8 +20,9 @@ from sagan_jax.runs.dataset_stats import write_dataset_statistics
 from sagan_jax.runs.evaluation import (FEATURES, evaluate_generator, evaluate_run,
                                        evaluate_torch_generator, heldout_images, make_evaluator,
                                        make_extractor, write_results)
+from sagan_jax.runs.explorer import write_explorer
 from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, latents,
-                                     restore_generator, write_sample_files)
+                                     restore_generator, write_sample_files, write_samples_npz)
 from sagan_jax.runs.training import Trainer, train_and_evaluate
 from sagan_jax.runs.workdir import load_config, write_config
 
@@ -46,6 +47,8 @@ __all__ = [
     "train_and_evaluate",
     "write_config",
     "write_dataset_statistics",
+    "write_explorer",
     "write_results",
     "write_sample_files",
+    "write_samples_npz",
 ]

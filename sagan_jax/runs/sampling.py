@@ -13,6 +13,8 @@ only the generator's memory.
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from typing import Any, Iterator, NamedTuple, Optional, Sequence
 
@@ -21,8 +23,10 @@ import ml_collections
 import numpy as np
 
 from sagan_jax import sharding, viz
+from sagan_jax.atomic_file import atomic_write
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
+from sagan_jax.runs.best_checkpoint import SUBDIR as BEST_SUBDIR
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 
 # Folded into key(seed): keeps sampling noise apart from the training keys,
@@ -112,14 +116,17 @@ def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
   return (config.data.image_size, config.data.image_size, config.data.channels)
 
 
-def restore_generator(workdir: str, step: Optional[int] = None) -> RestoredGenerator:
-  """The generator of the checkpoint at ``step`` (default: latest) of a training workdir.
+def restore_generator(workdir: str, step: Optional[int] = None,
+                      best: bool = False) -> RestoredGenerator:
+  """The generator of the checkpoint at ``step`` (default: latest) of a training workdir,
+  or with ``best=True`` of the best evaluated one (`sagan_jax.runs.best_checkpoint`).
 
   Read-only, so safe beside a running trainer. Restores onto one local device,
   whatever the device count of the run that wrote it.
   """
   config = workdir_lib.load_config(workdir)
-  checkpointer = Checkpointer(workdir, read_only=True)
+  checkpointer = Checkpointer(workdir, read_only=True,
+                              subdir=BEST_SUBDIR if best else "checkpoints")
   try:
     steps = checkpointer.all_steps()
     step = checkpointer.latest_step() if step is None else step
@@ -140,28 +147,37 @@ def restore_generator(workdir: str, step: Optional[int] = None) -> RestoredGener
   return RestoredGenerator(config, generator, variables, step)
 
 
-def sample_files(images: np.ndarray, attention_maps: Optional[np.ndarray], path: str
-                 ) -> list[str]:
-  """Writes a grid of ``images`` to ``path`` and, with maps, the attention figure
-  of the first samples beside it (``<path>_attention.png``); returns the paths."""
+def attention_layer_caption(maps: Sequence[Any], step: Optional[int] = None) -> str:
+  """The caption of a figure of the generator's last attention map of ``maps``."""
+  side = math.isqrt(maps[-1].shape[1])
+  return viz.attention_caption(f"generator attention layer {len(maps)} of {len(maps)}",
+                               (side, side), step)
+
+
+def sample_files(images: np.ndarray, attention_maps: Optional[Sequence[np.ndarray]], path: str,
+                 step: Optional[int] = None) -> list[str]:
+  """Writes a grid of ``images`` to ``path`` and, with the generator's attention maps,
+  the figure of the last layer for the first samples beside it
+  (``<path>_attention.png``); returns the paths."""
   paths = [viz.save_png(path, viz.image_grid(images))]
   if attention_maps is not None:
     root, ext = os.path.splitext(path)
-    shown = len(attention_maps)
-    paths.append(viz.save_png(f"{root}_attention{ext or '.png'}",
-                              viz.attention_figure(images[:shown], attention_maps)))
+    last = np.asarray(attention_maps[-1])
+    paths.append(viz.save_png(f"{root}_attention{ext or '.png'}", viz.attention_figure(
+        images[:len(last)], last, caption=attention_layer_caption(attention_maps, step))))
   return paths
 
 
 def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
                        out: Optional[str] = None, attention: bool = False,
-                       step: Optional[int] = None, batch_size: int = 256) -> list[str]:
+                       step: Optional[int] = None, batch_size: int = 256,
+                       best: bool = False) -> list[str]:
   """Writes a sample grid (and an attention figure) of a run's checkpoint; returns the paths.
 
   Images are generated ``batch_size`` at a time; attention maps only for the
   samples the figure shows, so memory does not grow with ``num_samples``.
   """
-  run = restore_generator(workdir, step)
+  run = restore_generator(workdir, step, best)
   sampler = Sampler(run.generator, run.config.model.z_dim)
   images = np.concatenate([np.asarray(s.images) for s in sampler.batches(
       run.variables, num_samples, seed=seed, batch_size=batch_size)])
@@ -169,7 +185,26 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
   if attention:
     with_maps = Sampler(run.generator, run.config.model.z_dim, return_attention=True)
     shown = min(ATTENTION_FIGURE_SAMPLES, num_samples)
-    maps = np.asarray(with_maps.sample(run.variables, shown, seed=seed).attention[-1])
+    maps = with_maps.sample(run.variables, shown, seed=seed).attention
   out = out or os.path.join(workdir_lib.samples_dir(workdir),
                             f"sample_step{run.step:06d}_seed{seed}.png")
-  return sample_files(images, maps, out)
+  return sample_files(images, maps, out, run.step)
+
+
+def write_samples_npz(workdir: str, path: str, num_samples: int, seed: int = 0,
+                      step: Optional[int] = None, batch_size: int = 256,
+                      best: bool = False) -> str:
+  """Writes ``num_samples`` samples of a run's checkpoint to ``path`` as ``.npz`` for
+  external tools (FID/IS suites): ``images`` uint8 (N, H, W, C) as the PNGs have them,
+  plus ``seed`` and ``step``. Generated ``batch_size`` at a time; only the uint8
+  images are held."""
+  run = restore_generator(workdir, step, best)
+  sampler = Sampler(run.generator, run.config.model.z_dim)
+  images = np.empty((num_samples, *image_shape(run.config)), np.uint8)
+  start = 0
+  for batch in sampler.batches(run.variables, num_samples, seed=seed, batch_size=batch_size):
+    images[start:start + len(batch.images)] = viz.to_uint8(np.asarray(batch.images))
+    start += len(batch.images)
+  buffer = io.BytesIO()
+  np.savez(buffer, images=images, seed=np.int64(seed), step=np.int64(run.step))
+  return atomic_write(path, buffer.getvalue())

@@ -24,10 +24,12 @@ from sagan_jax import sharding, viz
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan
 from sagan_jax.runs import evaluation, workdir as workdir_lib
+from sagan_jax.runs.best_checkpoint import BestCheckpoint
+from sagan_jax.runs.compilation import RUN_ONCE, CompiledByShape, compile_reported
 from sagan_jax.runs.errors import NonFiniteLossError
 from sagan_jax.runs.metric_writer import MetricWriter
 from sagan_jax.runs.progress import ConsoleProgress
-from sagan_jax.runs.sampling import ATTENTION_FIGURE_SAMPLES, Sampler
+from sagan_jax.runs.sampling import ATTENTION_FIGURE_SAMPLES, Sampler, attention_layer_caption
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from sagan_jax.train.config import ConfigError, validate
 from sagan_jax.train.optimizers import make_optimizers
@@ -121,6 +123,10 @@ class Trainer:
     self.multi_step = jax.jit(make_multi_step(step_fn),
                               in_shardings=(replicated, self.stacked_sharding),
                               out_shardings=(replicated, replicated), donate_argnums=0)
+    # What `dispatch` runs: compiled once per batch shape, with a line before and after.
+    self._compiled_step = CompiledByShape(self.train_step, "the train step")
+    self._compiled_multi_step = CompiledByShape(
+        self.multi_step, f"the train step scanned over {config.steps_per_dispatch} batches")
     self._init = jax.jit(functools.partial(
         init_gan_state, self.generator, self.discriminator, seed=config.seed,
         z_dim=config.model.z_dim, image_shape=self.image_shape, g_tx=self.g_tx,
@@ -129,13 +135,33 @@ class Trainer:
     self.sampler = Sampler(self.generator, config.model.z_dim)
     self.attention_sampler = Sampler(self.generator, config.model.z_dim, return_attention=True)
     self._all_finite = jax.jit(_all_finite)
+    self._compiled_all_finite = None
 
   def state_is_finite(self, state: GANState) -> bool:
     """Whether every float in ``state`` (params, SN/BN state, Adam moments) is finite."""
-    return bool(self._all_finite(state))
+    if self._compiled_all_finite is None:
+      self._compiled_all_finite = self._all_finite.lower(state).compile(RUN_ONCE)
+    return bool(self._compiled_all_finite(state))
+
+  def abstract_state(self) -> GANState:
+    """The state's shapes and dtypes (``jax.ShapeDtypeStruct``s): a restore target."""
+    return jax.eval_shape(self._init)
+
+  def compile_first_step_in_background(self) -> None:
+    """Starts compiling the first dispatch's program (one step of the full batch) on a
+    thread, so that it overlaps the initial state's compilation and the data loading."""
+    if self.config.steps_per_dispatch != 1:
+      return  # the first dispatch may be a scan of several steps: compiled on first use
+    batch = {"image": jax.ShapeDtypeStruct(
+        (self.config.batching.batch_size, *self.image_shape), jnp.float32,
+        sharding=self.batch_sharding)}
+    state = abstract_like(self.abstract_state(), sharding.replicated(self.mesh))
+    self._compiled_step.compile_in_background(state, batch)
 
   def init_state(self) -> GANState:
-    return self._init()
+    """A fresh state, compiled at XLA's -O0 (it runs once: compiling dominates)."""
+    return compile_reported(self._init, what="the initial state",
+                            compiler_options=RUN_ONCE)()
 
   def device_batch(self, host_batch: dict[str, Any]) -> dict[str, jax.Array]:
     """A host batch (this process's slice) → the global batch, sharded over the mesh."""
@@ -149,8 +175,8 @@ class Trainer:
   def dispatch(self, state: GANState, host_batches: list[dict[str, Any]]):
     """Runs the steps of ``host_batches``: one jitted step, or a scan over several."""
     if len(host_batches) == 1:
-      return self.train_step(state, self.device_batch(host_batches[0]))
-    return self.multi_step(state, self.stacked_device_batch(host_batches))
+      return self._compiled_step(state, self.device_batch(host_batches[0]))
+    return self._compiled_multi_step(state, self.stacked_device_batch(host_batches))
 
   def batch(self, step: int) -> dict[str, jax.Array]:
     """The global batch of ``step``, sharded over the mesh."""
@@ -182,8 +208,9 @@ def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
 
 
 def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
-                   writer: MetricWriter) -> None:
-  """Scores ``state``'s generator against held-out data → eval/eval_<step>.json."""
+                   writer: MetricWriter) -> dict[str, Any]:
+  """Scores ``state``'s generator against held-out data → eval/eval_<step>.json; returns
+  the result."""
   config = trainer.config
   result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
   result.update(evaluation.evaluate_generator(
@@ -194,6 +221,10 @@ def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, work
   logger.info("eval step %d: FID %.3f (real floor %.3f) | KID %.4f | precision %.3f | "
               "recall %.3f", step, result["fid"], result["real"]["fid"], result["kid"],
               result["precision"], result["recall"])
+  if result.get("collapsed"):
+    logger.warning("eval step %d: collapsed output: %s", step,
+                   "; ".join(result["collapse_reasons"]))
+  return result
 
 
 def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: MetricWriter) -> None:
@@ -211,9 +242,12 @@ def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: Metri
   samples_dir = workdir_lib.samples_dir(workdir)
   viz.save_png(os.path.join(samples_dir, f"samples_{step:06d}.png"), grid)
   # The last attention layer, at the highest resolution.
-  figure = viz.attention_figure(images[:shown], np.asarray(maps[-1]))
-  viz.save_png(os.path.join(samples_dir, f"attention_{step:06d}.png"), figure)
+  figure = viz.attention_figure(images[:shown], np.asarray(maps[-1]),
+                                caption=attention_layer_caption(maps, step))
+  attention_path = viz.save_png(os.path.join(samples_dir, f"attention_{step:06d}.png"), figure)
   writer.write_images(step, {"samples": grid, "attention": figure})
+  logger.info("step %d: wrote %s and %s", step,
+              os.path.join(samples_dir, f"samples_{step:06d}.png"), attention_path)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
@@ -231,8 +265,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   finally:
     reader.close()
   checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+  if (latest or 0) < trainer.total_steps:
+    trainer.compile_first_step_in_background()
   if latest is not None:
-    state = checkpointer.restore(latest, abstract_like(jax.eval_shape(trainer.init_state),
+    state = checkpointer.restore(latest, abstract_like(trainer.abstract_state(),
                                                        sharding.replicated(trainer.mesh)))
     logger.info("Resumed from %s at step %d.", checkpointer.directory, latest)
   else:
@@ -252,10 +288,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
 
   writer = MetricWriter(workdir, enabled=is_chief, resume_step=start if start else None)
   progress = ConsoleProgress(total)
-  evaluator = None
+  evaluator = best = None
   if config.eval_every and is_chief:
     evaluator = evaluation.make_evaluator(config, batch_size=config.eval_batch_size,
                                           seed=config.seed)
+    best = BestCheckpoint(workdir)
   last_checkpoint = latest
   pending = None  # (step, metrics) checked one dispatch late so the device never idles
   group: list[dict[str, Any]] = []
@@ -276,8 +313,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           _check_finite(step, metrics, last_checkpoint)
           scalars = {k: v for k, v in jax.device_get(metrics).items()
                      if not k.startswith("all_")}
+          line = progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS})
+          if progress.tracker.rate is not None:
+            scalars["steps_per_sec"] = progress.tracker.rate
           writer.write_scalars(step, scalars)
-          logger.info(progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS}))
+          logger.info(line)
         else:
           progress.update(step)
         save = step % config.checkpoint_every == 0 or step == total
@@ -291,12 +331,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           write_samples(trainer, state, workdir, writer)
         if evaluator is not None and (step % config.eval_every == 0 or step == total):
           _check_finite(step, metrics, last_checkpoint)
-          evaluate_state(evaluator, trainer, state, step, workdir, writer)
+          result = evaluate_state(evaluator, trainer, state, step, workdir, writer)
+          best.update(step, result, state, config)
         if save:
           checkpointer.save(step, state, config)
           last_checkpoint = step
+          logger.info("step %d: saving checkpoint %s (in the background)", step,
+                      os.path.join(checkpointer.directory, str(step)))
   finally:
     checkpointer.wait()
     checkpointer.close()
+    if best is not None:
+      best.close()
     writer.close()
   return state

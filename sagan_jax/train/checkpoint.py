@@ -65,13 +65,15 @@ def config_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
 class Checkpointer:
   """Saves and restores ``GANState`` under ``<workdir>/checkpoints``.
 
+  ``subdir``: ``best_checkpoint`` holds the best evaluated step (`sagan_jax.runs.best_checkpoint`).
   ``read_only=True`` (sampling, evaluation, the compatibility check before a
   resume) never writes or deletes anything, so it is safe beside a running
   trainer: a writable one would clean up the trainer's in-progress save.
   """
 
-  def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
-    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  def __init__(self, workdir: str, keep: int = 3, read_only: bool = False,
+               subdir: str = "checkpoints"):
+    self.directory = os.path.abspath(os.path.join(workdir, subdir))
     self.read_only = read_only
     if read_only:
       options = ocp.CheckpointManagerOptions(
