@@ -39,3 +39,24 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> str:
       pass
     raise
   return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+  """Raises ``OSError`` (one clear line) unless a file can be written at ``path``.
+
+  Creates missing parent folders, then creates and removes a probe file beside
+  ``path`` — the only test a read-only file system, permissions, quotas and
+  root's privileges all answer truthfully. Callers run it before long work
+  whose result would otherwise be lost at the final write.
+  """
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"cannot write {path}: it is a folder")
+  folder = os.path.dirname(os.path.abspath(path))
+  probe = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.probe")
+  try:
+    os.makedirs(folder, exist_ok=True)
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    os.remove(probe)
+  except OSError as error:
+    raise OSError(f"cannot write {path}: {error.strerror or error}") from error

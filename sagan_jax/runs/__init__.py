@@ -4,7 +4,8 @@ The top floor: the only code that combines the train step, data, evaluation,
 figures and interop. The command-line scripts (``train.py``, ``sample.py``,
 ``evaluate.py``) call these functions and nothing deeper.
 
-* `train_and_evaluate(config, workdir)` — train or resume (`training`);
+* `train_and_evaluate(config, workdir)` — train or resume (`training`); it
+  raises `TrainingStopped` after saving when SIGTERM or Ctrl-C stop it;
 * `restore_generator`, `Sampler`, `write_sample_files` — the one sampling path
   (`sampling`);
 * `evaluate_run`, `evaluate_generator`, `evaluate_torch_generator` (`evaluation`),
@@ -17,6 +18,7 @@ from sagan_jax.runs.evaluation import (evaluate_generator, evaluate_run, evaluat
                                        heldout_images, make_evaluator, write_results)
 from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, latents,
                                      restore_generator, write_sample_files)
+from sagan_jax.runs.stop_signals import TrainingStopped
 from sagan_jax.runs.training import Trainer, train_and_evaluate
 from sagan_jax.runs.workdir import load_config, write_config
 
@@ -26,6 +28,7 @@ __all__ = [
     "Sampler",
     "Samples",
     "Trainer",
+    "TrainingStopped",
     "USER_ERRORS",
     "evaluate_generator",
     "evaluate_run",

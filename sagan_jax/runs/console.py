@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from typing import Any, Iterator
 
+import ml_collections
 from absl import app
 from absl import logging as absl_logging
 
@@ -19,9 +22,44 @@ def quiet_logging() -> None:
   logging.getLogger("sagan_jax").setLevel(logging.INFO)
 
 
+def _config_files(argv: list[str]) -> Iterator[tuple[str, str]]:
+  """``(flag, path)`` of each ``--config FILE`` / ``--config=FILE`` in ``argv``
+  (a ``FILE:arg`` suffix, which ml_collections passes to ``get_config``, dropped)."""
+  for i, arg in enumerate(argv[1:], start=1):
+    if arg in ("--config", "-config") and i + 1 < len(argv):
+      yield arg, argv[i + 1].split(":", 1)[0]
+    elif arg.startswith(("--config=", "-config=")):
+      yield arg.split("=", 1)[0], arg.split("=", 1)[1].split(":", 1)[0]
+
+
+def _check_config_files(argv: list[str]) -> None:
+  """A missing config file, or one Python cannot parse, is one line (ml_collections
+  would defer the first to a traceback at first use and show the second as one)."""
+  for flag, path in _config_files(argv):
+    if not os.path.isfile(path):
+      sys.exit(f"error: {flag} {path}: no such file")
+    try:
+      with open(path, "rb") as f:
+        compile(f.read(), path, "exec")
+    except SyntaxError as error:
+      sys.exit(f"error: {flag} {path}, line {error.lineno}: {error.msg}"
+               + (f": {error.text.strip()}" if error.text else ""))
+    except (OSError, ValueError) as error:
+      sys.exit(f"error: {flag} {path}: cannot read it ({error})")
+
+
+def require_config(config: Any, flag: str = "--config") -> None:
+  """Exits with one line if a config file's ``get_config()`` gave no ConfigDict."""
+  if not isinstance(config, ml_collections.ConfigDict):
+    sys.exit(f"error: {flag}: get_config() must return an ml_collections.ConfigDict, "
+             f"got {type(config).__name__}")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, but a ``--config.<field>`` the config lacks is one
-  clear line (ml_collections raises a bare KeyError/AttributeError for it)."""
+  """absl's flag parsing, but a ``--config.<field>`` the config lacks, a missing
+  config file or one with a syntax error is one clear line (ml_collections
+  raises a bare KeyError/AttributeError, or a traceback, for them)."""
+  _check_config_files(argv)
   try:
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError) as error:
