@@ -53,6 +53,8 @@ def main(argv):
   if FLAGS.torch_generator is not None and (FLAGS.config is None or FLAGS.step is not None):
     raise app.UsageError("--torch_generator needs --config (and takes no --step)")
   console.quiet_logging()
+  if FLAGS.config is not None:
+    console.require_config(FLAGS.config)
   try:
     result = _evaluate()
   except ImportError as error:
@@ -65,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

@@ -53,6 +53,11 @@ def check_writable(path: str | os.PathLike) -> None:
   if os.path.isdir(path):
     raise IsADirectoryError(f"cannot write {path}: it is a folder")
   folder = os.path.dirname(os.path.abspath(path))
+  existing = folder
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise NotADirectoryError(f"cannot write {path}: {existing} is a file, not a folder")
   probe = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.probe")
   try:
     os.makedirs(folder, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from typing import Any, Iterator
 
 import ml_collections
@@ -12,14 +13,44 @@ from absl import app
 from absl import logging as absl_logging
 
 
+class _OrbaxFailureEchoes(logging.Filter):
+  """Drops what orbax's background save threads log when a save fails — a
+  traceback per thread and array, then asyncio's "Task exception was never
+  retrieved" for each at exit. The failure itself reaches the trainer, which
+  reports it in one line with its cause (`sagan_jax.train.checkpoint`).
+  (`_unraisable` drops the rest of the echo: tensorstore's late callbacks.)"""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR:
+      return True
+    from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+    unretrieved = (record.name == "asyncio" and f"{os.sep}orbax{os.sep}" in record.getMessage())
+    return not (from_orbax or unretrieved)
+
+
+def _unraisable(unraisable) -> None:
+  """``sys.unraisablehook`` without the echoes of a failed save: tensorstore writes
+  still in flight when orbax's event loop closed report "Event loop is closed"
+  from their callbacks, one traceback each. Everything else as by default."""
+  frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+  if (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
+      and frames and frames[-1].filename.endswith(os.path.join("asyncio", "base_events.py"))):
+    return
+  sys.__unraisablehook__(unraisable)
+
+
 def quiet_logging() -> None:
   """Our progress lines at INFO; other libraries (orbax, jax) at WARNING only.
 
   Orbax logs every step of every save at INFO, which would bury the single
-  progress line the trainer prints.
+  progress line the trainer prints; the errors it logs from background saves
+  are reported by the trainer instead (`_OrbaxFailureEchoes`).
   """
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.getLogger("sagan_jax").setLevel(logging.INFO)
+  for name in ("absl", "asyncio"):
+    logging.getLogger(name).addFilter(_OrbaxFailureEchoes())
+  sys.unraisablehook = _unraisable
 
 
 def _config_files(argv: list[str]) -> Iterator[tuple[str, str]]:

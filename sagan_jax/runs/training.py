@@ -384,7 +384,7 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
   finally:
     _close_quietly(checkpointer)
     writer.close()
-  if stopped_by is not None:
+  if stopped_by is not None and last_checkpoint < total:  # (at the last step: just done)
     message = (f"Stopped by {signal_name(stopped_by)} after step {last_checkpoint}: checkpoint "
                f"saved; rerun the same command to continue.")
     logger.warning(message)

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 from typing import Any, Callable, Optional, TypeVar
 
@@ -81,15 +82,19 @@ def describe_error(error: BaseException, limit: int = 300) -> str:
 
   Orbax wraps the error that says what is wrong (tensorstore's ``OUT_OF_RANGE:
   … byte range … is not valid``, an ``OSError``'s ``No space left on
-  device``) in generic ones; the innermost exception of the chain is kept.
+  device``) in generic ones; the innermost exception of the chain is kept,
+  and of an operating-system error only its cause.
   """
   root = list(_chain(error))[-1]
   if isinstance(root, OSError) and root.strerror:
     return root.strerror + (f": {root.filename}" if root.filename else "")
   text = str(root).strip()
-  marker = text.find("[OS error")  # tensorstore's wording of an OSError
-  if marker >= 0:
-    return text[marker:text.find("]", marker) + 1 or None]
+  # Tensorstore words an OSError as "…: No space left on device [os_error_code='28']",
+  # sometimes with more bracketed details in between: the code is what is certain.
+  os_error = re.search(r"os_error_code='?(\d+)", text)
+  if os_error:
+    code = int(os_error.group(1))
+    return f"{os.strerror(code)} (OS error {code})"
   first = text.splitlines()[0] if text else ""
   line = f"{type(root).__name__}: {first}" if first else type(root).__name__
   return line if len(line) <= limit else line[:limit - 1] + "…"
@@ -196,7 +201,11 @@ class Checkpointer:
           raise
         except Exception as error:  # pylint: disable=broad-except  # any damage shows as some error
           if not os.path.isdir(self.step_directory(step)):
-            vanished = True  # deleted under us: not damage; start again from the newest
+            # Deleted under us (a trainer's keep_checkpoints): not damage; start again
+            # from the newest step, which the trainer keeps longest.
+            logger.info("Checkpoint step %d was deleted while being read; reading the "
+                        "newest one.", step)
+            vanished = True
             break
           damaged[step] = Damaged(step, self._damage(step, error))
       if not vanished:
@@ -285,9 +294,7 @@ class Checkpointer:
   def check_for_errors(self) -> None:
     """Raises `CheckpointError` (one line, with the cause) if a background save
     failed; removes that save's temporary folder (intact steps stay)."""
-    if self._manager.is_saving_in_progress():
-      return  # never block on a running save; its error shows once it ends
-    try:
+    try:  # non-blocking: it reads what a finished background save left
       self._manager.check_for_errors()
     except Exception as error:  # pylint: disable=broad-except
       self._save_failed(error)
