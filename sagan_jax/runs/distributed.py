@@ -7,15 +7,17 @@ JAX auto-detects: SLURM, Open MPI, Cloud TPU, Kubernetes), or an explicit
 ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``.
 On CPUs the processes also need ``JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo``.
 
-A process that dies (``kill -9``, out of memory, a lost host) stops sending
-heartbeats; JAX's coordination service then terminates every other process
-with "Terminating process because the JAX distributed service detected fatal
-errors. This most likely indicates that another task died" — after
-``SAGAN_HEARTBEAT_TIMEOUT_S`` seconds (JAX's default, 100, when unset), or at
-once when the dead one was process 0, which hosts the service. A process that
-fails with a Python error must therefore not linger either: at exit JAX waits
-in a shutdown barrier (up to 5 minutes) for peers that are themselves blocked
-in a collective waiting for it. `fail_fast` ends it at once instead.
+A process that dies (``kill -9``, out of memory, a lost host) is noticed by
+the others either in their next collective — on CPUs gloo's TCP connection to
+it breaks, and `fail_fast` turns that error into one line — or by JAX's
+coordination service, which terminates every other process with "Terminating
+process because the JAX distributed service detected fatal errors. This most
+likely indicates that another task died" once it has missed
+``SAGAN_HEARTBEAT_TIMEOUT_S`` seconds of heartbeats (JAX's default, 100, when
+unset), at once when the dead one was process 0, which hosts the service. A
+process that fails with a Python error must therefore not linger either: at
+exit JAX waits in a shutdown barrier (up to 5 minutes) for peers that are
+themselves blocked in a collective waiting for it. `fail_fast` ends it at once.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def fail_fast():
       if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1
+    elif isinstance(error, jax.errors.JaxRuntimeError):  # a collective with a peer gone
+      first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      print(f"error: process {jax.process_index()}: {first} — another process of this run "
+            "failed or died; see its log.", file=sys.stderr)
+      code = 1
     else:
       traceback.print_exc()
       code = 1

@@ -13,7 +13,11 @@ resumes from the last complete checkpoint.
 With several processes, a signal may reach some of them only (Ctrl-C in one
 terminal) or at different steps: `GracefulStop.agreed` gathers every
 process's flag after each dispatch so all of them stop after the same step
-(the checkpoint is written by all together).
+(the checkpoint is written by all together). It first waits for that step:
+the XLA CPU runtime may run programs that do not depend on each other at the
+same time, and two processes running the step's collectives and the gather's
+in different orders would wait for each other for ever. (Each process thus
+finishes a step before dispatching the next — only in multi-process runs.)
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -81,11 +85,13 @@ class GracefulStop:
       os._exit(128 + signal_number)  # no traceback, no clean-up that could hang
     self.received = signal_number
 
-  def agreed(self) -> Optional[int]:
-    """The signal that stops the run, once any process received one (all
-    processes must call this together, after the same step)."""
+  def agreed(self, after: Any = None) -> Optional[int]:
+    """The signal that stops the run, once any process received one. All
+    processes call this together, after the same step; ``after`` is that
+    step's output (see the module docstring)."""
     if jax.process_count() == 1:
       return self.received
+    jax.block_until_ready(after)
     flags = np.asarray(multihost_utils.process_allgather(np.int32(self.received or 0)))
     received = flags[flags != 0]
     return int(received[0]) if received.size else None

@@ -353,13 +353,15 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
         if pending is not None:
           _check_finite(*pending, last_checkpoint)
         pending = (step, metrics)
-        stopped_by = stop.agreed()
+        stopped_by = stop.agreed(after=metrics)
         if step % config.log_every == 0 or step == total:
           _check_finite(step, metrics, last_checkpoint)
           scalars = {k: v for k, v in jax.device_get(metrics).items()
                      if not k.startswith("all_")}
           writer.write_scalars(step, scalars)
-          logger.info(progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS}))
+          line = progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS})
+          if is_chief:  # one progress line per run, not one per host
+            logger.info(line)
         else:
           progress.update(step)
         save = step % config.checkpoint_every == 0 or step == total or stopped_by is not None
