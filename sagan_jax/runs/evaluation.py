@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional
 import ml_collections
 import numpy as np
 
-from sagan_jax.atomic_file import atomic_write, check_writable
+from sagan_jax.atomic_file import atomic_write, check_writable_folder
 from sagan_jax.checks import require_int
 from sagan_jax.data import make_source, to_model_range
 from sagan_jax.eval import EvalError, Evaluator, FeatureExtractor, RealImages, scalars
@@ -165,8 +165,8 @@ def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
   if step is not None:
     step = _positive_int(step, "step", 0)
   if write:  # the results go into the workdir: learn now, not after the work, if it can't
-    check_writable(os.path.join(workdir_lib.eval_dir(workdir), "eval.json"))
-    check_writable(os.path.join(workdir, "events.out.tfevents"))
+    check_writable_folder(workdir_lib.eval_dir(workdir))
+    check_writable_folder(workdir)  # TensorBoard events
   run = restore_generator(workdir, step)
   result = {"step": int(run.step), "workdir": os.path.abspath(workdir), "seed": seed}
   result.update(evaluate_generator(run.generator, run.variables, run.config,

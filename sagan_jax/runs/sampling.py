@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from sagan_jax import sharding, viz
-from sagan_jax.atomic_file import check_writable
+from sagan_jax.atomic_file import check_writable, check_writable_folder
 from sagan_jax.checks import require_int
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
@@ -198,8 +198,10 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
   batch_size = require_int(batch_size, "batch_size", 1, ArgumentError)
   if step is not None:
     step = require_int(step, "step", 0, ArgumentError)
-  # Where the default output goes is known only with the step: check its folder.
-  check_writable(out or os.path.join(workdir_lib.samples_dir(workdir), "sample.png"))
+  if out is not None:
+    check_writable(out)
+  else:  # the default file's name holds the step, known once restored: check its folder
+    check_writable_folder(workdir_lib.samples_dir(workdir))
   run = restore_generator(workdir, step)
   sampler = Sampler(run.generator, run.config.model.z_dim)
   images = np.empty((num_samples, *image_shape(run.config)), np.float32)
