@@ -32,7 +32,6 @@ import sys
 import time
 
 import jax
-import numpy as np
 import pytest
 
 from sagan_jax import data as data_lib

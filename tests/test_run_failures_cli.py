@@ -20,9 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import resource
 import signal
-import subprocess
 import sys
 import time
 
@@ -30,7 +28,7 @@ import pytest
 
 from sagan_jax.runs import restore_generator
 from tests.test_cli import (  # noqa: F401  (fixtures)
-    ROOT, TIMEOUT_S, TRAIN, Training, _one_device_and_compilation_cache, env, run,
+    TIMEOUT_S, TRAIN, Training, _one_device_and_compilation_cache, env, run,
     temporary_checkpoints)
 from tests.test_train_loop import assert_all_checkpoints_restore, tiny_config
 
@@ -47,6 +45,17 @@ def slow_save(self, *args, **kwargs):
   time.sleep(60)
 Checkpointer.save = slow_save
 sys.argv[0] = "train.py"
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+# Runs train.py (argv[2:]) with the size of any file it writes limited to argv[1] bytes:
+# a write beyond fails with EFBIG, as one on a full disk fails with ENOSPC.
+FILE_SIZE_LIMITED = """
+import resource, runpy, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.argv = sys.argv[2:]
 runpy.run_path("train.py", run_name="__main__")
 """
 
@@ -153,12 +162,8 @@ def test_a_failed_background_save_stops_the_run_in_one_line(tmp_path, env):
   # ~80 KB state/_METADATA: no save fits files of 64 KB. What else the run writes (the
   # events file, config.json, the lock) stays far below; sample grids are turned off.
   limit = 64 << 10
-
-  def file_size_limit():
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-  result = subprocess_run_with(args + ["--config.num_steps=6", "--config.sample_every=100"],
-                               env, file_size_limit)
+  limited = [sys.executable, "-c", FILE_SIZE_LIMITED, str(limit)]
+  result = run(limited + args[1:] + ["--config.num_steps=6", "--config.sample_every=100"], env)
   assert result.returncode == 1, result.stderr[-3000:]
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
   (line,) = error_lines(result.stderr)
@@ -173,11 +178,6 @@ def test_a_failed_background_save_stops_the_run_in_one_line(tmp_path, env):
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"Resumed from {workdir / 'checkpoints'} at step 2." in result.stderr
   assert assert_all_checkpoints_restore(workdir, tiny_config()) == [2, 4, 6]
-
-
-def subprocess_run_with(args, env, preexec_fn):
-  return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=TIMEOUT_S, check=False, preexec_fn=preexec_fn)
 
 
 @pytest.mark.parametrize("config_text, message", [

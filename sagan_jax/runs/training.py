@@ -240,12 +240,12 @@ def _restore_newest(trainer: Trainer, workdir: str):
   belongs to another config is left untouched: a writable checkpointer would
   already clean up temporary folders). Returns ``(step, state, damaged)``;
   raises if every checkpoint is damaged."""
-  abstract = abstract_like(jax.eval_shape(trainer.init_state),
-                           sharding.replicated(trainer.mesh))
   reader = Checkpointer(workdir, read_only=True)
   try:
     def read(step):
-      reader.check_compatible(trainer.config, step)
+      reader.check_compatible(trainer.config, step)  # before anything is traced
+      abstract = abstract_like(jax.eval_shape(trainer.init_state),
+                               sharding.replicated(trainer.mesh))
       return reader.restore(step, abstract)
     step, state, damaged = reader.read_newest(read, propagate=(IncompatibleCheckpointError,))
   finally:

@@ -54,9 +54,9 @@ CORRUPT_DIR = "corrupt"
 # A reader restarts its walk this often at most when the trainer keeps deleting
 # the step it picked (each restart takes the newest step, which lives longest).
 MAX_VANISHED_RETRIES = 20
-# Files every complete step has: the first one missing names the damage.
-_EXPECTED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA", "state/manifest.ocdbt",
-                   "config/metadata")
+# What every complete step holds: the first one missing names the damage.
+_EXPECTED_FILES = ("_CHECKPOINT_METADATA", "state", "state/_METADATA", "state/manifest.ocdbt",
+                   "config", "config/metadata")
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -150,8 +150,8 @@ class Checkpointer:
           enable_async_checkpointing=True)
       self._empty_trash()  # left by a process killed while deleting
     with _quiet_absl():  # orbax warns that a read-only directory is read-only
-      self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                            item_names=("state", "config"))
+      self._manager = _listing(lambda: ocp.CheckpointManager(
+          self.directory, options=options, item_names=("state", "config")))
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
@@ -300,6 +300,8 @@ class Checkpointer:
       self._save_failed(error)
 
   def _save_failed(self, error: BaseException):
+    if self.read_only:  # a reader never saves, and must never clean up the trainer's saves
+      raise error
     self._remove_temporary_steps()
     self.reload()
     raise CheckpointError(
@@ -342,7 +344,7 @@ class Checkpointer:
 
   def reload(self) -> None:
     """Lists the steps on disk again (another process changed the folder)."""
-    self._manager.reload()
+    _listing(self._manager.reload)
 
   def _empty_trash(self) -> None:
     """Removes the steps orbax moved to the trash (one by one: a save running in
@@ -356,6 +358,18 @@ class Checkpointer:
       return
     for name in names:
       shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+
+
+def _listing(make: Callable[[], T]) -> T:
+  """``make()``, which lists the step folders (orbax reads each one's metadata),
+  tried again when a step vanishes between being listed and being read — a
+  running trainer deleting an old step while a reader lists them."""
+  for _ in range(MAX_VANISHED_RETRIES - 1):
+    try:
+      return make()
+    except FileNotFoundError:
+      pass
+  return make()
 
 
 def _list(steps) -> str:
