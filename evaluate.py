@@ -116,6 +116,8 @@ def main(argv):
   elif FLAGS.torch_generator is not None and (FLAGS.config is None or FLAGS.step is not None):
     raise app.UsageError("--torch_generator needs --config (and takes no --step)")
   console.quiet_logging()
+  if FLAGS.config is not None:
+    console.require_config(FLAGS.config)
   compilation_cache.enable()
   try:
     if stats:
@@ -129,4 +131,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

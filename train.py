@@ -4,7 +4,8 @@ Intentionally kept short: the logic lives in ``sagan_jax.runs`` so tests and
 notebooks can call it. Override any config field on the command line, e.g.
 ``--config.num_steps=600`` or ``--config.data.source=image_folder
 --config.data.path=img_78``. Rerunning the same command resumes from the
-workdir's latest checkpoint.
+workdir's newest intact checkpoint. SIGTERM or Ctrl-C save a checkpoint after
+the current step and exit with status 143 / 130; a second Ctrl-C exits at once.
 """
 
 import os
@@ -29,16 +30,20 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   console.quiet_logging()
   compilation_cache.enable()  # before anything compiles: reruns start in seconds
+  console.require_config(FLAGS.config)
   distributed.maybe_initialize()  # before anything touches a device
   config_path = flags.FLAGS["config"].config_filename
   workdir = FLAGS.workdir or os.path.join(
       "runs", os.path.splitext(os.path.basename(config_path))[0])
   console.info("Config %s → workdir %s", config_path, workdir)
-  try:
-    runs.train_and_evaluate(FLAGS.config, workdir)
-  except runs.USER_ERRORS as error:
-    logging.error("%s: %s", type(error).__name__, error)
-    sys.exit(f"error: {error}")
+  with distributed.fail_fast():  # one process's error must not leave the others waiting
+    try:
+      runs.train_and_evaluate(FLAGS.config, workdir)
+    except runs.TrainingStopped as stop:  # SIGTERM / Ctrl-C: saved, and said so in one line
+      sys.exit(stop.exit_code)
+    except runs.USER_ERRORS as error:
+      logging.error("%s: %s", type(error).__name__, error)
+      sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

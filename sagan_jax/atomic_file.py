@@ -39,3 +39,36 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> str:
       pass
     raise
   return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+  """Raises ``OSError`` (one clear line) unless a file can be written at ``path``
+  (see `check_writable_folder`, which checks its folder)."""
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"cannot write {path}: it is a folder")
+  check_writable_folder(os.path.dirname(os.path.abspath(path)), f"cannot write {path}")
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "") -> None:
+  """Raises ``OSError`` (one clear line) unless files can be written in ``folder``.
+
+  Creates and removes a probe file in ``folder`` — or, if it does not exist
+  yet, in the nearest folder above it, where it would be created: the only
+  test a read-only file system, permissions, quotas and root's privileges all
+  answer truthfully. Nothing is left behind. Callers run it before long work
+  whose result would otherwise be lost at the final write.
+  """
+  folder = os.path.abspath(os.fspath(folder))
+  what = what or f"cannot write in {folder}"
+  existing = folder
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise NotADirectoryError(f"{what}: {existing} is a file, not a folder")
+  probe = os.path.join(existing, f".write_probe.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+  try:
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    os.remove(probe)
+  except OSError as error:
+    raise OSError(f"{what}: {error.strerror or error}") from error

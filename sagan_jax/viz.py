@@ -99,7 +99,8 @@ def _as_nhwc(images: Any, what: str = "images") -> np.ndarray:
     # uint8 pixels would silently saturate to white under the [-1, 1] rule.
     raise ValueError(
         f"{what} must be floating point in [-1, 1], got dtype {x.dtype}.")
-  return x.astype(np.float32)  # also turns bfloat16 into something numpy computes with
+  # Also turns bfloat16 into something numpy computes with; float32 is not copied.
+  return x.astype(np.float32, copy=False)
 
 
 def image_grid(images: Any, ncols: Optional[int] = None, padding: int = 2,
@@ -136,11 +137,10 @@ def image_grid(images: Any, ncols: Optional[int] = None, padding: int = 2,
   cell_h, cell_w = h + padding, w + padding
   grid = np.full((nrows * cell_h + padding, ncols * cell_w + padding, c),
                  to_uint8(pad_value), dtype=np.uint8)
-  tiles = to_uint8(x)
-  for k in range(b):
+  for k in range(b):  # tile by tile: no float64 copy of the whole batch
     r, col = divmod(k, ncols)
     y0, x0 = r * cell_h + padding, col * cell_w + padding
-    grid[y0:y0 + h, x0:x0 + w] = tiles[k]
+    grid[y0:y0 + h, x0:x0 + w] = to_uint8(x[k])
   return grid
 
 

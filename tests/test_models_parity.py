@@ -4,6 +4,8 @@ tests/parity.py for the tolerance)."""
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -113,3 +115,42 @@ def test_discriminator_rejects_bad_images():
   dv = d.init(jax.random.key(1), jnp.zeros((1, 64, 64, 1)))
   with pytest.raises(ValueError, match=r"\(batch, 64, 64, 1\)"):
     d.apply(dv, jnp.ones((2, 32, 32, 1)))
+
+
+def test_from_torch_names_the_mis_shaped_key_and_both_shapes():
+  state = sub(load_case("chapter_models", "fixture"), "G/state/")
+  state["layer2.1.running_mean"] = np.zeros(7, np.float32)
+  with pytest.raises(ValueError) as error:
+    from_torch(Generator64(width=WIDTH), state)
+  message = str(error.value)
+  assert message == ("state_dict key 'layer2.1.running_mean' of shape (7,) (as "
+                     "['batch_stats']['layer2']['bn']['mean']) does not fit Generator64(width=8, "
+                     "channels=1), which needs (32,)")
+  # A kernel: its PyTorch layout, ours, and the expected one; one line.
+  state = sub(load_case("chapter_models", "fixture"), "G/state/")
+  state["last.0.weight"] = np.zeros((8, 1, 4, 2), np.float32)
+  with pytest.raises(ValueError, match=re.escape(
+      "state_dict key 'last.0.weight' of shape (8, 1, 4, 2) (as ['params']['last']['kernel'] → "
+      "(4, 2, 8, 1)) does not fit Generator64(width=8, channels=1), which needs (4, 4, 8, 1)")):
+    from_torch(Generator64(width=WIDTH), state)
+
+
+def test_from_torch_names_inconsistent_spectral_norm_vectors():
+  state = sub(load_case("chapter_models", "fixture"), "G/state/")
+  state["layer1.0.weight_u"] = np.ones(5, np.float32)
+  with pytest.raises(ValueError, match=re.escape(
+      "state_dict keys 'layer1.0.weight_u' (5,) and 'layer1.0.weight_v' (320,) do not fit "
+      "'layer1.0.weight_orig' (20, 64, 4, 4) (u needs 64 values, v 320)")):
+    from_torch(Generator64(width=WIDTH), state)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_from_torch_refuses_non_finite_tensors(bad):
+  state = sub(load_case("chapter_models", "fixture"), "G/state/")
+  weight = state["layer3.0.weight_orig"].copy()
+  weight[0, 1, 2, 3] = bad
+  state["layer3.0.weight_orig"] = weight
+  with pytest.raises(ValueError, match=re.escape(
+      f"state_dict['layer3.0.weight_orig'] holds 1 non-finite value(s) (NaN or inf) among "
+      f"{weight.size}; refusing to load it")):
+    from_torch(Generator64(width=WIDTH), state)

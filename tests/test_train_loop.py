@@ -241,9 +241,12 @@ def test_rerun_of_finished_run_does_nothing(finished_copy):
   again = loop.train_and_evaluate(tiny_config(), str(workdir))
   assert_states_identical(again, state, "state returned by the rerun")
   after = snapshot(workdir)
-  # config.json is rewritten (same content); nothing else is touched, no new events.
-  before.pop("config.json"), after.pop("config.json")
+  # config.json is rewritten (same content) and trainer.lock taken and released (empty
+  # again); nothing else is touched, no new events.
+  for name in ("config.json", "trainer.lock"):
+    before.pop(name), after.pop(name)
   assert after == before
+  assert (workdir / "trainer.lock").read_text() == ""
   assert json.loads((workdir / "config.json").read_text()) == json.loads(config.to_json())
 
 
@@ -346,7 +349,9 @@ def test_incompatible_checkpoint_leaves_workdir_untouched(finished_copy, no_comp
                      match=r"holds step 4 of a run with another config "
                            r"\(model\.width: checkpoint 8 vs now 16\)"):
     loop.train_and_evaluate(tiny_config(model__width=16), str(workdir))
-  assert snapshot(workdir) == before
+  after = snapshot(workdir)
+  before.pop("trainer.lock"), after.pop("trainer.lock")  # taken and released, nothing else
+  assert after == before
 
 
 def fake_mesh(num_devices: int):

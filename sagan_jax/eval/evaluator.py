@@ -51,7 +51,16 @@ from sagan_jax.eval.features import FeatureExtractor, FeatureSet, extract
 from sagan_jax.eval.mnist_classifier import MnistClassifier
 from sagan_jax.eval.reference_stats import ReferenceStats
 
-__all__ = ["Evaluator", "RealImages", "RealReference", "format_table", "scalars"]
+__all__ = ["Evaluator", "PRECISION_RECALL_K", "RealImages", "RealReference", "format_table",
+           "min_generated_samples", "scalars"]
+
+PRECISION_RECALL_K = 3  # neighbourhood size of precision/recall (k = 3 in Kynkäänniemi et al.)
+
+
+def min_generated_samples(k: int = PRECISION_RECALL_K) -> int:
+  """The fewest generated samples every metric can use: precision/recall's k-NN
+  radius of a sample needs k *other* samples (k + 1 in all); KID needs 2."""
+  return max(2, k + 1)
 
 
 
@@ -185,7 +194,8 @@ class Evaluator:
   def __init__(self, real: RealImages | ReferenceStats, classes: Sequence[int],
                extractor: Optional[FeatureExtractor] = None, *,
                batch_size: int = 500, kid_subsets: int = 100, kid_subset_size: int = 1000,
-               k: int = 3, splits: int = 10, confidence: float = 0.9, max_kept: int = 10_000,
+               k: int = PRECISION_RECALL_K, splits: int = 10, confidence: float = 0.9,
+               max_kept: int = 10_000,
                seed: int = 0):
     extractor = MnistClassifier() if extractor is None else extractor
     if not callable(extractor):
@@ -202,7 +212,7 @@ class Evaluator:
         "k": _positive_int(k, "k"),
         "splits": _positive_int(splits, "splits"),
         "confidence": float(confidence),
-        "max_kept": _positive_int(max_kept, "max_kept", 2),
+        "max_kept": _positive_int(max_kept, "max_kept", min_generated_samples(k)),
     }
     self.seed = int(seed)
     self._real: Optional[RealReference] = None
@@ -270,8 +280,9 @@ class Evaluator:
     start = time.monotonic()
     real = self.real_reference()
     fake = extract(self.extractor, image_batches, keep=self.settings["max_kept"])
-    if fake.count < 2:
-      raise EvalError(f"need at least 2 generated samples, got {fake.count}")
+    if fake.count < min_generated_samples(self.settings["k"]):
+      raise EvalError(f"need at least {min_generated_samples(self.settings['k'])} generated "
+                      f"samples (precision/recall with k={self.settings['k']}), got {fake.count}")
     result: dict[str, Any] = {"num_samples": fake.count}
     if isinstance(real, ReferenceStats):
       self._check_statistics(real, fake)

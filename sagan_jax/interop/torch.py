@@ -42,11 +42,15 @@ class StateDictReader:
   def __init__(self, state_dict: Mapping[str, Any]):
     self._state = dict(state_dict)
     self._used: set[str] = set()
+    # id of each converted array → (state_dict key, its shape there), so a shape
+    # error can name the key the array came from.
+    self.origins: dict[int, tuple[str, tuple[int, ...]]] = {}
 
   def has(self, key: str) -> bool:
     return key in self._state
 
   def __getitem__(self, key: str) -> np.ndarray:
+    """The tensor at ``key`` as NumPy (floats as float32); non-finite values are refused."""
     if key not in self._state:
       near = sorted(k for k in self._state if k.split(".")[0] == key.split(".")[0])
       raise KeyError(
@@ -56,7 +60,20 @@ class StateDictReader:
     value = self._state[key]
     if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
       value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float32 if np.asarray(value).dtype.kind == "f" else None)
+    array = np.asarray(value, dtype=np.float32 if np.asarray(value).dtype.kind == "f" else None)
+    if array.dtype.kind == "f":
+      bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+      if bad:
+        raise ValueError(f"state_dict[{key!r}] holds {bad} non-finite value(s) (NaN or inf) "
+                         f"among {array.size}; refusing to load it")
+    return array
+
+  def convert(self, key: str, to_ours=lambda a: a) -> jax.Array:
+    """``to_ours(self[key])`` as a JAX array, remembered as coming from ``key``."""
+    array = self[key]
+    converted = jnp.asarray(to_ours(array))
+    self.origins[id(converted)] = (key, tuple(array.shape))
+    return converted
 
   def check_all_used(self) -> None:
     unused = sorted(k for k in self._state if k not in self._used
@@ -77,18 +94,25 @@ def _weighted(sd: StateDictReader, prefix: str, to_kernel, v_to_kernel_order,
               use_bias: bool | None, out_axis: int = -1) -> Variables:
   """Shared part of every weight layer: kernel, optional bias, optional SN state."""
   spectral = sd.has(_join(prefix, "weight_orig"))
-  weight = sd[_join(prefix, "weight_orig" if spectral else "weight")]
-  kernel = to_kernel(weight)
-  params = {"kernel": jnp.asarray(kernel)}
+  weight_key = _join(prefix, "weight_orig" if spectral else "weight")
+  weight_shape = sd[weight_key].shape
+  params = {"kernel": sd.convert(weight_key, to_kernel)}
   bias_key = _join(prefix, "bias")
   if use_bias is None:
     use_bias = sd.has(bias_key)
   if use_bias:
-    params["bias"] = jnp.asarray(sd[bias_key])
+    params["bias"] = sd.convert(bias_key)
   variables: Variables = {"params": params}
   if spectral:
-    u = jnp.asarray(sd[_join(prefix, "weight_u")])
-    v = jnp.asarray(v_to_kernel_order(sd[_join(prefix, "weight_v")], weight.shape))
+    u_key, v_key = _join(prefix, "weight_u"), _join(prefix, "weight_v")
+    rows = params["kernel"].shape[out_axis]
+    if sd[u_key].size != rows or sd[u_key].size * sd[v_key].size != params["kernel"].size:
+      raise ValueError(
+          f"state_dict keys {u_key!r} {sd[u_key].shape} and {v_key!r} {sd[v_key].shape} do "
+          f"not fit {weight_key!r} {weight_shape} (u needs {rows} values, v "
+          f"{params['kernel'].size // max(rows, 1)})")
+    u = sd.convert(u_key)
+    v = sd.convert(v_key, lambda a: v_to_kernel_order(a, weight_shape))
     sigma = spectral_norm_estimate(weight_matrix(params["kernel"], out_axis),
                                    PowerIterationState(u, v))
     variables["spectral"] = {"u": u, "v": v, "sigma": sigma}
@@ -133,10 +157,10 @@ def batch_norm(state_dict, prefix: str = "") -> Variables:
   """``nn.BatchNorm2d`` → ``BatchNorm`` variables."""
   sd = _reader(state_dict)
   return {
-      "params": {"scale": jnp.asarray(sd[_join(prefix, "weight")]),
-                 "bias": jnp.asarray(sd[_join(prefix, "bias")])},
-      "batch_stats": {"mean": jnp.asarray(sd[_join(prefix, "running_mean")]),
-                      "var": jnp.asarray(sd[_join(prefix, "running_var")])},
+      "params": {"scale": sd.convert(_join(prefix, "weight")),
+                 "bias": sd.convert(_join(prefix, "bias"))},
+      "batch_stats": {"mean": sd.convert(_join(prefix, "running_mean")),
+                      "var": sd.convert(_join(prefix, "running_var"))},
   }
 
 
@@ -164,7 +188,7 @@ def self_attention(state_dict, prefix: str = "", official: bool = False) -> Vari
   names = OFFICIAL_ATTENTION_NAMES if official else {
       n: n for n in ("query_conv", "key_conv", "value_conv")}
   layers = {ours: conv2d(sd, _join(prefix, theirs)) for theirs, ours in names.items()}
-  gamma = jnp.asarray(sd[_join(prefix, "gamma")]).reshape(())
+  gamma = sd.convert(_join(prefix, "gamma"), lambda a: a.reshape(()) if a.size == 1 else a)
   return nest(layers, {"gamma": gamma})
 
 
@@ -212,11 +236,33 @@ def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
                     f"{type(module).__name__}; convert layers with the per-layer functions.")
   sd.check_all_used()
   expected = jax.eval_shape(module.init, jax.random.key(0), example)
-  got_shapes = jax.tree.map(lambda a: a.shape, variables)
-  want_shapes = jax.tree.map(lambda a: a.shape, dict(expected))
-  if got_shapes != want_shapes:
-    raise ValueError(
-        f"state_dict does not fit {type(module).__name__}(width={module.width}, "
-        f"channels={module.channels}): converted shapes {got_shapes} vs expected "
-        f"{want_shapes}.")
+  _check_shapes(variables, dict(expected), sd, f"{type(module).__name__}(width={module.width}, "
+                f"channels={module.channels})")
   return variables
+
+
+def _check_shapes(variables: Variables, expected: Any, sd: StateDictReader, model: str) -> None:
+  """Raises ``ValueError`` naming the state_dict key and both shapes of the first
+  converted variable whose shape differs from ``model``'s (and the count of others)."""
+  got = {jax.tree_util.keystr(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(
+      variables)}
+  want = {jax.tree_util.keystr(p): leaf.shape
+          for p, leaf in jax.tree_util.tree_leaves_with_path(expected)}
+  problems = []
+  for path in sorted(set(got) | set(want)):
+    if path not in want:
+      problems.append(f"{model} has no variable {path}")
+    elif path not in got:
+      problems.append(f"{model}'s variable {path} {want[path]} has no state_dict key")
+    elif got[path].shape != want[path]:
+      origin = sd.origins.get(id(got[path]))
+      if origin is None:  # derived, e.g. sigma
+        problems.append(f"the converted {path} {got[path].shape} does not fit {model}, which "
+                        f"needs {want[path]}")
+      else:
+        layout = "" if origin[1] == got[path].shape else f" → {got[path].shape}"
+        problems.append(f"state_dict key {origin[0]!r} of shape {origin[1]} (as {path}{layout}) "
+                        f"does not fit {model}, which needs {want[path]}")
+  if problems:
+    more = f" (and {len(problems) - 1} more mismatch(es))" if len(problems) > 1 else ""
+    raise ValueError(problems[0] + more)

@@ -4,7 +4,8 @@ The top floor: the only code that combines the train step, data, evaluation,
 figures and interop. The command-line scripts (``train.py``, ``sample.py``,
 ``evaluate.py``) call these functions and nothing deeper.
 
-* `train_and_evaluate(config, workdir)` — train or resume (`training`);
+* `train_and_evaluate(config, workdir)` — train or resume (`training`); it
+  raises `TrainingStopped` after saving when SIGTERM or Ctrl-C stop it;
 * `restore_generator`, `Sampler`, `write_sample_files`, `write_samples_npz` — the
   one sampling path (`sampling`); `write_explorer` — the attention explorer page;
 * `evaluate_run`, `evaluate_generator`, `evaluate_torch_generator` (`evaluation`),
@@ -23,6 +24,7 @@ from sagan_jax.runs.evaluation import (FEATURES, evaluate_generator, evaluate_ru
 from sagan_jax.runs.explorer import write_explorer
 from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, latents,
                                      restore_generator, write_sample_files, write_samples_npz)
+from sagan_jax.runs.stop_signals import TrainingStopped
 from sagan_jax.runs.training import Trainer, train_and_evaluate
 from sagan_jax.runs.workdir import load_config, write_config
 
@@ -33,6 +35,7 @@ __all__ = [
     "Sampler",
     "Samples",
     "Trainer",
+    "TrainingStopped",
     "USER_ERRORS",
     "evaluate_generator",
     "evaluate_run",

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import traceback
+from typing import Any, Iterator
 
+import ml_collections
 from absl import app
 from absl import logging as absl_logging
 
@@ -19,12 +23,39 @@ class _PlainFormatter(logging.Formatter):
     return message
 
 
+class _OrbaxFailureEchoes(logging.Filter):
+  """Drops what orbax's background save threads log when a save fails — a
+  traceback per thread and array, then asyncio's "Task exception was never
+  retrieved" for each at exit. The failure itself reaches the trainer, which
+  reports it in one line with its cause (`sagan_jax.train.checkpoint`).
+  (`_unraisable` drops the rest of the echo: tensorstore's late callbacks.)"""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR:
+      return True
+    from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+    unretrieved = (record.name == "asyncio" and f"{os.sep}orbax{os.sep}" in record.getMessage())
+    return not (from_orbax or unretrieved)
+
+
+def _unraisable(unraisable) -> None:
+  """``sys.unraisablehook`` without the echoes of a failed save: tensorstore writes
+  still in flight when orbax's event loop closed report "Event loop is closed"
+  from their callbacks, one traceback each. Everything else as by default."""
+  frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+  if (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
+      and frames and frames[-1].filename.endswith(os.path.join("asyncio", "base_events.py"))):
+    return
+  sys.__unraisablehook__(unraisable)
+
+
 def quiet_logging() -> None:
   """Our lines at INFO, plain (no absl prefix of level, time, thread and file);
   other libraries (orbax, jax) at WARNING only, in absl's format.
 
   Orbax logs every step of every save at INFO, which would bury the single
-  progress line the trainer prints.
+  progress line the trainer prints; the errors it logs from background saves
+  are reported by the trainer instead (`_OrbaxFailureEchoes`).
   """
   absl_logging.set_verbosity(absl_logging.WARNING)
   ours = logging.getLogger("sagan_jax")
@@ -34,11 +65,49 @@ def quiet_logging() -> None:
     handler.setFormatter(_PlainFormatter("%(message)s"))
     ours.addHandler(handler)
   ours.propagate = False  # not again through absl's handler on the root logger
+  for name in ("absl", "asyncio"):
+    logging.getLogger(name).addFilter(_OrbaxFailureEchoes())
+  sys.unraisablehook = _unraisable
+
+
+def _config_files(argv: list[str]) -> Iterator[tuple[str, str]]:
+  """``(flag, path)`` of each ``--config FILE`` / ``--config=FILE`` in ``argv``
+  (a ``FILE:arg`` suffix, which ml_collections passes to ``get_config``, dropped)."""
+  for i, arg in enumerate(argv[1:], start=1):
+    if arg in ("--config", "-config") and i + 1 < len(argv):
+      yield arg, argv[i + 1].split(":", 1)[0]
+    elif arg.startswith(("--config=", "-config=")):
+      yield arg.split("=", 1)[0], arg.split("=", 1)[1].split(":", 1)[0]
+
+
+def _check_config_files(argv: list[str]) -> None:
+  """A missing config file, or one Python cannot parse, is one line (ml_collections
+  would defer the first to a traceback at first use and show the second as one)."""
+  for flag, path in _config_files(argv):
+    if not os.path.isfile(path):
+      sys.exit(f"error: {flag} {path}: no such file")
+    try:
+      with open(path, "rb") as f:
+        compile(f.read(), path, "exec")
+    except SyntaxError as error:
+      sys.exit(f"error: {flag} {path}, line {error.lineno}: {error.msg}"
+               + (f": {error.text.strip()}" if error.text else ""))
+    except (OSError, ValueError) as error:
+      sys.exit(f"error: {flag} {path}: cannot read it ({error})")
+
+
+def require_config(config: Any, flag: str = "--config") -> None:
+  """Exits with one line if a config file's ``get_config()`` gave no ConfigDict."""
+  if not isinstance(config, ml_collections.ConfigDict):
+    sys.exit(f"error: {flag}: get_config() must return an ml_collections.ConfigDict, "
+             f"got {type(config).__name__}")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, but a ``--config.<field>`` the config lacks is one
-  clear line (ml_collections raises a bare KeyError/AttributeError for it)."""
+  """absl's flag parsing, but a ``--config.<field>`` the config lacks, a missing
+  config file or one with a syntax error is one clear line (ml_collections
+  raises a bare KeyError/AttributeError, or a traceback, for them)."""
+  _check_config_files(argv)
   try:
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError) as error:

@@ -1,11 +1,14 @@
 """The errors a user can cause (bad config, data, workdir, checkpoint, evaluation, diverged run).
 
 Command-line entry points report these as one clear line instead of a traceback.
+``OSError`` is among them: a full disk, a read-only folder or a missing file is
+the environment's doing, and its message names the path and the cause.
 """
 
 from sagan_jax.data.errors import DataError
 from sagan_jax.eval.errors import EvalError
-from sagan_jax.train.checkpoint import IncompatibleCheckpointError
+from sagan_jax.runs.workdir_lock import WorkdirLockedError
+from sagan_jax.train.checkpoint import CheckpointError, IncompatibleCheckpointError
 from sagan_jax.train.config import ConfigError
 
 
@@ -13,5 +16,9 @@ class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or infinite; training stopped before saving it."""
 
 
-USER_ERRORS = (ConfigError, DataError, EvalError, IncompatibleCheckpointError,
-               NonFiniteLossError, FileNotFoundError)
+class ArgumentError(ValueError):
+  """A bad argument to a run-level function (a count, a seed, a step)."""
+
+
+USER_ERRORS = (ConfigError, DataError, EvalError, IncompatibleCheckpointError, CheckpointError,
+               NonFiniteLossError, ArgumentError, WorkdirLockedError, OSError)

@@ -31,11 +31,12 @@ from typing import Any, Mapping, Optional
 import ml_collections
 import numpy as np
 
-from sagan_jax.atomic_file import atomic_write
+from sagan_jax.atomic_file import atomic_write, check_writable_folder
 from sagan_jax.checks import require_int
 from sagan_jax.data import make_source, to_model_range
 from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, FIDInception, MnistClassifier,
                             RealImages, reference_stats, scalars)
+from sagan_jax.eval.evaluator import PRECISION_RECALL_K, min_generated_samples
 from sagan_jax.interop.torch import from_torch
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
@@ -51,6 +52,19 @@ FEATURES = ("mnist", "inception")  # the feature networks `make_extractor` knows
 
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
   return require_int(value, name, minimum, EvalError)
+
+
+def _check_counts(num_samples: Any, batch_size: Any, seed: Any,
+                  evaluator: Optional[Evaluator] = None, k: Any = PRECISION_RECALL_K
+                  ) -> tuple[int, int, int]:
+  """Every count the metrics will use, checked before anything is read or generated."""
+  k = _positive_int(evaluator.settings["k"] if evaluator is not None else k, "k")
+  try:
+    num_samples = _positive_int(num_samples, "num_samples", min_generated_samples(k))
+  except EvalError as error:
+    raise EvalError(f"{error} (precision/recall measure each sample's distance to its "
+                    f"k-th nearest other one, k={k})") from None
+  return num_samples, _positive_int(batch_size, "batch_size"), _positive_int(seed, "seed", 0)
 
 
 def heldout_images(config: ml_collections.ConfigDict) -> RealImages:
@@ -105,7 +119,7 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
   Args:
     generator, variables: the Flax generator and its eval-mode variables.
     config: the run's config (model and data).
-    num_samples: generated images (≥ 2).
+    num_samples: generated images (≥ k + 1 = 4 with precision/recall's default k).
     batch_size: images per generator and extractor call.
     seed: noise seed of the generated images (and KID's subsets).
     extractor: a `FeatureExtractor`; default the packaged MNIST classifier.
@@ -115,8 +129,8 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
       `Evaluator`'s keyword arguments (``kid_subsets``, ``k``, ``splits``,
       ``confidence``, ``max_kept``, ...).
   """
-  num_samples = _positive_int(num_samples, "num_samples", 2)
-  batch_size = _positive_int(batch_size, "batch_size")
+  num_samples, batch_size, seed = _check_counts(
+      num_samples, batch_size, seed, evaluator, evaluator_options.get("k", PRECISION_RECALL_K))
   if evaluator is None:
     evaluator = make_evaluator(config, extractor, batch_size=batch_size, seed=seed,
                                **evaluator_options)
@@ -176,10 +190,13 @@ def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
     FileNotFoundError: no config or checkpoint in ``workdir``.
     EvalError: bad arguments, or a run without a held-out reference.
   """
-  num_samples = _positive_int(num_samples, "num_samples", 2)
-  batch_size = _positive_int(batch_size, "batch_size")
+  num_samples, batch_size, seed = _check_counts(
+      num_samples, batch_size, seed, k=evaluator_options.get("k", PRECISION_RECALL_K))
   if step is not None:
     step = _positive_int(step, "step", 0)
+  if write:  # the results go into the workdir: learn now, not after the work, if it can't
+    check_writable_folder(workdir_lib.eval_dir(workdir))
+    check_writable_folder(workdir)  # TensorBoard events
   run = restore_generator(workdir, step)
   result = {"step": int(run.step), "workdir": os.path.abspath(workdir), "seed": seed}
   result.update(evaluate_generator(run.generator, run.variables, run.config,
@@ -209,6 +226,7 @@ def evaluate_torch_generator(path: str, config: ml_collections.ConfigDict, *,
   import torch  # pylint: disable=g-import-not-at-top  # optional: only this function reads .pt
 
   validate(config)
+  _check_counts(num_samples, batch_size, seed, k=options.get("k", PRECISION_RECALL_K))
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no PyTorch generator file at {path}")
   try:

@@ -13,7 +13,9 @@ only the generator's memory.
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import math
 import os
 from typing import Any, Iterator, NamedTuple, Optional, Sequence
@@ -23,16 +25,20 @@ import ml_collections
 import numpy as np
 
 from sagan_jax import sharding, viz
-from sagan_jax.atomic_file import atomic_write
+from sagan_jax.atomic_file import atomic_write, check_writable, check_writable_folder
+from sagan_jax.checks import require_int
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import SUBDIR as BEST_SUBDIR
-from sagan_jax.train.checkpoint import Checkpointer, abstract_like
+from sagan_jax.runs.errors import ArgumentError
+from sagan_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
 
 # Folded into key(seed): keeps sampling noise apart from the training keys,
 # which derive from the same seed.
 NOISE_STREAM = 0xE7A1
 ATTENTION_FIGURE_SAMPLES = 4  # samples whose attention maps a figure shows
+
+logger = logging.getLogger(__name__)
 
 
 def latents(seed: int, indices: jax.Array, z_dim: int) -> jax.Array:
@@ -118,21 +124,29 @@ def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
 
 def restore_generator(workdir: str, step: Optional[int] = None,
                       best: bool = False) -> RestoredGenerator:
-  """The generator of the checkpoint at ``step`` (default: latest) of a training workdir,
-  or with ``best=True`` of the best evaluated one (`sagan_jax.runs.best_checkpoint`).
+  """The generator of the checkpoint at ``step`` (default: the newest that
+  restores) of a training workdir, or with ``best=True`` of the best evaluated
+  one (`sagan_jax.runs.best_checkpoint`).
 
-  Read-only, so safe beside a running trainer. Restores onto one local device,
-  whatever the device count of the run that wrote it.
+  Read-only, so safe beside a running trainer: if the trainer deletes the
+  chosen checkpoint while it is being read, the newest one then on disk is
+  read instead (an explicit ``step`` that vanishes is an error). A damaged
+  checkpoint is skipped with a warning (the trainer moves it aside when it
+  next starts). Restores onto one local device, whatever the device count of
+  the run that wrote it.
+
+  Raises:
+    FileNotFoundError: no config, no checkpoint, or no checkpoint of ``step``.
+    CheckpointError: no checkpoint (or that of ``step``) restores.
   """
   config = workdir_lib.load_config(workdir)
   checkpointer = Checkpointer(workdir, read_only=True,
                               subdir=BEST_SUBDIR if best else "checkpoints")
   try:
     steps = checkpointer.all_steps()
-    step = checkpointer.latest_step() if step is None else step
-    if step is None:
+    if not steps:
       raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
-    if step not in steps:
+    if step is not None and step not in steps:
       raise FileNotFoundError(
           f"no checkpoint of step {step} in {checkpointer.directory} (it holds "
           f"{', '.join(map(str, sorted(steps))) or 'none'})")
@@ -141,7 +155,18 @@ def restore_generator(workdir: str, step: Optional[int] = None,
         generator.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, config.model.z_dim),
                                                                     np.float32))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    variables = checkpointer.restore_generator(step, abstract_like(abstract, device))
+    target = abstract_like(abstract, device)
+    read = functools.partial(checkpointer.restore_generator, abstract_variables=target)
+    if step is not None:
+      variables = checkpointer.read_step(step, read)
+    else:
+      step, variables, damaged = checkpointer.read_newest(read)
+      for entry in damaged:
+        logger.warning("Checkpoint step %d in %s does not restore (%s); reading an older one.",
+                       entry.step, checkpointer.directory, entry.reason)
+      if step is None:
+        raise CheckpointError(f"no checkpoint in {checkpointer.directory} restores: "
+                              + "; ".join(f"step {d.step}: {d.reason}" for d in damaged))
   finally:
     checkpointer.close()
   return RestoredGenerator(config, generator, variables, step)
@@ -168,6 +193,16 @@ def sample_files(images: np.ndarray, attention_maps: Optional[Sequence[np.ndarra
   return paths
 
 
+def _check_sampling_arguments(num_samples: Any, seed: Any, batch_size: Any,
+                              step: Any) -> None:
+  """Raises `ArgumentError` in one line for a count, seed or step that is no valid int."""
+  require_int(num_samples, "num_samples", 1, ArgumentError)
+  require_int(seed, "seed", 0, ArgumentError)
+  require_int(batch_size, "batch_size", 1, ArgumentError)
+  if step is not None:
+    require_int(step, "step", 0, ArgumentError)
+
+
 def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
                        out: Optional[str] = None, attention: bool = False,
                        step: Optional[int] = None, batch_size: int = 256,
@@ -175,12 +210,26 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
   """Writes a sample grid (and an attention figure) of a run's checkpoint; returns the paths.
 
   Images are generated ``batch_size`` at a time; attention maps only for the
-  samples the figure shows, so memory does not grow with ``num_samples``.
+  samples the figure shows, so memory does not grow with ``num_samples`` beyond
+  the images themselves (16 KB each at 64×64). Every argument, and whether the
+  output can be written, is checked before the checkpoint is read.
+
+  Raises:
+    ArgumentError: a count, seed or step that is not a valid integer.
+    OSError: the output cannot be written there.
   """
+  _check_sampling_arguments(num_samples, seed, batch_size, step)
+  if out is not None:
+    check_writable(out)
+  else:  # the default file's name holds the step, known once restored: check its folder
+    check_writable_folder(workdir_lib.samples_dir(workdir))
   run = restore_generator(workdir, step, best)
   sampler = Sampler(run.generator, run.config.model.z_dim)
-  images = np.concatenate([np.asarray(s.images) for s in sampler.batches(
-      run.variables, num_samples, seed=seed, batch_size=batch_size)])
+  images = np.empty((num_samples, *image_shape(run.config)), np.float32)
+  start = 0
+  for batch in sampler.batches(run.variables, num_samples, seed=seed, batch_size=batch_size):
+    images[start:start + len(batch.images)] = np.asarray(batch.images)
+    start += len(batch.images)
   maps = None
   if attention:
     with_maps = Sampler(run.generator, run.config.model.z_dim, return_attention=True)
@@ -198,6 +247,8 @@ def write_samples_npz(workdir: str, path: str, num_samples: int, seed: int = 0,
   external tools (FID/IS suites): ``images`` uint8 (N, H, W, C) as the PNGs have them,
   plus ``seed`` and ``step``. Generated ``batch_size`` at a time; only the uint8
   images are held."""
+  _check_sampling_arguments(num_samples, seed, batch_size, step)
+  check_writable(path)
   run = restore_generator(workdir, step, best)
   sampler = Sampler(run.generator, run.config.model.z_dim)
   images = np.empty((num_samples, *image_shape(run.config)), np.uint8)

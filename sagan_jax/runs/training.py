@@ -18,9 +18,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from sagan_jax import data as data_lib
 from sagan_jax import sharding, viz
+from sagan_jax.eval.evaluator import min_generated_samples
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan
 from sagan_jax.runs import evaluation, workdir as workdir_lib
@@ -30,7 +32,11 @@ from sagan_jax.runs.errors import NonFiniteLossError
 from sagan_jax.runs.metric_writer import MetricWriter
 from sagan_jax.runs.progress import ConsoleProgress
 from sagan_jax.runs.sampling import ATTENTION_FIGURE_SAMPLES, Sampler, attention_layer_caption
-from sagan_jax.train.checkpoint import Checkpointer, abstract_like
+from sagan_jax.runs.stop_signals import GracefulStop, TrainingStopped, signal_name
+from sagan_jax.runs.workdir import WorkdirError
+from sagan_jax.runs.workdir_lock import WorkdirLock, WorkdirLockedError
+from sagan_jax.train.checkpoint import (Checkpointer, CheckpointError,
+                                        IncompatibleCheckpointError, abstract_like)
 from sagan_jax.train.config import ConfigError, validate
 from sagan_jax.train.optimizers import make_optimizers
 from sagan_jax.train.state import GANState, init_gan_state
@@ -107,6 +113,9 @@ class Trainer:
                                  "final partial batch of each epoch")
     except ValueError as error:  # a config error: reported as one line by train.py
       raise ConfigError(str(error)) from None
+    if config.eval_every and config.eval_num_samples < min_generated_samples():
+      raise ConfigError(f"config.eval_num_samples must be at least {min_generated_samples()} "
+                        f"(precision/recall's k-NN), got {config.eval_num_samples}")
     self.total_steps = total_steps(config, self.batcher)
     self.image_shape = self.source.image_shape
     self.generator, self.discriminator = build_gan(config.model, self.image_shape)
@@ -250,26 +259,96 @@ def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: Metri
               os.path.join(samples_dir, f"samples_{step:06d}.png"), attention_path)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
-  """Trains (or resumes) the run described by ``config`` in ``workdir``."""
-  trainer = Trainer(config)
-  is_chief = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  # Check compatibility read-only first: a workdir we refuse is left untouched
-  # (a writable checkpointer would already clean up its temporary files).
+def _batch_description(batcher: data_lib.Batcher) -> str:
+  """The batch size each step really uses (the config's, or less)."""
+  if batcher.batches_per_epoch == 1 and batcher.last_batch_size < batcher.batch_size:
+    return (f"batch {batcher.last_batch_size} (all {batcher.num_examples} images: "
+            f"batch_size {batcher.batch_size} is larger than the data)")
+  if batcher.last_batch_size != batcher.batch_size:
+    return f"batch {batcher.batch_size} (the last of each epoch {batcher.last_batch_size})"
+  return f"batch {batcher.batch_size}"
+
+
+def _restore_newest(trainer: Trainer, workdir: str):
+  """The newest intact checkpoint's state, read-only (a workdir whose checkpoint
+  belongs to another config is left untouched: a writable checkpointer would
+  already clean up temporary folders). Returns ``(step, state, damaged)``;
+  raises if every checkpoint is damaged."""
   reader = Checkpointer(workdir, read_only=True)
   try:
-    latest = reader.latest_step()
-    if latest is not None:
-      reader.check_compatible(config, latest)
+    def read(step):
+      reader.check_compatible(trainer.config, step)  # before anything is traced
+      abstract = abstract_like(trainer.abstract_state(), sharding.replicated(trainer.mesh))
+      return reader.restore(step, abstract)
+    step, state, damaged = reader.read_newest(read, propagate=(IncompatibleCheckpointError,))
   finally:
     reader.close()
+  if step is None and damaged:
+    raise CheckpointError(
+        f"no checkpoint in {reader.directory} restores ("
+        + "; ".join(f"step {d.step}: {d.reason}" for d in damaged)
+        + "); nothing was moved or deleted. Move the folder away to start afresh.")
+  return step, state, damaged
+
+
+def _move_damaged_aside(checkpointer: Checkpointer, damaged) -> None:
+  """Moves the damaged steps newer than the one resumed into checkpoints/corrupt/
+  (process 0; the others wait), so saves never meet them again."""
+  if jax.process_index() == 0:
+    for entry in damaged:
+      where = checkpointer.move_aside(entry.step)
+      logger.warning("Checkpoint step %d is damaged (%s): moved to %s.", entry.step,
+                     entry.reason, where)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("sagan_jax: damaged checkpoints moved aside")
+    checkpointer.reload()
+
+
+def _lock_workdir(workdir: str) -> Optional[WorkdirLock]:
+  """Process 0 takes the workdir's lock; every process learns whether it got it,
+  so a refused multi-host run stops everywhere instead of hanging."""
+  lock, refusal = None, ""
+  if jax.process_index() == 0:
+    try:
+      lock = WorkdirLock(workdir).acquire()
+    except (WorkdirLockedError, WorkdirError) as error:
+      if jax.process_count() == 1:
+        raise
+      refusal = str(error)
+  if jax.process_count() > 1:
+    refused = bool(multihost_utils.broadcast_one_to_all(np.int32(bool(refusal))))
+    if refused:
+      raise WorkdirLockedError(refusal or f"process 0 could not lock {workdir} (see its log)")
+  return lock
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
+  """Trains (or resumes) the run described by ``config`` in ``workdir``.
+
+  One trainer per workdir (a lock, taken before anything is written). SIGTERM
+  or Ctrl-C stop it after the current step with a checkpoint
+  (`TrainingStopped`); rerunning continues exactly where it stopped.
+  """
+  trainer = Trainer(config)
+  workdir_lib.prepare(workdir)
+  lock = _lock_workdir(workdir)
+  try:
+    with GracefulStop() as stop:
+      return _train(trainer, workdir, stop)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
+  config = trainer.config
+  is_chief = jax.process_index() == 0
+  latest, state, damaged = _restore_newest(trainer, workdir)
   checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
   if (latest or 0) < trainer.total_steps:
     trainer.compile_first_step_in_background()
+  _move_damaged_aside(checkpointer, damaged)
   if latest is not None:
-    state = checkpointer.restore(latest, abstract_like(trainer.abstract_state(),
-                                                       sharding.replicated(trainer.mesh)))
     logger.info("Resumed from %s at step %d.", checkpointer.directory, latest)
   else:
     state = trainer.init_state()
@@ -277,10 +356,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     workdir_lib.write_config(config, workdir)
   start = int(state.step)
   total = trainer.total_steps
-  logger.info("Data: %s; %d steps of batch %d on %d device(s) (%d step(s) per epoch).",
-               trainer.source.description, total, config.batching.batch_size,
-               trainer.mesh.devices.size,
-               trainer.batcher.batches_per_epoch)
+  logger.info("Data: %s; %d steps of %s on %d device(s) (%d step(s) per epoch).",
+              trainer.source.description, total, _batch_description(trainer.batcher),
+              trainer.mesh.devices.size, trainer.batcher.batches_per_epoch)
   if start >= total:
     logger.info("Nothing to do: the checkpoint is at step %d of %d.", start, total)
     checkpointer.close()
@@ -296,6 +374,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   last_checkpoint = latest
   pending = None  # (step, metrics) checked one dispatch late so the device never idles
   group: list[dict[str, Any]] = []
+  stopped_by = None
   try:
     with data_lib.prefetch_batches(
         trainer.batcher, start_step=start, stop_step=total,
@@ -306,9 +385,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           continue
         state, metrics = trainer.dispatch(state, group)
         group = []
+        checkpointer.check_for_errors()  # a failed background save stops the run here
         if pending is not None:
           _check_finite(*pending, last_checkpoint)
         pending = (step, metrics)
+        stopped_by = stop.agreed(after=metrics)
         if step % config.log_every == 0 or step == total:
           _check_finite(step, metrics, last_checkpoint)
           scalars = {k: v for k, v in jax.device_get(metrics).items()
@@ -317,31 +398,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
           if progress.tracker.rate is not None:
             scalars["steps_per_sec"] = progress.tracker.rate
           writer.write_scalars(step, scalars)
-          logger.info(line)
+          if is_chief:  # one progress line per run, not one per host
+            logger.info(line)
         else:
           progress.update(step)
-        save = step % config.checkpoint_every == 0 or step == total
+        save = step % config.checkpoint_every == 0 or step == total or stopped_by is not None
         if save:
           # Never save (or sample) a diverged state: check this step's losses and
           # the state itself (a finite loss can come with non-finite gradients).
           _check_finite(step, metrics, last_checkpoint)
           _check_state_finite(trainer, step, state, metrics, last_checkpoint)
-        if step % config.sample_every == 0 or step == total:
-          _check_finite(step, metrics, last_checkpoint)
-          write_samples(trainer, state, workdir, writer)
-        if evaluator is not None and (step % config.eval_every == 0 or step == total):
-          _check_finite(step, metrics, last_checkpoint)
-          result = evaluate_state(evaluator, trainer, state, step, workdir, writer)
-          best.update(step, result, state, config)
+        if stopped_by is None:
+          if step % config.sample_every == 0 or step == total:
+            _check_finite(step, metrics, last_checkpoint)
+            write_samples(trainer, state, workdir, writer)
+          if evaluator is not None and (step % config.eval_every == 0 or step == total):
+            _check_finite(step, metrics, last_checkpoint)
+            result = evaluate_state(evaluator, trainer, state, step, workdir, writer)
+            best.update(step, result, state, config)
         if save:
           checkpointer.save(step, state, config)
           last_checkpoint = step
           logger.info("step %d: saving checkpoint %s (in the background)", step,
                       os.path.join(checkpointer.directory, str(step)))
+        if stopped_by is not None:
+          break
+    checkpointer.wait()  # a failure of the last save is reported like any other
   finally:
-    checkpointer.wait()
-    checkpointer.close()
+    _close_quietly(checkpointer)
     if best is not None:
       best.close()
     writer.close()
+  if stopped_by is not None and last_checkpoint < total:  # (at the last step: just done)
+    message = (f"Stopped by {signal_name(stopped_by)} after step {last_checkpoint}: checkpoint "
+               f"saved; rerun the same command to continue.")
+    logger.warning(message)
+    raise TrainingStopped(stopped_by, last_checkpoint, message)
   return state
+
+
+def _close_quietly(checkpointer: Checkpointer) -> None:
+  """Closes the checkpointer on the way out. If an error is already on its way,
+  a failing save must not replace it (the error says which checkpoint is intact);
+  otherwise `Checkpointer.wait` has already reported any failure."""
+  try:
+    checkpointer.close()
+  except CheckpointError as error:
+    logger.warning("%s", error)

@@ -5,6 +5,7 @@
     <workdir>/samples/           sample grids and attention figures
     <workdir>/eval/              eval_<step>.json
     <workdir>/events.out.*       TensorBoard
+    <workdir>/trainer.lock       held by the running trainer (see workdir_lock.py)
 """
 
 from __future__ import annotations
@@ -17,8 +18,32 @@ import ml_collections
 from sagan_jax.atomic_file import atomic_write
 
 CONFIG_FILE = "config.json"
+CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 EVAL_DIR = "eval"
+
+
+class WorkdirError(OSError):
+  """The workdir, or a folder the run writes in it, cannot be used (a file, not writable)."""
+
+  def __str__(self) -> str:
+    return str(self.args[0]) if self.args else super().__str__()
+
+
+def prepare(workdir: str) -> None:
+  """Creates ``workdir`` and the folders a run writes there, before any compute:
+  a path that is a file, or a folder that cannot be created, is one clear error
+  now rather than a traceback after the first steps. (Whether files can be
+  written there is learnt when the workdir lock is taken, its first write.)"""
+  for path in (workdir, *(os.path.join(workdir, name)
+                          for name in (CHECKPOINTS_DIR, SAMPLES_DIR))):
+    if os.path.exists(path) and not os.path.isdir(path):
+      raise WorkdirError(f"{path} is a file, but the run needs a folder there"
+                         + ("" if path == workdir else "; move the file away"))
+    try:
+      os.makedirs(path, exist_ok=True)
+    except OSError as error:
+      raise WorkdirError(f"cannot create the folder {path}: {error.strerror}") from error
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
