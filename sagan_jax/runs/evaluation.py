@@ -1,0 +1,200 @@
+"""Score a run (or any generator) against its data's held-out real images.
+
+`evaluate_run(workdir)` restores a checkpoint's generator, draws samples
+through the one sampling path (`sagan_jax.runs.sampling`), scores them with
+an `Evaluator` against the held-out part of the run's own data (its config
+says which classes, how many and at what size), and writes
+``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars ``eval/*``.
+`evaluate_generator` is the core, for generators from anywhere (a converted
+PyTorch ``state_dict``: `evaluate_torch_generator`).
+
+Typical use::
+
+  from sagan_jax.runs import evaluate_run
+  from sagan_jax.eval import format_table
+  print(format_table(evaluate_run("runs/mnist78", num_samples=10_000)))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping, Optional
+
+import ml_collections
+import numpy as np
+
+from sagan_jax.atomic_file import atomic_write
+from sagan_jax.checks import require_int
+from sagan_jax.data import make_source, to_model_range
+from sagan_jax.eval import EvalError, Evaluator, FeatureExtractor, RealImages, scalars
+from sagan_jax.interop.torch import from_torch
+from sagan_jax.models import build_generator
+from sagan_jax.runs import workdir as workdir_lib
+from sagan_jax.runs.metric_writer import MetricWriter
+from sagan_jax.runs.sampling import Sampler, image_shape, restore_generator
+from sagan_jax.train.config import validate
+
+__all__ = ["evaluate_generator", "evaluate_run", "evaluate_torch_generator", "heldout_images",
+           "make_evaluator", "write_results"]
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+  return require_int(value, name, minimum, EvalError)
+
+
+def heldout_images(config: ml_collections.ConfigDict) -> RealImages:
+  """The real images a run never trained on: its data's held-out split."""
+  data = config.data
+  if data.source != "mnist78":
+    raise EvalError(
+        f"evaluation needs held-out real images; it supports runs on the packaged MNIST "
+        f"digits (data.source='mnist78'), not {data.source!r}")
+  if data.split != "train":
+    raise EvalError(f"the run trained on split {data.split!r}; the held-out reference is only "
+                    "disjoint from split 'train'")
+  source = make_source({**data.to_dict(), "split": "heldout"})
+  images = to_model_range(source.get(np.arange(len(source))))
+  return RealImages(images, np.asarray(source.labels), source.description)
+
+
+def make_evaluator(config: ml_collections.ConfigDict,
+                   extractor: Optional[FeatureExtractor] = None, **options: Any) -> Evaluator:
+  """An `Evaluator` against the held-out images of ``config``'s data, expecting its classes."""
+  return Evaluator(heldout_images(config), config.data.digits, extractor, **options)
+
+
+def evaluate_generator(generator: Any, variables: Any, config: ml_collections.ConfigDict, *,
+                       num_samples: int = 10_000, batch_size: int = 500, seed: int = 0,
+                       extractor: Optional[FeatureExtractor] = None,
+                       evaluator: Optional[Evaluator] = None, **evaluator_options: Any
+                       ) -> dict[str, Any]:
+  """The metrics of ``generator`` with eval-mode ``variables`` (from any source: a
+  checkpoint, a converted PyTorch ``state_dict``) against ``config``'s held-out data.
+
+  Args:
+    generator, variables: the Flax generator and its eval-mode variables.
+    config: the run's config (model and data).
+    num_samples: generated images (≥ 2).
+    batch_size: images per generator and extractor call.
+    seed: noise seed of the generated images (and KID's subsets).
+    extractor: a `FeatureExtractor`; default the packaged MNIST classifier.
+    evaluator: reuse one (its real features are computed once), e.g. during
+      training; ``extractor`` and ``evaluator_options`` are then unused.
+    **evaluator_options: `Evaluator`'s keyword arguments (``kid_subsets``,
+      ``k``, ``splits``, ``confidence``, ``max_kept``, ...).
+  """
+  num_samples = _positive_int(num_samples, "num_samples", 2)
+  batch_size = _positive_int(batch_size, "batch_size")
+  if evaluator is None:
+    evaluator = make_evaluator(config, extractor, batch_size=batch_size, seed=seed,
+                               **evaluator_options)
+  sampler = Sampler(generator, config.model.z_dim)
+  batches = (s.images for s in sampler.batches(variables, num_samples, seed=seed,
+                                               batch_size=batch_size))
+  return evaluator.evaluate(batches)
+
+
+def _json_safe(value: Any) -> Any:
+  """NaN/inf → None (strict JSON), NumPy scalars → Python."""
+  if isinstance(value, Mapping):
+    return {str(k): _json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(v) for v in value]
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def _write_json(path: str, payload: Mapping[str, Any]) -> str:
+  return atomic_write(path, (json.dumps(_json_safe(dict(payload)), indent=2, allow_nan=False)
+                             + "\n").encode())
+
+
+def write_results(workdir: str, result: Mapping[str, Any],
+                  writer: Optional[MetricWriter] = None) -> str:
+  """Writes ``<workdir>/eval/eval_<step:06d>.json`` atomically, and the ``eval/*``
+  scalars to ``writer`` (None: a writer of its own on ``workdir``, beside the
+  training curves). Returns the JSON file's path."""
+  step = int(result["step"])
+  path = _write_json(os.path.join(workdir_lib.eval_dir(workdir), f"eval_{step:06d}.json"), result)
+  if writer is not None:
+    writer.write_scalars(step, scalars(result))
+  else:
+    with MetricWriter(workdir) as own:
+      own.write_scalars(step, scalars(result))
+  return path
+
+
+def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
+                 step: Optional[int] = None, seed: int = 0,
+                 extractor: Optional[FeatureExtractor] = None, write: bool = True,
+                 **evaluator_options: Any) -> dict[str, Any]:
+  """Evaluates the checkpoint at ``step`` (default: latest) of a training workdir.
+
+  Arguments as `evaluate_generator`'s, plus ``workdir``, ``step`` and ``write``
+  (write ``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars).
+
+  Returns:
+    The metrics (see `sagan_jax.eval.evaluator`), with ``step``, ``workdir``
+    and, when written, ``path``.
+
+  Raises:
+    FileNotFoundError: no config or checkpoint in ``workdir``.
+    EvalError: bad arguments, or a run without a held-out reference.
+  """
+  num_samples = _positive_int(num_samples, "num_samples", 2)
+  batch_size = _positive_int(batch_size, "batch_size")
+  if step is not None:
+    step = _positive_int(step, "step", 0)
+  run = restore_generator(workdir, step)
+  result = {"step": int(run.step), "workdir": os.path.abspath(workdir), "seed": seed}
+  result.update(evaluate_generator(run.generator, run.variables, run.config,
+                                   num_samples=num_samples, batch_size=batch_size, seed=seed,
+                                   extractor=extractor, **evaluator_options))
+  if write:
+    result["path"] = write_results(workdir, result)
+  return result
+
+
+def evaluate_torch_generator(path: str, config: ml_collections.ConfigDict, *,
+                             num_samples: int = 10_000, batch_size: int = 500, seed: int = 0,
+                             write: bool = True, **options: Any) -> dict[str, Any]:
+  """Scores a PyTorch chapter ``Generator`` saved as a ``state_dict`` (``torch.save``).
+
+  The weights go through `sagan_jax.interop.torch.from_torch` into our
+  generator built from ``config.model`` (which must be the chapter's
+  architecture), so a PyTorch run and ours are scored by the same code on the
+  same noise. Writes ``<path without .pt>_eval.json`` beside the file.
+
+  Raises:
+    ConfigError: ``config`` is invalid.
+    FileNotFoundError: no file at ``path``.
+    ImportError: torch is not installed (it reads the file).
+    EvalError: the file is not a state_dict of the chapter's generator.
+  """
+  import torch  # pylint: disable=g-import-not-at-top  # optional: only this function reads .pt
+
+  validate(config)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no PyTorch generator file at {path}")
+  try:
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as error:  # torch raises several types for unreadable files
+    raise EvalError(f"cannot read {path} as a PyTorch state_dict: {error}") from error
+  if not isinstance(state_dict, Mapping):
+    raise EvalError(f"{path} holds a {type(state_dict).__name__}, not a state_dict")
+  generator = build_generator(config.model, image_shape(config))
+  try:
+    variables = from_torch(generator, {k: v.numpy() for k, v in state_dict.items()})
+  except (KeyError, ValueError, TypeError) as error:
+    raise EvalError(f"{path} is not the chapter generator's state_dict: {error}") from error
+  result = {"torch_generator": os.path.abspath(path), "seed": seed}
+  result.update(evaluate_generator(generator, variables, config, num_samples=num_samples,
+                                   batch_size=batch_size, seed=seed, **options))
+  if write:
+    result["path"] = _write_json(os.path.splitext(path)[0] + "_eval.json", result)
+  return result
