@@ -1,9 +1,14 @@
 """Samples from a trained run: ``python sample.py --workdir runs/mnist78 [--attention]``.
 
-Loads the generator of the workdir's latest checkpoint (or ``--step``),
-generates ``--num_samples`` images from noise ``--seed`` (seed = the run's
-``config.seed`` redraws its training grids) and writes a PNG grid (and, with
-``--attention``, the attention figure of the generator's last attention layer).
+Loads the generator of the workdir's latest checkpoint (or ``--step``) — its moving
+average when the run keeps one (``--noema`` for the trained weights) — generates
+``--num_samples`` images from noise ``--seed`` (seed = the run's ``config.seed``
+redraws its training grids) and writes a PNG grid (and, with ``--attention``, the
+attention figure of the generator's last attention layer). A class-conditional run
+also takes ``--labels 3,3,7`` (one image per listed class), ``--class_grid`` (a row
+per class, ``--per_class`` columns sharing a latent each) and ``--interpolate N``
+(N images from one latent to another at a fixed class: a row per ``--labels``
+class, or per class).
 """
 
 import sys
@@ -19,6 +24,11 @@ flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.DEFINE_string("out", None, "Output PNG (default: <workdir>/samples/sample_step…png).")
 flags.DEFINE_bool("attention", False, "Also write the attention-map figure.")
+flags.DEFINE_list("labels", None, "Classes of the samples, e.g. 3,3,7 (conditional runs).")
+flags.DEFINE_bool("class_grid", False, "A row per class (conditional runs).")
+flags.DEFINE_integer("per_class", 8, "Columns of --class_grid.")
+flags.DEFINE_integer("interpolate", None, "Steps of a latent interpolation at fixed classes.")
+flags.DEFINE_bool("ema", True, "Use the run's EMA generator when it keeps one.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -28,8 +38,14 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   console.quiet_logging()
   try:
-    paths = runs.write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
-                                    FLAGS.attention, FLAGS.step)
+    labels = None if FLAGS.labels is None else [int(label) for label in FLAGS.labels]
+  except ValueError:
+    sys.exit(f"error: --labels must be integers, got {','.join(FLAGS.labels)}")
+  try:
+    paths = runs.write_sample_files(
+        FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out, FLAGS.attention, FLAGS.step,
+        labels=labels, class_grid=FLAGS.class_grid, per_class=FLAGS.per_class,
+        interpolate=FLAGS.interpolate, use_ema=None if FLAGS.ema else False)
   except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
   for path in paths:

@@ -92,11 +92,11 @@ def assert_tree_close(actual, expected, atol: float = ATOL, what: str = "") -> f
 ILL_CONDITIONED_GRAD = 1e-6
 
 
-def tiny_gradient_mask(grads, previous=None):
-  """Weights whose gradient was ever below ILL_CONDITIONED_GRAD (pytree of bools)."""
+def tiny_gradient_mask(grads, previous=None, threshold: float = ILL_CONDITIONED_GRAD):
+  """Weights whose gradient was ever below ``threshold`` (pytree of bools)."""
   import jax
 
-  mask = jax.tree.map(lambda g: np.abs(np.asarray(g)) < ILL_CONDITIONED_GRAD, grads)
+  mask = jax.tree.map(lambda g: np.abs(np.asarray(g)) < threshold, grads)
   return mask if previous is None else jax.tree.map(np.logical_or, mask, previous)
 
 

@@ -23,9 +23,13 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from sagan_jax.layers.spectral_norm import PowerIterationState, spectral_norm_estimate, weight_matrix
-from sagan_jax.models import Discriminator64, Generator64
+from sagan_jax.models import (Discriminator64, Generator64, ResNetDiscriminator,
+                              ResNetGenerator)
+from sagan_jax.models.resnet import (BOTTOM as RESNET_BOTTOM, GENERATOR_CHANNELS,
+                                     discriminator_stages, generator_stages)
 
 Variables = dict[str, dict[str, Any]]
 
@@ -48,21 +52,30 @@ class StateDictReader:
 
   def __getitem__(self, key: str) -> np.ndarray:
     if key not in self._state:
-      near = sorted(k for k in self._state if k.split(".")[0] == key.split(".")[0])
-      raise KeyError(
-          f"state_dict has no key {key!r}" + (f"; keys under that module: {near}" if near
-                                               else f"; it has {len(self._state)} keys"))
+      raise KeyError(f"state_dict has no key {key!r}" + self._near(key))
     self._used.add(key)
     value = self._state[key]
     if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
       value = value.detach().cpu().numpy()
     return np.asarray(value, dtype=np.float32 if np.asarray(value).dtype.kind == "f" else None)
 
-  def check_all_used(self) -> None:
+  def _near(self, key: str, shown: int = 5) -> str:
+    """'; keys under <the longest existing prefix of key>: …' (at most ``shown``)."""
+    parts = key.split(".")
+    for length in range(len(parts) - 1, 0, -1):
+      prefix = ".".join(parts[:length]) + "."
+      near = sorted(k for k in self._state if k.startswith(prefix))
+      if near:
+        more = f", … {len(near) - shown} more" if len(near) > shown else ""
+        return f"; keys under {prefix[:-1]!r}: {near[:shown]}{more}"
+    return f"; it has {len(self._state)} keys"
+
+  def check_all_used(self, shown: int = 5) -> None:
     unused = sorted(k for k in self._state if k not in self._used
                     and not k.endswith(self.IGNORED_SUFFIXES))
     if unused:
-      raise ValueError(f"state_dict keys not used by the conversion: {unused}")
+      more = f" (… {len(unused) - shown} more)" if len(unused) > shown else ""
+      raise ValueError(f"state_dict keys not used by the conversion: {unused[:shown]}{more}")
 
 
 def _reader(state_dict) -> StateDictReader:
@@ -191,32 +204,176 @@ def _chapter_discriminator(sd: StateDictReader) -> Variables:
   return nest(layers)
 
 
+def _check_shapes(module, variables: Variables, expected: Any,
+                  origins: Mapping[str, str]) -> None:
+  """Raises one line naming the first variable whose shape (or presence) differs from
+  ``module``'s own, with the state_dict prefix it came from (``origins``: our module
+  path → their prefix)."""
+  got = traverse_util.flatten_dict(jax.tree.map(np.shape, variables), sep="/")
+  want = traverse_util.flatten_dict(jax.tree.map(lambda a: a.shape, dict(expected)), sep="/")
+
+  def origin(path: str) -> str:
+    names = path.split("/")[1:]  # without the collection
+    for length in range(len(names), 0, -1):
+      prefix = "/".join(names[:length])
+      if prefix in origins:
+        return f" (state_dict {origins[prefix]!r})"
+    return ""
+
+  fits = f"state_dict does not fit {type(module).__name__}"
+  for path in sorted(set(got) | set(want)):
+    if path not in want:
+      raise ValueError(f"{fits}: it gives {path}{origin(path)}, which the model does not have")
+    if path not in got:
+      raise ValueError(f"{fits}: the model's {path} has no counterpart{origin(path)}")
+    if tuple(got[path]) != tuple(want[path]):
+      raise ValueError(f"{fits}: {path}{origin(path)} has shape {tuple(got[path])} here, the "
+                       f"model expects {tuple(want[path])}")
+
+
 def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
   """Flax variables for ``module`` from a PyTorch ``state_dict`` of the same model.
 
   Supports the chapter's ``Generator64`` and ``Discriminator64`` (keys as the
   chapter's ``Generator``/``Discriminator``: ``layer1.0.weight_orig``,
-  ``layer1.1.running_mean``, ``self_attntion1.query_conv.weight``, ``last``…).
+  ``layer1.1.running_mean``, ``self_attntion1.query_conv.weight``, ``last``…),
+  and ``ResNetGenerator`` / ``ResNetDiscriminator`` from StudioGAN's SAGAN
+  (``src/models/resnet.py`` with cBN and a projection discriminator: keys
+  ``linear0``, ``blocks.<i>.0.conv2d1``, ``blocks.<i>.0.bn1.gain``, ``bn4``,
+  ``conv2d5``, ``linear1``, ``embedding``…; see `studiogan_generator`).
   Every key must be used (``num_batches_tracked`` aside), like PyTorch's strict
-  loading; shapes are checked against ``module``'s own variables.
+  loading; shapes are checked against ``module``'s own variables, and a
+  missing, unused or mis-shaped key is reported in one line naming it.
   """
   sd = _reader(state_dict)
+  origins: dict[str, str] = {}
+  labels = ()
+  if getattr(module, "num_classes", None) is not None:
+    labels = (jnp.zeros((1,), jnp.int32),)
   if isinstance(module, Generator64):
     variables = _chapter_generator(sd)
-    example = jnp.zeros((1, module.z_dim), jnp.float32)
+    example = (jnp.zeros((1, module.z_dim), jnp.float32),)
   elif isinstance(module, Discriminator64):
     variables = _chapter_discriminator(sd)
-    example = jnp.zeros((1, 64, 64, module.channels), jnp.float32)
+    example = (jnp.zeros((1, 64, 64, module.channels), jnp.float32),)
+  elif isinstance(module, ResNetGenerator):
+    variables = studiogan_generator(sd, module, origins)
+    example = (jnp.zeros((1, module.z_dim), jnp.float32), *labels)
+  elif isinstance(module, ResNetDiscriminator):
+    variables = studiogan_discriminator(sd, module, origins)
+    example = (jnp.zeros((1, module.resolution, module.resolution, module.channels),
+                         jnp.float32), *labels)
   else:
-    raise TypeError(f"from_torch supports Generator64 and Discriminator64, got "
-                    f"{type(module).__name__}; convert layers with the per-layer functions.")
+    raise TypeError(f"from_torch supports Generator64, Discriminator64, ResNetGenerator and "
+                    f"ResNetDiscriminator, got {type(module).__name__}; convert layers with the "
+                    "per-layer functions.")
   sd.check_all_used()
-  expected = jax.eval_shape(module.init, jax.random.key(0), example)
-  got_shapes = jax.tree.map(lambda a: a.shape, variables)
-  want_shapes = jax.tree.map(lambda a: a.shape, dict(expected))
-  if got_shapes != want_shapes:
-    raise ValueError(
-        f"state_dict does not fit {type(module).__name__}(width={module.width}, "
-        f"channels={module.channels}): converted shapes {got_shapes} vs expected "
-        f"{want_shapes}.")
+  _check_shapes(module, variables, jax.eval_shape(module.init, jax.random.key(0), *example),
+                origins)
   return variables
+
+
+# ---------------------------------------------------------------- StudioGAN's SAGAN
+
+# StudioGAN's SelfAttention (ops.py) → this library's names (see OfficialSelfAttention).
+STUDIOGAN_ATTENTION_NAMES = {"conv1x1_theta": "key_conv", "conv1x1_phi": "query_conv",
+                             "conv1x1_g": "value_conv", "conv1x1_attn": "output_conv"}
+# StudioGAN's block convolutions → ours (conv2d0 is the 1×1 shortcut).
+STUDIOGAN_BLOCK_CONVS = {"conv2d0": "shortcut", "conv2d1": "conv1", "conv2d2": "conv2"}
+
+
+def _studiogan_attention(sd: StateDictReader, prefix: str) -> Variables:
+  layers = {ours: conv2d(sd, _join(prefix, theirs), use_bias=False)
+            for theirs, ours in STUDIOGAN_ATTENTION_NAMES.items()}
+  return nest(layers, {"gamma": jnp.asarray(sd[_join(prefix, "sigma")]).reshape(())})
+
+
+def _conditional_batch_norm(sd: StateDictReader, prefix: str) -> Variables:
+  """StudioGAN's ``ConditionalBatchNorm2d`` (gain/bias: Linear on one-hot labels, BN
+  without affine) → ``ConditionalBatchNorm`` (``LabelLinear`` kernels ``(K, C)``)."""
+  return nest({
+      "gain": linear(sd, _join(prefix, "gain"), use_bias=False),
+      "bias": linear(sd, _join(prefix, "bias"), use_bias=False),
+      "bn": {"batch_stats": {"mean": jnp.asarray(sd[_join(prefix, "bn.running_mean")]),
+                             "var": jnp.asarray(sd[_join(prefix, "bn.running_var")])}},
+  })
+
+
+def _channel_major_to_nhwc(variables: Variables, channels: int, side: int) -> Variables:
+  """A linear layer whose outputs PyTorch views as ``(C, side, side)`` (``linear0``) →
+  ours, reshaped as ``(side, side, C)``: outputs (kernel columns, bias, u) permuted."""
+  order = np.arange(channels * side * side).reshape(channels, side, side)
+  order = order.transpose(1, 2, 0).reshape(-1)  # our output j is their output order[j]
+  params = dict(variables["params"])
+  params["kernel"] = params["kernel"][:, order]
+  params["bias"] = params["bias"][order]
+  out = {**variables, "params": params}
+  if "spectral" in variables:
+    out["spectral"] = {**variables["spectral"], "u": variables["spectral"]["u"][order]}
+  return out
+
+
+def _record(origins: dict[str, str], ours: str, layers: Mapping[str, str]) -> None:
+  for child, theirs in layers.items():
+    origins["/".join(name for name in (ours, child) if name)] = theirs
+
+
+def studiogan_generator(state_dict, module: ResNetGenerator,
+                        origins: dict[str, str] | None = None) -> Variables:
+  """Variables of ``module`` from StudioGAN's SAGAN ``Generator`` state_dict (its
+  ``resnet`` backbone, ``cBN``, ``apply_g_sn``). ``module``'s resolution, width,
+  classes and attention placement must be the checkpoint's (StudioGAN's
+  ``attn_g_loc: [k]`` is attention after block ``k``)."""
+  sd, origins = _reader(state_dict), {} if origins is None else origins
+  first = GENERATOR_CHANNELS[module.resolution][0] * module.width
+  layers = {"linear": _channel_major_to_nhwc(linear(sd, "linear0"), first, RESNET_BOTTOM)}
+  _record(origins, "linear", {"": "linear0"})
+  for index, stage in enumerate(generator_stages(module.resolution, module.attention)):
+    prefix = f"blocks.{index}.0"
+    if stage.is_attention:
+      layers[stage.name] = _studiogan_attention(sd, prefix)
+      _record(origins, stage.name, {"": prefix})
+      continue
+    block = {ours: conv2d(sd, f"{prefix}.{theirs}")
+             for theirs, ours in STUDIOGAN_BLOCK_CONVS.items()}
+    for bn in ("bn1", "bn2"):
+      block[bn] = (batch_norm(sd, f"{prefix}.{bn}") if module.num_classes is None
+                   else _conditional_batch_norm(sd, f"{prefix}.{bn}"))
+    layers[stage.name] = nest(block)
+    _record(origins, stage.name, {"": prefix, **{ours: f"{prefix}.{theirs}" for theirs, ours
+                                               in STUDIOGAN_BLOCK_CONVS.items()}})
+  layers["bn"] = batch_norm(sd, "bn4")
+  layers["conv_out"] = conv2d(sd, "conv2d5")
+  _record(origins, "", {"bn": "bn4", "conv_out": "conv2d5"})
+  return nest(layers)
+
+
+def studiogan_discriminator(state_dict, module: ResNetDiscriminator,
+                            origins: dict[str, str] | None = None) -> Variables:
+  """Variables of ``module`` from StudioGAN's SAGAN ``Discriminator`` state_dict (``resnet``,
+  ``d_cond_mtd: PD`` or unconditional, ``apply_d_sn``); ``attn_d_loc: [k]`` is attention
+  after block ``k``."""
+  sd, origins = _reader(state_dict), {} if origins is None else origins
+  layers: dict[str, Variables] = {}
+  channels = module.channels
+  for index, stage in enumerate(discriminator_stages(module.resolution, module.attention)):
+    prefix = f"blocks.{index}.0"
+    if stage.is_attention:
+      layers[stage.name] = _studiogan_attention(sd, prefix)
+      _record(origins, stage.name, {"": prefix})
+      continue
+    features = stage.multiple * module.width
+    convs = dict(STUDIOGAN_BLOCK_CONVS)
+    if not (stage.downsample or channels != features):
+      del convs["conv2d0"]  # an identity shortcut
+    layers[stage.name] = nest({ours: conv2d(sd, f"{prefix}.{theirs}")
+                               for theirs, ours in convs.items()})
+    _record(origins, stage.name, {"": prefix, **{ours: f"{prefix}.{theirs}"
+                                               for theirs, ours in convs.items()}})
+    channels = features
+  layers["linear"] = linear(sd, "linear1")
+  _record(origins, "", {"linear": "linear1"})
+  if module.num_classes is not None:
+    layers["embedding"] = embedding(sd, "embedding")
+    _record(origins, "", {"embedding": "embedding"})
+  return nest(layers)

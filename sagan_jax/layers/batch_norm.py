@@ -28,6 +28,8 @@ class BatchNorm(nn.Module):
     epsilon: added to the variance.
     use_running_average: eval mode; may also be given at call time.
     scale_init: PyTorch initialises the scale to 1 (the chapter uses N(1, 0.02)).
+    use_scale, use_bias: learn a per-feature scale / bias (PyTorch's ``affine``;
+      a conditional BatchNorm has neither: its gain and bias come per class).
   """
 
   momentum: float = 0.1
@@ -35,14 +37,16 @@ class BatchNorm(nn.Module):
   use_running_average: Optional[bool] = None
   scale_init: nn.initializers.Initializer = nn.initializers.ones
   bias_init: nn.initializers.Initializer = nn.initializers.zeros
+  use_scale: bool = True
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, *, use_running_average: Optional[bool] = None) -> jax.Array:
     use_running_average = nn.merge_param(
         "use_running_average", self.use_running_average, use_running_average)
     features = x.shape[-1]
-    scale = self.param("scale", self.scale_init, (features,))
-    bias = self.param("bias", self.bias_init, (features,))
+    scale = self.param("scale", self.scale_init, (features,)) if self.use_scale else 1.0
+    bias = self.param("bias", self.bias_init, (features,)) if self.use_bias else 0.0
     running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
     running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
     if running_mean.value.shape != (features,):

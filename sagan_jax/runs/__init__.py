@@ -12,7 +12,7 @@ figures and interop. The command-line scripts (``train.py``, ``sample.py``,
 """
 
 from sagan_jax.eval import format_table
-from sagan_jax.runs.errors import USER_ERRORS, NonFiniteLossError
+from sagan_jax.runs.errors import USER_ERRORS, NonFiniteLossError, SamplingError
 from sagan_jax.runs.evaluation import (evaluate_generator, evaluate_run, evaluate_torch_generator,
                                        heldout_images, make_evaluator, write_results)
 from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, latents,
@@ -24,6 +24,7 @@ __all__ = [
     "NonFiniteLossError",
     "RestoredGenerator",
     "Sampler",
+    "SamplingError",
     "Samples",
     "Trainer",
     "USER_ERRORS",

@@ -13,5 +13,10 @@ class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or infinite; training stopped before saving it."""
 
 
+class SamplingError(ValueError):
+  """A sampling request the run cannot serve (a class it lacks, labels for an
+  unconditional generator, no attention layer to draw)."""
+
+
 USER_ERRORS = (ConfigError, DataError, EvalError, IncompatibleCheckpointError,
-               NonFiniteLossError, FileNotFoundError)
+               NonFiniteLossError, SamplingError, FileNotFoundError)

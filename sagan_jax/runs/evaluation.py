@@ -33,8 +33,8 @@ from sagan_jax.interop.torch import from_torch
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
 from sagan_jax.runs.metric_writer import MetricWriter
-from sagan_jax.runs.sampling import Sampler, image_shape, restore_generator
-from sagan_jax.train.config import validate
+from sagan_jax.runs.sampling import Sampler, default_labels, image_shape, restore_generator
+from sagan_jax.train.config import HELDOUT_SOURCES, validate
 
 __all__ = ["evaluate_generator", "evaluate_run", "evaluate_torch_generator", "heldout_images",
            "make_evaluator", "write_results"]
@@ -45,18 +45,27 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
 
 
 def heldout_images(config: ml_collections.ConfigDict) -> RealImages:
-  """The real images a run never trained on: its data's held-out split."""
+  """The real images a run never trained on: its data's held-out split, labelled by digit."""
   data = config.data
-  if data.source != "mnist78":
+  if data.source not in HELDOUT_SOURCES:
     raise EvalError(
         f"evaluation needs held-out real images; it supports runs on the packaged MNIST "
-        f"digits (data.source='mnist78'), not {data.source!r}")
+        f"digits (data.source one of {list(HELDOUT_SOURCES)}), not {data.source!r}")
   if data.split != "train":
     raise EvalError(f"the run trained on split {data.split!r}; the held-out reference is only "
                     "disjoint from split 'train'")
   source = make_source({**data.to_dict(), "split": "heldout"})
   images = to_model_range(source.get(np.arange(len(source))))
-  return RealImages(images, np.asarray(source.labels), source.description)
+  labels = np.asarray(source.labels)
+  if getattr(source, "class_names", None) is not None:  # class indices → the digits
+    labels = np.asarray(class_values(config))[labels]
+  return RealImages(images, labels, source.description)
+
+
+def class_values(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """What a conditional run's class ``k`` is, as the classifier names it: the digit
+  ``data.digits[k]``."""
+  return tuple(int(d) for d in config.data.digits)
 
 
 def make_evaluator(config: ml_collections.ConfigDict,
@@ -90,10 +99,16 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
   if evaluator is None:
     evaluator = make_evaluator(config, extractor, batch_size=batch_size, seed=seed,
                                **evaluator_options)
-  sampler = Sampler(generator, config.model.z_dim)
+  num_classes = config.model.get("num_classes")
+  sampler = Sampler(generator, config.model.z_dim, num_classes=num_classes)
   batches = (s.images for s in sampler.batches(variables, num_samples, seed=seed,
                                                batch_size=batch_size))
-  return evaluator.evaluate(batches)
+  if num_classes is None:
+    return evaluator.evaluate(batches)
+  # The sampler's default classes (i mod K), as the classifier names them.
+  expected = np.asarray(class_values(config))[default_labels(np.arange(num_samples),
+                                                             num_classes)]
+  return evaluator.evaluate(batches, expected)
 
 
 def _json_safe(value: Any) -> Any:
