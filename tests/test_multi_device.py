@@ -108,3 +108,52 @@ def test_partial_last_batch_must_divide_too():
   config.data.per_digit = 8  # 16 images: batches of 6, 6, 4
   with pytest.raises(ValueError, match="final partial batch"):
     _trainer(3, config) if jax.device_count() >= 3 else pytest.skip("needs 3 devices")
+
+
+def tiny_resnet_config():
+  """The paper's ResNet SAGAN, class-conditional, at 32 px and tiny widths (G 32, D 8
+  channels), with everything the ResNet recipe adds: 2 D steps per G step (each on its
+  own batch of 8 of the 20 digits), the generator's EMA (a copy at step 1, then
+  decay 0.5), StudioGAN's cBN with spectral norm."""
+  config = tiny_config(batching__batch_size=8, batching__drop_remainder=True)
+  config.data.update(source="mnist", digits=tuple(range(10)), per_digit=2, image_size=32)
+  config.model.update(name="resnet", num_classes=10, z_dim=16, width=8, d_width=4,
+                      g_attention=(16,), d_attention=(16,), weight_init="orthogonal",
+                      bn_style="studiogan", cbn_spectral_norm=True, spectral_eps=1e-6)
+  config.optimizer.d_steps = 2
+  config.ema.update(decay=0.5, start_step=1)
+  return config
+
+
+# Conv biases before a BatchNorm have a gradient that is 0 up to float32 noise of
+# ~√(B·H·W)·ε·|δ| (test_resnet_parity.py): below 1e-5 Adam's sign is noise there.
+RESNET_ILL_CONDITIONED_GRAD = 1e-5
+
+
+@pytest.fixture(scope="module")
+def one_device_resnet_result():
+  return _train(_trainer(1, tiny_resnet_config()))
+
+
+@pytest.mark.parametrize("num_devices", [2, 4])
+def test_resnet_training_on_several_devices_equals_one(num_devices, one_device_resnet_result):
+  trainer = _trainer(num_devices, tiny_resnet_config())
+  state, metrics, _ = _train(trainer)
+  batch = trainer.batch(0)
+  # (d_steps, B, …): each D update's batch and labels split over the devices.
+  assert batch["image"].shape == (2, 8, 32, 32, 1) and batch["label"].shape == (2, 8)
+  assert {s.data.shape[1] for s in batch["image"].addressable_shards} == {8 // num_devices}
+  ref_state, ref_metrics, _ = one_device_resnet_result
+  assert_tree_close(metrics, ref_metrics, what=f"{num_devices}-device ResNet metrics")
+  grads = {"g": ref_state.generator.opt_state[0].mu, "d": ref_state.discriminator.opt_state[0].mu}
+  tiny = tiny_gradient_mask(grads, None, RESNET_ILL_CONDITIONED_GRAD)
+  for label, net, ref_net, lr in (("g", state.generator, ref_state.generator, 1e-4),
+                                  ("d", state.discriminator, ref_state.discriminator, 4e-4)):
+    assert_tree_close(net.collections, ref_net.collections, atol=1e-4, what=f"{label} SN/BN")
+    assert_params_close_under_adam(net.params, ref_net.params, tiny[label], lr,
+                                   STEPS * (2 if label == "d" else 1), atol=1e-4,
+                                   what=f"{num_devices}-device ResNet {label} params")
+  assert_params_close_under_adam(state.ema["params"], ref_state.ema["params"], tiny["g"], 1e-4,
+                                 STEPS, atol=1e-4, what=f"{num_devices}-device EMA params")
+  assert_tree_close(state.ema["batch_stats"], ref_state.ema["batch_stats"], atol=1e-4,
+                    what=f"{num_devices}-device EMA BN statistics")

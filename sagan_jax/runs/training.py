@@ -171,9 +171,15 @@ class Trainer:
     """This process's part of the batch of training step ``step``: the batcher's batch,
     or with d_steps > 1 its batches ``step·d … step·d + d − 1`` stacked."""
     if self.d_steps == 1:
-      return self.batcher.batch(step)
-    parts = [self.batcher.batch(step * self.d_steps + i) for i in range(self.d_steps)]
-    return {key: np.stack([part[key] for part in parts]) for key in self.batch_keys}
+      batch = self.batcher.batch(step)
+    else:
+      parts = [self.batcher.batch(step * self.d_steps + i) for i in range(self.d_steps)]
+      batch = {key: np.stack([part[key] for part in parts]) for key in self.batch_keys}
+    if self.num_classes is not None and getattr(self.source, "labels", None) is None:
+      # A streaming source's labels arrive with its batches: checked here, not up front.
+      data_lib.check_label_range(batch["label"].reshape(-1), self.num_classes,
+                                 f"batch of step {step}: {self.source.description}")
+    return batch
 
   def device_batch(self, host_batch: dict[str, Any]) -> dict[str, jax.Array]:
     """A host batch (this process's slice) → the global batch, sharded over the mesh."""
