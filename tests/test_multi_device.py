@@ -16,7 +16,8 @@ import pytest
 from sagan_jax import sharding
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from sagan_jax.runs import Trainer
-from tests.parity import assert_params_close_under_adam, assert_tree_close, tiny_gradient_mask
+from tests.parity import (assert_close, assert_params_close_under_adam, assert_tree_close,
+                          tiny_gradient_mask)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -147,13 +148,25 @@ def test_resnet_training_on_several_devices_equals_one(num_devices, one_device_r
   assert_tree_close(metrics, ref_metrics, what=f"{num_devices}-device ResNet metrics")
   grads = {"g": ref_state.generator.opt_state[0].mu, "d": ref_state.discriminator.opt_state[0].mu}
   tiny = tiny_gradient_mask(grads, None, RESNET_ILL_CONDITIONED_GRAD)
+  # Weights and state after several updates: 1e-4 (the state tolerance of the parity
+  # tests), except where Adam's step was ill-conditioned (see above). The conv biases
+  # there shift BatchNorm inputs, which BN cancels but its running *means* record: those
+  # inherit the biases' allowance, 2·lr per G update.
+  running_mean_atol = 2 * 1e-4 * STEPS
   for label, net, ref_net, lr in (("g", state.generator, ref_state.generator, 1e-4),
                                   ("d", state.discriminator, ref_state.discriminator, 4e-4)):
-    assert_tree_close(net.collections, ref_net.collections, atol=1e-4, what=f"{label} SN/BN")
+    assert_tree_close(net.collections["spectral"], ref_net.collections["spectral"], atol=1e-4,
+                      what=f"{num_devices}-device {label} u, v")
     assert_params_close_under_adam(net.params, ref_net.params, tiny[label], lr,
                                    STEPS * (2 if label == "d" else 1), atol=1e-4,
                                    what=f"{num_devices}-device ResNet {label} params")
+  for what, ours, ref in (("G", state.generator.collections["batch_stats"],
+                           ref_state.generator.collections["batch_stats"]),
+                          ("EMA", state.ema["batch_stats"], ref_state.ema["batch_stats"])):
+    flat, ref_flat = jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(ref)
+    for (path, value), expected in zip(flat, ref_flat):
+      atol = running_mean_atol if path[-1].key == "mean" else 1e-4
+      assert_close(value, expected, atol=atol,
+                   what=f"{num_devices}-device {what} {jax.tree_util.keystr(path)}")
   assert_params_close_under_adam(state.ema["params"], ref_state.ema["params"], tiny["g"], 1e-4,
                                  STEPS, atol=1e-4, what=f"{num_devices}-device EMA params")
-  assert_tree_close(state.ema["batch_stats"], ref_state.ema["batch_stats"], atol=1e-4,
-                    what=f"{num_devices}-device EMA BN statistics")
