@@ -35,13 +35,16 @@ flags.DEFINE_integer("num_samples", 10_000, "Generated images to score.")
 flags.DEFINE_integer("batch_size", 500, "Images per generator/classifier call (memory).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.DEFINE_integer("seed", 0, "Noise seed of the generated images.")
+flags.DEFINE_bool("ema", True, "Score the run's EMA generator when it keeps one (--noema: the "
+                  "trained weights, written to eval_<step>_weights.json).")
 FLAGS = flags.FLAGS
 
 
 def _evaluate():
   options = dict(num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
   if FLAGS.torch_generator is None:
-    return runs.evaluate_run(FLAGS.workdir, step=FLAGS.step, **options)
+    return runs.evaluate_run(FLAGS.workdir, step=FLAGS.step,
+                             use_ema=None if FLAGS.ema else False, **options)
   return runs.evaluate_torch_generator(FLAGS.torch_generator, FLAGS.config, **options)
 
 

@@ -1,4 +1,24 @@
-"""Class-conditional ResNet SAGAN on all ten MNIST digits at 32×32, offline (draft)."""
+"""The paper's class-conditional ResNet SAGAN on all ten MNIST digits at 32×32, offline.
+
+The packaged digits (``data.source='mnist'``: labels are class indices, here the digits):
+400 per digit to train on, the last 100 of each held out for evaluation (they are also the
+packaged classifier's test split). The 32-px ResNet (StudioGAN's layout) at small widths — G
+32 channels in every block, D 32 — with self-attention at 16×16 in both, StudioGAN's
+conditional BN (gain 1 + SN linear, eps 1e-4) and orthogonal init, hinge loss, Adam
+(0, 0.9) with lr 2e-4 (G) / 4e-4 (D), batch 64, and the generator's EMA (decay 0.999 from
+step 500), which sample grids and evaluation use. Sized to learn on a 2-core CPU in under
+an hour: ~0.4 s per step alone, 2,500 steps.
+
+    python train.py --config configs/mnist_cond32.py --workdir runs/mnist_cond32
+    python evaluate.py --workdir runs/mnist_cond32 --num_samples 10000
+    python sample.py --workdir runs/mnist_cond32 --class_grid --per_class 10
+
+Expected (it ran here to its end, 69 minutes on the 2-core CPU shared with other jobs;
+README "configs/mnist_cond32.py, trained here"): at step 2,500 the EMA generator's samples
+are read as their class 97.4% of the time by the packaged classifier (the trained weights:
+99.7%; the classifier on real held-out digits: 97.5%), FID 0.53 (real floor 0.30), mean
+intra-FID 1.47 (floor 1.24), precision 0.88, recall 0.62.
+"""
 
 from sagan_jax.train.config import base_config
 
@@ -20,6 +40,8 @@ def get_config():
   config.model.bn_style = "studiogan"
   config.model.cbn_spectral_norm = True
   config.model.spectral_eps = 1e-6
+  # XLA's convolution beats the GEMM path for these small stride-1 convs on CPU
+  # (benchmarks/README.md, "resnet_step.py").
   config.model.conv_implementation = "xla"
   config.batching.batch_size = 64
   config.batching.drop_remainder = True

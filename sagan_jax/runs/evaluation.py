@@ -33,7 +33,8 @@ from sagan_jax.interop.torch import from_torch
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
 from sagan_jax.runs.metric_writer import MetricWriter
-from sagan_jax.runs.sampling import Sampler, default_labels, image_shape, restore_generator
+from sagan_jax.runs.sampling import (Sampler, default_labels, image_shape, restore_generator,
+                                     uses_ema)
 from sagan_jax.train.config import HELDOUT_SOURCES, validate
 
 __all__ = ["evaluate_generator", "evaluate_run", "evaluate_torch_generator", "heldout_images",
@@ -130,28 +131,32 @@ def _write_json(path: str, payload: Mapping[str, Any]) -> str:
 
 
 def write_results(workdir: str, result: Mapping[str, Any],
-                  writer: Optional[MetricWriter] = None) -> str:
-  """Writes ``<workdir>/eval/eval_<step:06d>.json`` atomically, and the ``eval/*``
+                  writer: Optional[MetricWriter] = None, suffix: str = "") -> str:
+  """Writes ``<workdir>/eval/eval_<step:06d><suffix>.json`` atomically, and the ``eval<suffix>/*``
   scalars to ``writer`` (None: a writer of its own on ``workdir``, beside the
   training curves). Returns the JSON file's path."""
   step = int(result["step"])
-  path = _write_json(os.path.join(workdir_lib.eval_dir(workdir), f"eval_{step:06d}.json"), result)
+  path = _write_json(os.path.join(workdir_lib.eval_dir(workdir), f"eval_{step:06d}{suffix}.json"),
+                     result)
+  values = scalars(result, f"eval{suffix}/")
   if writer is not None:
-    writer.write_scalars(step, scalars(result))
+    writer.write_scalars(step, values)
   else:
     with MetricWriter(workdir) as own:
-      own.write_scalars(step, scalars(result))
+      own.write_scalars(step, values)
   return path
 
 
 def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
                  step: Optional[int] = None, seed: int = 0,
                  extractor: Optional[FeatureExtractor] = None, write: bool = True,
-                 **evaluator_options: Any) -> dict[str, Any]:
+                 use_ema: Optional[bool] = None, **evaluator_options: Any) -> dict[str, Any]:
   """Evaluates the checkpoint at ``step`` (default: latest) of a training workdir.
 
-  Arguments as `evaluate_generator`'s, plus ``workdir``, ``step`` and ``write``
-  (write ``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars).
+  Arguments as `evaluate_generator`'s, plus ``workdir``, ``step``, ``use_ema`` (see
+  `restore_generator`: a run's EMA generator by default) and ``write`` (write
+  ``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars ``eval/*``; for the trained
+  weights of a run that keeps an EMA, ``eval_<step>_weights.json`` and ``eval_weights/*``).
 
   Returns:
     The metrics (see `sagan_jax.eval.evaluator`), with ``step``, ``workdir``
@@ -165,13 +170,16 @@ def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
   batch_size = _positive_int(batch_size, "batch_size")
   if step is not None:
     step = _positive_int(step, "step", 0)
-  run = restore_generator(workdir, step)
-  result = {"step": int(run.step), "workdir": os.path.abspath(workdir), "seed": seed}
+  run = restore_generator(workdir, step, use_ema)
+  result = {"step": int(run.step), "workdir": os.path.abspath(workdir), "seed": seed,
+            "ema": run.ema}
   result.update(evaluate_generator(run.generator, run.variables, run.config,
                                    num_samples=num_samples, batch_size=batch_size, seed=seed,
                                    extractor=extractor, **evaluator_options))
   if write:
-    result["path"] = write_results(workdir, result)
+    weights_of_ema_run = not run.ema and uses_ema(run.config)
+    result["path"] = write_results(workdir, result,
+                                   suffix="_weights" if weights_of_ema_run else "")
   return result
 
 
