@@ -11,10 +11,11 @@ Cases (both class-conditional, hinge, one D and one G update, Adam; EMA off):
 
 Both sides run in this process: ours the jitted ``train_step`` (buffers donated), the
 reference ``tests/reference/torch_resnet_sagan.py`` (its ``train_step``, same call order,
-default threads). Printed per case: median ms per step after warm-up, the ratio
-torch/ours (> 1: ours faster), and our compile time (first call minus a step), for our
-convolutions through the GEMM path (``conv_implementation='gemm'``) and through XLA's
-convolution (``'xla'``). ``--conv_table`` also times each distinct convolution of the
+timed with 1 thread and with its default, the faster counting: on a loaded machine its OpenMP
+threads' spin-waits can make 2 threads several times slower than 1). Printed per case:
+median ms per step after warm-up, the ratio torch/ours (> 1: ours faster), and our compile
+time (first call minus a step), for our convolutions through the GEMM path
+(``conv_implementation='gemm'``) and through XLA's convolution (``'xla'``). ``--conv_table`` also times each distinct convolution of the
 case's models forward + backward (both gradients) both ways: the per-layer choice.
 """
 
@@ -180,7 +181,16 @@ def main():
         f"{'torch/ours':>10} | {'compile s':>9}")
   for case in args.cases:
     batch = CASES[case][-1]
-    torch_s = median_time(Torch(case), args.repeats)[0] if torch else None
+    torch_s = None
+    if torch:
+      default_threads = torch.get_num_threads()
+      times = {}
+      for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        times[threads] = median_time(Torch(case), args.repeats)[0]
+      torch.set_num_threads(default_threads)
+      print("torch ms by threads: " + ", ".join(f"{k}: {v * 1e3:.0f}" for k, v in times.items()))
+      torch_s = min(times.values())
     for implementation in args.implementations:
       ours_s, first = median_time(Ours(case, implementation), args.repeats)
       ratio = f"{torch_s / ours_s:10.2f}" if torch_s else f"{'-':>10}"

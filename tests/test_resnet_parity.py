@@ -43,7 +43,8 @@ LEARNING_RATES = {"G": 2e-4, "D": 4e-4}
 ILL_CONDITIONED_GRAD = 1e-5
 
 
-def studiogan_models(resolution: int, width: int, num_classes, attention, channels: int = 3):
+def studiogan_models(resolution: int, width: int, num_classes, attention, channels: int = 3,
+                     z_dim: int = Z_DIM):
   """Our G and D built as StudioGAN's SAGAN (its ``attn_g_loc``/``attn_d_loc`` =
   ``attention``: after G's block k the features are 4·2^k wide)."""
   g_size = 4 * 2 ** attention[0]
@@ -51,7 +52,7 @@ def studiogan_models(resolution: int, width: int, num_classes, attention, channe
       attention[1] - 1].size
   common = dict(resolution=resolution, channels=channels, num_classes=num_classes,
                 weight_init="orthogonal", spectral_eps=1e-6)
-  return (ResNetGenerator(z_dim=Z_DIM, width=width, attention=(g_size,), bn_style="studiogan",
+  return (ResNetGenerator(z_dim=z_dim, width=width, attention=(g_size,), bn_style="studiogan",
                           cbn_spectral_norm=True, **common),
           ResNetDiscriminator(width=width, attention=(d_size,), **common))
 
@@ -167,17 +168,13 @@ def test_parameter_counts_match_studiogan(source):
     resolution = int(resolution)
     loc = {32: (2, 1), 64: (3, 1), 128: (4, 1)}[resolution]
     generator, discriminator = studiogan_models(resolution, 64, 1000 if kind == "cond" else None,
-                                                loc)
+                                                loc, z_dim=128)
     module = generator if net == "G" else discriminator
     shape = (1, 128) if net == "G" else (1, resolution, resolution, 3)
     inputs = [jax.ShapeDtypeStruct(shape, jnp.float32)]
     if kind == "cond":
       inputs.append(jax.ShapeDtypeStruct((1,), jnp.int32))
     params = jax.eval_shape(module.init, jax.random.key(0), *inputs)["params"]
-    # Ours are built with z_dim 16 for the parity cases; the counts use StudioGAN's 128.
-    if net == "G":
-      module = module.replace(z_dim=128)
-      params = jax.eval_shape(module.init, jax.random.key(0), *inputs)["params"]
     assert sum(np.prod(p.shape) for p in jax.tree.leaves(params)) == int(expected), key
 
 
@@ -187,12 +184,17 @@ def test_from_torch_names_the_key_it_cannot_use():
   g_state = sub(case, "G/state/")
   with pytest.raises(ValueError, match=r"not used.*'blocks\.9\.0\.extra\.weight'"):
     from_torch(generator, {**g_state, "blocks.9.0.extra.weight": np.zeros(3)})
-  missing = {k: v for k, v in g_state.items() if k != "blocks.2.0.bn1.gain.weight_u"}
-  with pytest.raises(KeyError, match=r"blocks\.2\.0\.bn1\.gain\.weight_u"):
+  missing = {k: v for k, v in g_state.items() if k != "blocks.3.0.bn1.gain.weight_u"}
+  with pytest.raises(KeyError, match=r"blocks\.3\.0\.bn1\.gain\.weight_u"):
     from_torch(generator, missing)
-  bad = dict(g_state)
-  bad["blocks.0.0.conv2d1.weight_orig"] = np.zeros((16, 16, 3, 1), np.float32)
-  with pytest.raises(ValueError, match=r"block1/conv1.*blocks\.0\.0\.conv2d1.*shape"):
+  bad = dict(g_state)  # a consistent layer of another width (8 outputs instead of 16)
+  bad.update({"blocks.0.0.conv2d1.weight_orig": np.zeros((8, 16, 3, 3), np.float32),
+              "blocks.0.0.conv2d1.weight_u": np.ones(8, np.float32),
+              "blocks.0.0.conv2d1.bias": np.zeros(8, np.float32)})
+  with pytest.raises(ValueError, match=r"block1/conv1/.*blocks\.0\.0\.conv2d1.*shape"):
+    from_torch(generator, bad)
+  bad["blocks.0.0.conv2d1.weight_u"] = np.ones(5, np.float32)  # u, v that fit no weight
+  with pytest.raises(ValueError, match=r"'blocks\.0\.0\.conv2d1': weight_orig"):
     from_torch(generator, bad)
   # A D state_dict given to G: its first unknown key, in one line.
   with pytest.raises((KeyError, ValueError)) as error:
@@ -200,7 +202,8 @@ def test_from_torch_names_the_key_it_cannot_use():
   assert "\n" not in str(error.value)
   # Another width: the mismatch names a variable and its key.
   wider = studiogan_models(32, 8, 3, (2, 1))[1]
-  with pytest.raises(ValueError, match=r"does not fit ResNetDiscriminator.*linear"):
+  with pytest.raises(ValueError, match=r"does not fit ResNetDiscriminator: params/\S+ "
+                                       r"\(state_dict 'blocks\.\d\.0[^']*'\) has shape"):
     from_torch(wider, sub(case, "D/state/"))
 
 

@@ -100,8 +100,12 @@ def _weighted(sd: StateDictReader, prefix: str, to_kernel, v_to_kernel_order,
     params["bias"] = jnp.asarray(sd[bias_key])
   variables: Variables = {"params": params}
   if spectral:
-    u = jnp.asarray(sd[_join(prefix, "weight_u")])
-    v = jnp.asarray(v_to_kernel_order(sd[_join(prefix, "weight_v")], weight.shape))
+    u, v = sd[_join(prefix, "weight_u")], sd[_join(prefix, "weight_v")]
+    if u.size * v.size != weight.size:
+      raise ValueError(f"state_dict {prefix!r}: weight_orig {weight.shape} does not fit "
+                       f"weight_u {u.shape} and weight_v {v.shape}")
+    u = jnp.asarray(u)
+    v = jnp.asarray(v_to_kernel_order(v, weight.shape))
     sigma = spectral_norm_estimate(weight_matrix(params["kernel"], out_axis),
                                    PowerIterationState(u, v))
     variables["spectral"] = {"u": u, "v": v, "sigma": sigma}
