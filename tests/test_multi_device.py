@@ -129,6 +129,9 @@ def tiny_resnet_config():
 # Conv biases before a BatchNorm have a gradient that is 0 up to float32 noise of
 # ~√(B·H·W)·ε·|δ| (test_resnet_parity.py): below 1e-5 Adam's sign is noise there.
 RESNET_ILL_CONDITIONED_GRAD = 1e-5
+# Such biases (linear → block1's BN, every block's three convs → a BN) are ~1.1% of this
+# tiny G's 72,834 weights; any of them may end off after sign flips.
+RESNET_MAX_OFF = 0.02
 
 
 def adam_step_bound(updates: int, b2: float = 0.9) -> float:
@@ -164,7 +167,8 @@ def test_resnet_training_on_several_devices_equals_one(num_devices, one_device_r
                       what=f"{num_devices}-device {label} u, v")
     assert_params_close_under_adam(net.params, ref_net.params, tiny[label], lr,
                                    adam_step_bound(STEPS * (2 if label == "d" else 1)),
-                                   atol=1e-4, what=f"{num_devices}-device ResNet {label} params")
+                                   atol=1e-4, what=f"{num_devices}-device ResNet {label} params",
+                                   max_off_fraction=RESNET_MAX_OFF)
   for what, ours, ref in (("G", state.generator.collections["batch_stats"],
                            ref_state.generator.collections["batch_stats"]),
                           ("EMA", state.ema["batch_stats"], ref_state.ema["batch_stats"])):
@@ -175,4 +179,5 @@ def test_resnet_training_on_several_devices_equals_one(num_devices, one_device_r
                    what=f"{num_devices}-device {what} {jax.tree_util.keystr(path)}")
   assert_params_close_under_adam(state.ema["params"], ref_state.ema["params"], tiny["g"], 1e-4,
                                  adam_step_bound(STEPS), atol=1e-4,
-                                 what=f"{num_devices}-device EMA params")
+                                 what=f"{num_devices}-device EMA params",
+                                 max_off_fraction=RESNET_MAX_OFF)
