@@ -69,6 +69,8 @@ flags.DEFINE_integer("keep_features", 10_000, "stats: also store this many image
 flags.DEFINE_string("tfds_data_dir", None, "stats: TFDS's data folder (default: TFDS's).")
 flags.DEFINE_bool("tfds_download", base_config().data.tfds_download,
                   "stats: let TFDS download the dataset if it is not there.")
+flags.DEFINE_bool("ema", True, "Score the run's EMA generator when it keeps one (--noema: the "
+                  "trained weights, written to eval_<step>_weights.json).")
 FLAGS = flags.FLAGS
 
 
@@ -94,7 +96,8 @@ def _evaluate():
   options = dict(num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
                  extractor=extractor, ref_stats=FLAGS.ref_stats)
   if FLAGS.torch_generator is None:
-    result = runs.evaluate_run(FLAGS.workdir, step=FLAGS.step, **options)
+    result = runs.evaluate_run(FLAGS.workdir, step=FLAGS.step,
+                               use_ema=None if FLAGS.ema else False, **options)
   else:
     result = runs.evaluate_torch_generator(FLAGS.torch_generator, FLAGS.config, **options)
   logging.info("wrote %s", result["path"])

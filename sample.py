@@ -1,9 +1,14 @@
 """Samples from a trained run: ``python sample.py --workdir runs/mnist78 [--attention]``.
 
-Loads the generator of the workdir's latest checkpoint (or ``--step``),
-generates ``--num_samples`` images from noise ``--seed`` (seed = the run's
-``config.seed`` redraws its training grids) and writes a PNG grid (and, with
-``--attention``, the attention figure of the generator's last attention layer).
+Loads the generator of the workdir's latest checkpoint (or ``--step``) — its moving
+average when the run keeps one (``--noema`` for the trained weights) — generates
+``--num_samples`` images from noise ``--seed`` (seed = the run's ``config.seed``
+redraws its training grids) and writes a PNG grid (and, with ``--attention``, the
+attention figure of the generator's last attention layer). A class-conditional run
+also takes ``--labels 3,3,7`` (one image per listed class), ``--class_grid`` (a row
+per class, ``--per_class`` columns sharing a latent each) and ``--interpolate N``
+(N images from one latent to another at a fixed class: a row per ``--labels``
+class, or per class).
 """
 
 import sys
@@ -26,6 +31,11 @@ flags.DEFINE_string("explorer", None, "Also write the attention explorer: one se
 flags.DEFINE_integer("explorer_samples", 8, "Samples in the explorer page.")
 flags.DEFINE_string("npz", None, "Also write --num_samples samples to this .npz (uint8 "
                     "'images', N×H×W×C) for external tools.")
+flags.DEFINE_list("labels", None, "Classes of the samples, e.g. 3,3,7 (conditional runs).")
+flags.DEFINE_bool("class_grid", False, "A row per class (conditional runs).")
+flags.DEFINE_integer("per_class", 8, "Columns of --class_grid.")
+flags.DEFINE_integer("interpolate", None, "Steps of a latent interpolation at fixed classes.")
+flags.DEFINE_bool("ema", True, "Use the run's EMA generator when it keeps one.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -36,14 +46,22 @@ def main(argv):
   console.quiet_logging()
   compilation_cache.enable()
   try:
-    paths = runs.write_sample_files(FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out,
-                                    FLAGS.attention, FLAGS.step, best=FLAGS.best)
+    labels = None if FLAGS.labels is None else [int(label) for label in FLAGS.labels]
+  except ValueError:
+    sys.exit(f"error: --labels must be integers, got {','.join(FLAGS.labels)}")
+  use_ema = None if FLAGS.ema else False
+  try:
+    paths = runs.write_sample_files(
+        FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out, FLAGS.attention, FLAGS.step,
+        labels=labels, class_grid=FLAGS.class_grid, per_class=FLAGS.per_class,
+        interpolate=FLAGS.interpolate, use_ema=use_ema, best=FLAGS.best)
     if FLAGS.explorer:
       paths.append(runs.write_explorer(FLAGS.workdir, FLAGS.explorer, FLAGS.explorer_samples,
-                                       FLAGS.seed, FLAGS.step, FLAGS.best))
+                                       FLAGS.seed, FLAGS.step, FLAGS.best, use_ema))
     if FLAGS.npz:
       paths.append(runs.write_samples_npz(FLAGS.workdir, FLAGS.npz, FLAGS.num_samples,
-                                          FLAGS.seed, FLAGS.step, best=FLAGS.best))
+                                          FLAGS.seed, FLAGS.step, use_ema=use_ema,
+                                          best=FLAGS.best))
   except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
   for path in paths:

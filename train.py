@@ -11,7 +11,7 @@ the current step and exit with status 143 / 130; a second Ctrl-C exits at once.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from sagan_jax import runs
@@ -41,8 +41,7 @@ def main(argv):
       runs.train_and_evaluate(FLAGS.config, workdir)
     except runs.TrainingStopped as stop:  # SIGTERM / Ctrl-C: saved, and said so in one line
       sys.exit(stop.exit_code)
-    except runs.USER_ERRORS as error:
-      logging.error("%s: %s", type(error).__name__, error)
+    except runs.USER_ERRORS as error:  # the one line (absl's handler would print it twice)
       sys.exit(f"error: {error}")
 
 

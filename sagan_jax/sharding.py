@@ -35,6 +35,12 @@ def stacked_batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
 
 
+def batch_sharded_at(mesh: Mesh, axis: int) -> NamedSharding:
+  """Batches whose batch axis is ``axis`` (after ``axis`` stacking axes, e.g. K steps of
+  d_steps D batches: axis 2), split over the mesh on that axis."""
+  return NamedSharding(mesh, PartitionSpec(*(None,) * axis, DATA_AXIS))
+
+
 def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:
   """A global batch must split evenly over the devices; say so before compute."""
   devices = mesh.devices.size

@@ -138,7 +138,7 @@ def _deleting_during_read(monkeypatch, workdir, new_step=None):
   read = Checkpointer.restore_generator
   deleted = []
 
-  def restore_generator_racing(self, step, abstract_variables):
+  def restore_generator_racing(self, step, abstract_variables, ema=False):
     if not deleted:
       checkpoints = workdir / "checkpoints"
       if new_step is not None:
@@ -146,7 +146,7 @@ def _deleting_during_read(monkeypatch, workdir, new_step=None):
       (checkpoints / TRASH_DIR).mkdir(exist_ok=True)
       os.rename(checkpoints / str(step), checkpoints / TRASH_DIR / str(step))
       deleted.append(step)
-    return read(self, step, abstract_variables)
+    return read(self, step, abstract_variables, ema)
 
   monkeypatch.setattr(Checkpointer, "restore_generator", restore_generator_racing)
   return deleted

@@ -85,13 +85,17 @@ def test_sampling_streams_and_computes_maps_only_when_asked(finished_run, tmp_pa
 
   def recording_init(self, generator, z_dim, **kwargs):
     sample(self, generator, z_dim, **kwargs)
-    jitted = self._sample
+    jitted_sample, jitted_generate = self._sample, self._generate
 
-    def recording_sample(variables, seed, indices):
+    def recording_sample(variables, seed, indices, labels):
       calls.append((self.return_attention, int(indices.shape[0])))
-      return jitted(variables, seed, indices)
+      return jitted_sample(variables, seed, indices, labels)
 
-    self._sample = recording_sample
+    def recording_generate(variables, z, labels):  # given latents: the figure's samples
+      calls.append((self.return_attention, int(z.shape[0])))
+      return jitted_generate(variables, z, labels)
+
+    self._sample, self._generate = recording_sample, recording_generate
 
   monkeypatch.setattr(sampling.Sampler, "__init__", recording_init)
   paths = write_sample_files(str(workdir), num_samples=100, out=str(tmp_path / "grid.png"),

@@ -336,12 +336,15 @@ def test_tfds_examples_are_converted(monkeypatch):
   examples = [{"image": rng.integers(0, 256, (28, 28, 1), dtype=np.uint8), "label": i}
               for i in range(3)]
   fake = types.ModuleType("tensorflow_datasets")
-  fake.load = lambda name, split, data_dir, download: examples
+  label = types.SimpleNamespace(names=["zero", "one", "two"])
+  info = types.SimpleNamespace(features={"label": label})
+  fake.load = lambda name, split, data_dir, download, with_info: (examples, info)
   fake.as_numpy = lambda ds: iter(ds)
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
   source = data.tfds_dataset("mnist", "train", image_size=64, channels=3)
   assert len(source) == 3 and source.image_shape == (64, 64, 3)
   np.testing.assert_array_equal(source.labels, [0, 1, 2])
+  assert source.class_names == ("zero", "one", "two")
   expected = Image.fromarray(examples[1]["image"][..., 0]).convert("RGB").resize(
       (64, 64), Image.BICUBIC)
   np.testing.assert_array_equal(source.get([1])[0], np.asarray(expected))

@@ -302,7 +302,7 @@ def no_compute(monkeypatch):
     ({"model__width": 12}, r"config\.model\.width must be a multiple of 8.*got 12"),
     ({"model__width": 0}, r"config\.model\.width must be a positive integer"),
     ({"loss": "hinj"}, r"config\.loss must be one of \['hinge', .*got 'hinj'"),
-    ({"data__source": "mnist"}, r"config\.data\.source must be one of .*got 'mnist'"),
+    ({"data__source": "mnist10"}, r"config\.data\.source must be one of .*got 'mnist10'"),
     ({"data__channels": 2}, r"config\.data\.channels must be one of \[1, 3\]"),
     ({"optimizer__lr_d": float("inf")}, r"config\.optimizer\.lr_d must be finite and > 0"),
     ({"optimizer__b2": 1.0}, r"config\.optimizer\.b2 must be in \[0, 1\)"),

@@ -15,11 +15,13 @@ Typical use by a trainer (``config`` from ``sagan_jax.train.config.base_config``
 from sagan_jax.data.batcher import Batcher
 from sagan_jax.data.errors import DataError, DataNotFoundError
 from sagan_jax.data.factory import CONFIG_FIELDS, SOURCE_NAMES, make_source
+from sagan_jax.data.labels import check_class_labels, check_label_range, source_num_classes
 from sagan_jax.data.image_folder import IMAGE_EXTENSIONS, ImageFolderSource, image_folder
-from sagan_jax.data.mnist import load_mnist_5k, mnist_digits
+from sagan_jax.data.mnist import load_mnist_5k, mnist_classes, mnist_digits
 from sagan_jax.data.prefetch import Prefetcher, prefetch_batches
 from sagan_jax.data.source import ArraySource, Source
 from sagan_jax.data.tfds_source import tfds_dataset, tfds_image_shape
+from sagan_jax.data.tfds_stream import TfdsStreamSource, tfds_stream
 from sagan_jax.data.transforms import to_model_range
 
 __all__ = [
@@ -33,12 +35,18 @@ __all__ = [
     "Prefetcher",
     "SOURCE_NAMES",
     "Source",
+    "check_class_labels",
+    "check_label_range",
     "image_folder",
     "load_mnist_5k",
     "make_source",
+    "mnist_classes",
     "mnist_digits",
     "prefetch_batches",
+    "source_num_classes",
+    "TfdsStreamSource",
     "tfds_dataset",
     "tfds_image_shape",
+    "tfds_stream",
     "to_model_range",
 ]

@@ -152,10 +152,15 @@ class Batcher:
     """
     step = self._check_step(step)
     indices = self.local_indices(step)
-    out = {"image": to_model_range(self.source.get(indices))}
     labels = getattr(self.source, "labels", None)
+    if labels is None and hasattr(self.source, "get_labeled"):  # labels read with the images
+      images, labels = self.source.get_labeled(indices)
+    else:
+      images = self.source.get(indices)
+      labels = None if labels is None else labels[indices]
+    out = {"image": to_model_range(images)}
     if labels is not None:
-      out["label"] = np.asarray(labels[indices], np.int32)
+      out["label"] = np.asarray(labels, np.int32)
     out["step"] = step
     out["epoch"] = step // self.batches_per_epoch
     return out

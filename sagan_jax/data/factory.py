@@ -11,11 +11,16 @@ one or ``None`` where the source needs a value.
 Fields per source (``builder keyword ← config field``):
 
 * ``mnist78`` → `mnist_digits`: ``digits``, ``per_digit``, ``split``,
-  ``image_size``, ``channels``;
-* ``image_folder`` → `image_folder`: ``path``, ``image_size``, ``channels``;
+  ``image_size``, ``channels`` (labels: the digits);
+* ``mnist`` → `mnist_classes`: the same fields (labels: class indices into
+  ``digits``, for class-conditional models);
+* ``image_folder`` → `image_folder`: ``path``, ``image_size``, ``channels``,
+  ``class_folders``;
 * ``tfds`` → `tfds_dataset`: ``tfds_name``, ``tfds_split``, ``tfds_image_key``,
   ``tfds_label_key``, ``tfds_data_dir`` (``None``: TFDS's default folder),
-  ``tfds_download``, ``image_size``, ``channels``.
+  ``tfds_download``, ``image_size``, ``channels`` (the split in memory);
+* ``tfds_stream`` → `tfds_stream`: the same fields (read per batch from ArrayRecord,
+  for data that does not fit in memory).
 """
 
 from __future__ import annotations
@@ -24,20 +29,24 @@ from typing import Any, Callable, Mapping
 
 from sagan_jax.data.errors import DataError
 from sagan_jax.data.image_folder import image_folder
-from sagan_jax.data.mnist import mnist_digits
+from sagan_jax.data.mnist import mnist_classes, mnist_digits
 from sagan_jax.data.source import Source
 from sagan_jax.data.tfds_source import tfds_dataset
+from sagan_jax.data.tfds_stream import tfds_stream
 
 # source name -> (builder, {builder keyword: config field}).
+_MNIST_FIELDS = {"digits": "digits", "per_digit": "per_digit", "split": "split",
+                 "image_size": "image_size", "channels": "channels"}
+_TFDS_FIELDS = {"name": "tfds_name", "split": "tfds_split", "image_key": "tfds_image_key",
+                "label_key": "tfds_label_key", "data_dir": "tfds_data_dir",
+                "download": "tfds_download", "image_size": "image_size", "channels": "channels"}
 _SOURCES: dict[str, tuple[Callable[..., Source], dict[str, str]]] = {
-    "mnist78": (mnist_digits, {"digits": "digits", "per_digit": "per_digit", "split": "split",
-                               "image_size": "image_size", "channels": "channels"}),
+    "mnist78": (mnist_digits, _MNIST_FIELDS),
+    "mnist": (mnist_classes, _MNIST_FIELDS),
     "image_folder": (image_folder, {"path": "path", "image_size": "image_size",
-                                    "channels": "channels"}),
-    "tfds": (tfds_dataset, {"name": "tfds_name", "split": "tfds_split",
-                            "image_key": "tfds_image_key", "label_key": "tfds_label_key",
-                            "data_dir": "tfds_data_dir", "download": "tfds_download",
-                            "image_size": "image_size", "channels": "channels"}),
+                                    "channels": "channels", "class_folders": "class_folders"}),
+    "tfds": (tfds_dataset, _TFDS_FIELDS),
+    "tfds_stream": (tfds_stream, _TFDS_FIELDS),
 }
 _MAY_BE_NONE = ("tfds_data_dir", "tfds_label_key")  # None: TFDS's folder; ignore labels
 SOURCE_NAMES = tuple(_SOURCES)

@@ -3,6 +3,11 @@
 The folder is scanned once, recursively, at construction; images are decoded
 only when a batch asks for them, so folders larger than memory work and a
 multi-host run decodes only its own slice of each batch.
+
+With ``class_folders=True`` the layout is torchvision's ``ImageFolder``: one
+subfolder per class, whose sorted names give the labels (``root/cat/x.png`` →
+the index of ``'cat'`` among the sorted folder names), for class-conditional
+models. As there, files directly under the root are not examples.
 """
 
 from __future__ import annotations
@@ -61,15 +66,17 @@ class ImageFolderSource:
     path: the folder.
     image_size: output height and width.
     channels: 1 (grayscale) or 3 (RGB).
+    class_folders: label images by their class subfolder (see module docstring);
+      ``labels`` and ``class_names`` are then set, otherwise None.
 
   Raises:
     DataNotFoundError: ``path`` does not exist.
-    DataError: ``path`` is not a folder, or holds no image files.
+    DataError: ``path`` is not a folder, or holds no image files (or, with
+      ``class_folders``, no class subfolder, or a class subfolder without images).
   """
 
-  labels = None  # folders carry no labels here
-
-  def __init__(self, path: str | os.PathLike, image_size: int, channels: int):
+  def __init__(self, path: str | os.PathLike, image_size: int, channels: int,
+               class_folders: bool = False):
     self.image_size = transforms.check_image_size(image_size)
     self.channels = transforms.check_channels(channels)
     self.root = pathlib.Path(path).expanduser()
@@ -77,14 +84,24 @@ class ImageFolderSource:
       raise DataNotFoundError(f"image folder {self.root} does not exist")
     if not self.root.is_dir():
       raise DataError(f"image folder {self.root} is not a folder")
-    self.files = list_image_files(self.root)
+    self.labels = self.class_names = None
+    if class_folders:
+      self.files, self.labels, self.class_names = _class_files(self.root)
+    else:
+      self.files = list_image_files(self.root)
     if not self.files:
       raise DataError(
           f"image folder {self.root} holds no image files (looked recursively for "
           f"{', '.join(IMAGE_EXTENSIONS)}, any case; hidden files skipped)")
     self.image_shape = (self.image_size, self.image_size, self.channels)
+    classes = ""
+    if self.class_names is not None:
+      shown = ", ".join(f"{i}={name}" for i, name in enumerate(self.class_names[:20]))
+      more = len(self.class_names) - 20
+      classes = (f", {len(self.class_names)} classes by subfolder ({shown}"
+                 f"{f', … {more} more' if more > 0 else ''})")
     self.description = (
-        f"image folder {self.root}: {len(self.files)} images, decoded per batch, "
+        f"image folder {self.root}: {len(self.files)} images{classes}, decoded per batch, "
         f"{'L' if self.channels == 1 else 'RGB'}, resized (bicubic, square) to "
         f"{self.image_size}x{self.image_size}x{self.channels}")
 
@@ -128,7 +145,24 @@ class ImageFolderSource:
       self.load(i)
 
 
-def image_folder(path: str | os.PathLike, image_size: int,
-                 channels: int) -> ImageFolderSource:
+def _class_files(root: pathlib.Path) -> tuple[list[pathlib.Path], np.ndarray, tuple[str, ...]]:
+  """``(files, labels, class_names)`` of torchvision's ``ImageFolder`` layout under ``root``."""
+  class_names = tuple(sorted(entry.name for entry in os.scandir(root)
+                             if entry.is_dir() and not entry.name.startswith(".")))
+  if not class_names:
+    raise DataError(f"image folder {root} has no class subfolders (class_folders=True wants "
+                    "root/<class>/<image>, as torchvision's ImageFolder)")
+  files, labels = [], []
+  for label, name in enumerate(class_names):
+    found = list_image_files(root / name)
+    if not found:
+      raise DataError(f"class folder {root / name} holds no image files")
+    files += found
+    labels += [label] * len(found)
+  return files, np.asarray(labels, np.int32), class_names
+
+
+def image_folder(path: str | os.PathLike, image_size: int, channels: int,
+                 class_folders: bool = False) -> ImageFolderSource:
   """Images under ``path`` as a lazily decoded source; see `ImageFolderSource`."""
-  return ImageFolderSource(path, image_size, channels)
+  return ImageFolderSource(path, image_size, channels, class_folders)

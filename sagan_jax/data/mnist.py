@@ -4,6 +4,11 @@ The asset ``assets/mnist_5k.npz`` holds 500 real MNIST digits per class in a
 fixed order (see ``assets/README.md`` for provenance and licence), so the
 chapter's 200 sevens + 200 eights are reproducible with no download.
 
+Two sources: `mnist_digits` (config source ``'mnist78'``, the chapter's), whose
+labels are the digits themselves, and `mnist_classes` (source ``'mnist'``), the
+same images labelled by *class index* — position in ``digits`` — as a
+class-conditional model needs (the same thing for ``digits=range(10)``).
+
 Splits, per digit, in the asset's order:
 
 * ``'train'``: the first ``per_digit`` examples — what the GAN trains on;
@@ -133,3 +138,18 @@ def mnist_digits(digits: Iterable[int], per_digit: int, image_size: int = 64,
                  f"{len(index)} images ({n_each} per digit), "
                  f"{image_size}x{image_size}x{channels}, {resized}")
   return ArraySource(selected, description, labels=labels[index].astype(np.int32))
+
+
+def mnist_classes(digits: Iterable[int], per_digit: int, image_size: int = 64,
+                  split: str = "train", channels: int = 1) -> ArraySource:
+  """`mnist_digits` labelled by class index: digit ``digits[k]`` has label ``k``.
+
+  ``class_names`` are the digits as strings, so a conditional model's class
+  ``k`` draws the digit ``class_names[k]``. Arguments as `mnist_digits`.
+  """
+  digits = _check_digits(digits)
+  source = mnist_digits(digits, per_digit, image_size, split, channels)
+  index_of = np.zeros(10, np.int32)
+  index_of[list(digits)] = np.arange(len(digits), dtype=np.int32)
+  return ArraySource(source.get(np.arange(len(source))), source.description,
+                     labels=index_of[source.labels], class_names=[str(d) for d in digits])

@@ -24,6 +24,9 @@ class Source(Protocol):
     image_shape: ``(height, width, channels)`` of every image.
     labels: int labels of all examples, shape ``(len(self),)``, or ``None``
       when the source has no labels.
+    class_names: optional (a source may lack the attribute): the name of each
+      class a label indexes, ``class_names[label]``, when labels are class
+      indices ``0 … len(class_names) - 1`` (what a conditional model needs).
   """
 
   description: str
@@ -63,10 +66,12 @@ class ArraySource:
       made read-only, so a caller cannot change the data behind a run.
     description: one line for logs.
     labels: optional labels, shape ``(n,)``.
+    class_names: optional names of the classes the labels index (see `Source`).
   """
 
   def __init__(self, images: np.ndarray, description: str,
-               labels: np.ndarray | None = None):
+               labels: np.ndarray | None = None,
+               class_names: Sequence[str] | None = None):
     if images.dtype != np.uint8 or images.ndim != 4:
       raise DataError(f"images must be uint8 (n, h, w, c), got {images.dtype} "
                       f"{images.shape}")
@@ -80,6 +85,7 @@ class ArraySource:
       self.labels.flags.writeable = False
     self.description = description
     self.image_shape = tuple(int(d) for d in images.shape[1:])
+    self.class_names = None if class_names is None else tuple(str(c) for c in class_names)
 
   def __len__(self) -> int:
     return self._images.shape[0]

@@ -22,7 +22,7 @@ INSTALL_HINT = ("TFDS datasets need tensorflow-datasets and TensorFlow, which ar
                 "optional: pip install 'sagan-jax[tfds]'")
 
 
-def _import_tfds():
+def import_tfds():
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -30,7 +30,7 @@ def _import_tfds():
   return tfds
 
 
-def _to_pil(image: np.ndarray, name: str, image_key: str) -> Image.Image:
+def to_pil(image: np.ndarray, name: str, image_key: str) -> Image.Image:
   """A TFDS image feature (uint8 (h, w, c) or (h, w)) as a PIL image."""
   if image.dtype != np.uint8:
     raise DataError(f"tfds '{name}' feature '{image_key}' is {image.dtype}, expected uint8")
@@ -77,15 +77,16 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
   """
   image_size = transforms.check_image_size(image_size)
   channels = transforms.check_channels(channels)
-  tfds = _import_tfds()
+  tfds = import_tfds()
   images, labels = [], []
   try:
-    dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
+    dataset, info = tfds.load(name, split=split, data_dir=data_dir, download=download,
+                              with_info=True)
     for example in tfds.as_numpy(dataset):
       if image_key not in example:
         raise DataError(f"tfds '{name}' has no feature '{image_key}'; features: "
                         f"{sorted(example)} (set image_key)")
-      pil = _to_pil(np.asarray(example[image_key]), name, image_key)
+      pil = to_pil(np.asarray(example[image_key]), name, image_key)
       images.append(transforms.pil_to_array(pil, image_size, channels))
       if label_key is not None and label_key in example:
         labels.append(int(example[label_key]))
@@ -98,9 +99,12 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
     raise DataError(f"tfds '{name}' split '{split}' is empty")
   description = (f"tfds {name} split '{split}': {len(images)} images in memory, "
                  f"{image_size}x{image_size}x{channels} (bicubic, square)")
+  has_labels = len(labels) == len(images)
+  names = getattr(info.features[label_key], "names", None) if has_labels else None
   return ArraySource(
       np.stack(images), description,
-      labels=np.asarray(labels, np.int32) if len(labels) == len(images) else None)
+      labels=np.asarray(labels, np.int32) if has_labels else None,
+      class_names=names or None)
 
 
 def tfds_image_shape(name: str, image_key: str = "image",
@@ -112,7 +116,7 @@ def tfds_image_shape(name: str, image_key: str = "image",
   Raises:
     DataError: tensorflow-datasets is not installed, or no such dataset or feature.
   """
-  tfds = _import_tfds()
+  tfds = import_tfds()
   try:
     features = tfds.builder(name, data_dir=data_dir).info.features
   except ModuleNotFoundError as e:

@@ -20,6 +20,10 @@ against them, returning a flat dict of metrics:
   repeated image), and ``collapsed`` with ``collapse_reasons`` when the output
   is a collapsed or class-missing set however confidently it is read (flat grey
   images are read as an 8 with p ≥ 0.9 more often than real digits are);
+* ``conditional_accuracy`` (and ``/<c>``), ``intra_fid`` (and ``/<c>``): when
+  the samples come with the classes they were drawn for (a class-conditional
+  generator; `sagan_jax.eval.conditional`), the share read as that class and
+  the per-class FID against the real images of the class;
 * ``real``: the same metrics for real data — distances between two disjoint
   halves of the real images (the floor a perfect generator would reach at
   that sample size) and the classifier readings of all of them.
@@ -45,7 +49,7 @@ from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 
 from sagan_jax.checks import require_int
-from sagan_jax.eval import metrics, stats
+from sagan_jax.eval import conditional, metrics, stats
 from sagan_jax.eval.errors import EvalError
 from sagan_jax.eval.features import FeatureExtractor, FeatureSet, extract
 from sagan_jax.eval.mnist_classifier import MnistClassifier
@@ -275,11 +279,38 @@ class Evaluator:
       out.update(_class_metrics(probs, labels, self.classes, self.settings["confidence"]))
     return out
 
-  def evaluate(self, image_batches: Any) -> dict[str, Any]:
-    """Metrics of generated images (an iterable of batches in [-1, 1]) vs the real reference."""
+  def _conditional_metrics(self, tally: conditional.ClassTally, real: RealReference,
+                           floor: dict[str, Any]) -> dict[str, Any]:
+    """Conditional accuracy and intra-FID of ``tally``; their real floors go to ``floor``
+    (the classifier on the real images of each class; FID between the halves of each)."""
+    labels = np.asarray(self.real.labels)
+    features = real.all.features
+    out: dict[str, Any] = {}
+    if tally.correct:
+      out.update(conditional.accuracy(tally.correct, tally.count, self.classes))
+      floor.update(conditional.real_readings(real.all.probs, labels,
+                                             getattr(self.extractor, "labels", None),
+                                             self.classes))
+    out.update(conditional.intra_fid(tally.moments,
+                                     conditional.class_moments(features, labels, self.classes),
+                                     self.classes))
+    halves = [{c: stats.of(features[np.flatnonzero(labels == c)[part::2]]) for c in self.classes}
+              for part in (0, 1)]
+    floor.update(conditional.intra_fid(halves[0], halves[1], self.classes))
+    return out
+
+  def evaluate(self, image_batches: Any, expected: Optional[Sequence[Any]] = None
+               ) -> dict[str, Any]:
+    """Metrics of generated images (an iterable of batches in [-1, 1]) vs the real reference.
+
+    ``expected``: for a class-conditional generator, the class each sample was
+    drawn for (values of ``classes``, in batch order); adds the conditional
+    accuracy and intra-FID.
+    """
     start = time.monotonic()
     real = self.real_reference()
-    fake = extract(self.extractor, image_batches, keep=self.settings["max_kept"])
+    tally = None if expected is None else conditional.ClassTally(self.extractor, expected)
+    fake = extract(tally or self.extractor, image_batches, keep=self.settings["max_kept"])
     if fake.count < min_generated_samples(self.settings["k"]):
       raise EvalError(f"need at least {min_generated_samples(self.settings['k'])} generated "
                       f"samples (precision/recall with k={self.settings['k']}), got {fake.count}")
@@ -290,6 +321,8 @@ class Evaluator:
         self._stats_radii = metrics.knn_radii(real.features, self.settings["k"])
       result["num_real"] = real.num_images
       result.update(_distances(real, fake, self._stats_radii, self.settings, self.seed))
+      if tally is not None and tally.correct:  # statistics hold no classes: no intra-FID
+        result.update(conditional.accuracy(tally.correct, tally.count, self.classes))
     else:
       result["num_real"] = real.all.count
       result.update(_distances(real.all, fake, real.radii, self.settings, self.seed))
@@ -302,6 +335,8 @@ class Evaluator:
       floor.update(self._classifier_metrics(real.all.probs))
       floor.update(_diversity(real.half_a, real.half_b, labels[_halves(labels, self.classes)[0]],
                               self.classes, self.settings["k"]))
+      if tally is not None:
+        result.update(self._conditional_metrics(tally, real, floor))
       result["real"] = floor
     result.update(extractor=self.extractor_name, classes=list(self.classes),
                   real_data=real.description, settings=dict(self.settings),
@@ -352,6 +387,12 @@ def format_table(result: Mapping[str, Any]) -> str:
                "confident_fraction", None))
   classes = result.get("classes", [])
   rows += [(f"  share of {c}", f"share_{c}", None) for c in classes]
+  if "intra_fid" in result:
+    rows += [("conditional accuracy", "conditional_accuracy", None),
+             ("intra-FID (mean)", "intra_fid", None)]
+    for c in classes:
+      rows += [(f"  class {c}: accuracy", f"conditional_accuracy/{c}", None),
+               (f"  class {c}: intra-FID", f"intra_fid/{c}", None)]
   if len(classes) == 2:
     a, b = classes
     rows.append((f"  ratio {a}:{b}", f"ratio_{a}_to_{b}", None))

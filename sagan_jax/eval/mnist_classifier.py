@@ -222,13 +222,19 @@ class MnistClassifier:
                                               feature_scale=self.feature_scale))
 
   def __call__(self, images: Any) -> dict[str, jax.Array]:
-    """``{'features': (B, 64), 'probs': (B, 10), 'logits': (B, 10)}`` for images in [-1, 1]."""
+    """``{'features': (B, 64), 'probs': (B, 10), 'logits': (B, 10)}`` for images in [-1, 1].
+
+    Square images of another size (e.g. a 32×32 run's) are resized to 64×64 first,
+    bicubically (`jax.image.resize`), real and generated alike.
+    """
     x = jnp.asarray(images, jnp.float32)
-    if x.ndim != 4 or x.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE) or x.shape[3] not in (1, 3):
-      raise EvalError(f"the MNIST classifier reads (B, {IMAGE_SIZE}, {IMAGE_SIZE}, 1 or 3) "
-                      f"images in [-1, 1], got shape {x.shape}")
+    if x.ndim != 4 or x.shape[1] != x.shape[2] or x.shape[3] not in (1, 3):
+      raise EvalError(f"the MNIST classifier reads square (B, H, H, 1 or 3) images in "
+                      f"[-1, 1], got shape {x.shape}")
     if x.shape[3] == 3:
       x = x.mean(axis=3, keepdims=True)
+    if x.shape[1] != IMAGE_SIZE:
+      x = jax.image.resize(x, (x.shape[0], IMAGE_SIZE, IMAGE_SIZE, 1), "bicubic")
     return self._predict(self.params, x)
 
 

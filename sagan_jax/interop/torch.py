@@ -25,7 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from sagan_jax.layers.spectral_norm import PowerIterationState, spectral_norm_estimate, weight_matrix
-from sagan_jax.models import Discriminator64, Generator64
+from sagan_jax.models import (Discriminator64, Generator64, ResNetDiscriminator,
+                              ResNetGenerator)
+from sagan_jax.models.resnet import (BOTTOM as RESNET_BOTTOM, GENERATOR_CHANNELS,
+                                     discriminator_stages, generator_stages)
 
 Variables = dict[str, dict[str, Any]]
 
@@ -52,10 +55,7 @@ class StateDictReader:
   def __getitem__(self, key: str) -> np.ndarray:
     """The tensor at ``key`` as NumPy (floats as float32); non-finite values are refused."""
     if key not in self._state:
-      near = sorted(k for k in self._state if k.split(".")[0] == key.split(".")[0])
-      raise KeyError(
-          f"state_dict has no key {key!r}" + (f"; keys under that module: {near}" if near
-                                               else f"; it has {len(self._state)} keys"))
+      raise KeyError(f"state_dict has no key {key!r}" + self._near(key))
     self._used.add(key)
     value = self._state[key]
     if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
@@ -68,6 +68,17 @@ class StateDictReader:
                          f"among {array.size}; refusing to load it")
     return array
 
+  def _near(self, key: str, shown: int = 5) -> str:
+    """'; keys under <the longest existing prefix of key>: …' (at most ``shown``)."""
+    parts = key.split(".")
+    for length in range(len(parts) - 1, 0, -1):
+      prefix = ".".join(parts[:length]) + "."
+      near = sorted(k for k in self._state if k.startswith(prefix))
+      if near:
+        more = f", … {len(near) - shown} more" if len(near) > shown else ""
+        return f"; keys under {prefix[:-1]!r}: {near[:shown]}{more}"
+    return f"; it has {len(self._state)} keys"
+
   def convert(self, key: str, to_ours=lambda a: a) -> jax.Array:
     """``to_ours(self[key])`` as a JAX array, remembered as coming from ``key``."""
     array = self[key]
@@ -75,11 +86,18 @@ class StateDictReader:
     self.origins[id(converted)] = (key, tuple(array.shape))
     return converted
 
-  def check_all_used(self) -> None:
+  def derived(self, new: jax.Array, old: jax.Array) -> jax.Array:
+    """``new`` (e.g. ``old`` permuted), remembered as coming from ``old``'s key."""
+    if id(old) in self.origins:
+      self.origins[id(new)] = self.origins.pop(id(old))
+    return new
+
+  def check_all_used(self, shown: int = 5) -> None:
     unused = sorted(k for k in self._state if k not in self._used
                     and not k.endswith(self.IGNORED_SUFFIXES))
     if unused:
-      raise ValueError(f"state_dict keys not used by the conversion: {unused}")
+      more = f" (… {len(unused) - shown} more)" if len(unused) > shown else ""
+      raise ValueError(f"state_dict keys not used by the conversion: {unused[:shown]}{more}")
 
 
 def _reader(state_dict) -> StateDictReader:
@@ -215,32 +233,6 @@ def _chapter_discriminator(sd: StateDictReader) -> Variables:
   return nest(layers)
 
 
-def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
-  """Flax variables for ``module`` from a PyTorch ``state_dict`` of the same model.
-
-  Supports the chapter's ``Generator64`` and ``Discriminator64`` (keys as the
-  chapter's ``Generator``/``Discriminator``: ``layer1.0.weight_orig``,
-  ``layer1.1.running_mean``, ``self_attntion1.query_conv.weight``, ``last``…).
-  Every key must be used (``num_batches_tracked`` aside), like PyTorch's strict
-  loading; shapes are checked against ``module``'s own variables.
-  """
-  sd = _reader(state_dict)
-  if isinstance(module, Generator64):
-    variables = _chapter_generator(sd)
-    example = jnp.zeros((1, module.z_dim), jnp.float32)
-  elif isinstance(module, Discriminator64):
-    variables = _chapter_discriminator(sd)
-    example = jnp.zeros((1, 64, 64, module.channels), jnp.float32)
-  else:
-    raise TypeError(f"from_torch supports Generator64 and Discriminator64, got "
-                    f"{type(module).__name__}; convert layers with the per-layer functions.")
-  sd.check_all_used()
-  expected = jax.eval_shape(module.init, jax.random.key(0), example)
-  _check_shapes(variables, dict(expected), sd, f"{type(module).__name__}(width={module.width}, "
-                f"channels={module.channels})")
-  return variables
-
-
 def _check_shapes(variables: Variables, expected: Any, sd: StateDictReader, model: str) -> None:
   """Raises ``ValueError`` naming the state_dict key and both shapes of the first
   converted variable whose shape differs from ``model``'s (and the count of others)."""
@@ -266,3 +258,144 @@ def _check_shapes(variables: Variables, expected: Any, sd: StateDictReader, mode
   if problems:
     more = f" (and {len(problems) - 1} more mismatch(es))" if len(problems) > 1 else ""
     raise ValueError(problems[0] + more)
+
+
+def _describe(module) -> str:
+  """``Name(field=value, …)`` of the fields that size a model, for error messages."""
+  fields = [f"{name}={getattr(module, name)}" for name in ("resolution", "width", "channels",
+                                                           "num_classes")
+            if getattr(module, name, None) is not None]
+  return f"{type(module).__name__}({', '.join(fields)})"
+
+
+def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
+  """Flax variables for ``module`` from a PyTorch ``state_dict`` of the same model.
+
+  Supports the chapter's ``Generator64`` and ``Discriminator64`` (keys as the
+  chapter's ``Generator``/``Discriminator``: ``layer1.0.weight_orig``,
+  ``layer1.1.running_mean``, ``self_attntion1.query_conv.weight``, ``last``…),
+  and ``ResNetGenerator`` / ``ResNetDiscriminator`` from StudioGAN's SAGAN
+  (``src/models/resnet.py`` with cBN and a projection discriminator: keys
+  ``linear0``, ``blocks.<i>.0.conv2d1``, ``blocks.<i>.0.bn1.gain``, ``bn4``,
+  ``conv2d5``, ``linear1``, ``embedding``…; see `studiogan_generator`).
+  Every key must be used (``num_batches_tracked`` aside), like PyTorch's strict
+  loading; shapes are checked against ``module``'s own variables, and a
+  missing, unused or mis-shaped key is reported in one line naming it.
+  """
+  sd = _reader(state_dict)
+  labels = ()
+  if getattr(module, "num_classes", None) is not None:
+    labels = (jnp.zeros((1,), jnp.int32),)
+  if isinstance(module, Generator64):
+    variables = _chapter_generator(sd)
+    example = (jnp.zeros((1, module.z_dim), jnp.float32),)
+  elif isinstance(module, Discriminator64):
+    variables = _chapter_discriminator(sd)
+    example = (jnp.zeros((1, 64, 64, module.channels), jnp.float32),)
+  elif isinstance(module, ResNetGenerator):
+    variables = studiogan_generator(sd, module)
+    example = (jnp.zeros((1, module.z_dim), jnp.float32), *labels)
+  elif isinstance(module, ResNetDiscriminator):
+    variables = studiogan_discriminator(sd, module)
+    example = (jnp.zeros((1, module.resolution, module.resolution, module.channels),
+                         jnp.float32), *labels)
+  else:
+    raise TypeError(f"from_torch supports Generator64, Discriminator64, ResNetGenerator and "
+                    f"ResNetDiscriminator, got {type(module).__name__}; convert layers with the "
+                    "per-layer functions.")
+  sd.check_all_used()
+  _check_shapes(variables, dict(jax.eval_shape(module.init, jax.random.key(0), *example)), sd,
+                _describe(module))
+  return variables
+
+
+# ---------------------------------------------------------------- StudioGAN's SAGAN
+
+# StudioGAN's SelfAttention (ops.py) → this library's names (see OfficialSelfAttention).
+STUDIOGAN_ATTENTION_NAMES = {"conv1x1_theta": "key_conv", "conv1x1_phi": "query_conv",
+                             "conv1x1_g": "value_conv", "conv1x1_attn": "output_conv"}
+# StudioGAN's block convolutions → ours (conv2d0 is the 1×1 shortcut).
+STUDIOGAN_BLOCK_CONVS = {"conv2d0": "shortcut", "conv2d1": "conv1", "conv2d2": "conv2"}
+
+
+def _studiogan_attention(sd: StateDictReader, prefix: str) -> Variables:
+  layers = {ours: conv2d(sd, _join(prefix, theirs), use_bias=False)
+            for theirs, ours in STUDIOGAN_ATTENTION_NAMES.items()}
+  return nest(layers, {"gamma": sd.convert(_join(prefix, "sigma"), lambda a: a.reshape(()))})
+
+
+def _conditional_batch_norm(sd: StateDictReader, prefix: str) -> Variables:
+  """StudioGAN's ``ConditionalBatchNorm2d`` (gain/bias: Linear on one-hot labels, BN
+  without affine) → ``ConditionalBatchNorm`` (``LabelLinear`` kernels ``(K, C)``)."""
+  return nest({
+      "gain": linear(sd, _join(prefix, "gain"), use_bias=False),
+      "bias": linear(sd, _join(prefix, "bias"), use_bias=False),
+      "bn": {"batch_stats": {"mean": sd.convert(_join(prefix, "bn.running_mean")),
+                             "var": sd.convert(_join(prefix, "bn.running_var"))}},
+  })
+
+
+def _channel_major_to_nhwc(sd: StateDictReader, variables: Variables, channels: int,
+                            side: int) -> Variables:
+  """A linear layer whose outputs PyTorch views as ``(C, side, side)`` (``linear0``) →
+  ours, reshaped as ``(side, side, C)``: outputs (kernel columns, bias, u) permuted."""
+  order = np.arange(channels * side * side).reshape(channels, side, side)
+  order = order.transpose(1, 2, 0).reshape(-1)  # our output j is their output order[j]
+  params = dict(variables["params"])
+  params["kernel"] = sd.derived(params["kernel"][:, order], params["kernel"])
+  params["bias"] = sd.derived(params["bias"][order], params["bias"])
+  out = {**variables, "params": params}
+  if "spectral" in variables:
+    u = variables["spectral"]["u"]
+    out["spectral"] = {**variables["spectral"], "u": sd.derived(u[order], u)}
+  return out
+
+
+def studiogan_generator(state_dict, module: ResNetGenerator) -> Variables:
+  """Variables of ``module`` from StudioGAN's SAGAN ``Generator`` state_dict (its
+  ``resnet`` backbone, ``cBN``, ``apply_g_sn``). ``module``'s resolution, width,
+  classes and attention placement must be the checkpoint's (StudioGAN's
+  ``attn_g_loc: [k]`` is attention after block ``k``)."""
+  sd = _reader(state_dict)
+  first = GENERATOR_CHANNELS[module.resolution][0] * module.width
+  layers = {"linear": _channel_major_to_nhwc(sd, linear(sd, "linear0"), first,
+                                               RESNET_BOTTOM)}
+  for index, stage in enumerate(generator_stages(module.resolution, module.attention)):
+    prefix = f"blocks.{index}.0"
+    if stage.is_attention:
+      layers[stage.name] = _studiogan_attention(sd, prefix)
+      continue
+    block = {ours: conv2d(sd, f"{prefix}.{theirs}")
+             for theirs, ours in STUDIOGAN_BLOCK_CONVS.items()}
+    for bn in ("bn1", "bn2"):
+      block[bn] = (batch_norm(sd, f"{prefix}.{bn}") if module.num_classes is None
+                   else _conditional_batch_norm(sd, f"{prefix}.{bn}"))
+    layers[stage.name] = nest(block)
+  layers["bn"] = batch_norm(sd, "bn4")
+  layers["conv_out"] = conv2d(sd, "conv2d5")
+  return nest(layers)
+
+
+def studiogan_discriminator(state_dict, module: ResNetDiscriminator) -> Variables:
+  """Variables of ``module`` from StudioGAN's SAGAN ``Discriminator`` state_dict (``resnet``,
+  ``d_cond_mtd: PD`` or unconditional, ``apply_d_sn``); ``attn_d_loc: [k]`` is attention
+  after block ``k``."""
+  sd = _reader(state_dict)
+  layers: dict[str, Variables] = {}
+  channels = module.channels
+  for index, stage in enumerate(discriminator_stages(module.resolution, module.attention)):
+    prefix = f"blocks.{index}.0"
+    if stage.is_attention:
+      layers[stage.name] = _studiogan_attention(sd, prefix)
+      continue
+    features = stage.multiple * module.width
+    convs = dict(STUDIOGAN_BLOCK_CONVS)
+    if not (stage.downsample or channels != features):
+      del convs["conv2d0"]  # an identity shortcut
+    layers[stage.name] = nest({ours: conv2d(sd, f"{prefix}.{theirs}")
+                               for theirs, ours in convs.items()})
+    channels = features
+  layers["linear"] = linear(sd, "linear1")
+  if module.num_classes is not None:
+    layers["embedding"] = embedding(sd, "embedding")
+  return nest(layers)

@@ -30,6 +30,8 @@ class BatchNorm(nn.Module):
     scale_init: PyTorch initialises the scale to 1 (the chapter uses N(1, 0.02)).
     dtype: the output's dtype (None: the input's); statistics are float32 either way.
     param_dtype: the scale's and bias's dtype.
+    use_scale, use_bias: learn a per-feature scale / bias (PyTorch's ``affine``;
+      a conditional BatchNorm has neither: its gain and bias come per class).
   """
 
   momentum: float = 0.1
@@ -39,14 +41,18 @@ class BatchNorm(nn.Module):
   bias_init: nn.initializers.Initializer = nn.initializers.zeros
   dtype: Optional[Any] = None
   param_dtype: Any = jnp.float32
+  use_scale: bool = True
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, *, use_running_average: Optional[bool] = None) -> jax.Array:
     use_running_average = nn.merge_param(
         "use_running_average", self.use_running_average, use_running_average)
     features = x.shape[-1]
-    scale = self.param("scale", self.scale_init, (features,), self.param_dtype)
-    bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
+    scale = (self.param("scale", self.scale_init, (features,), self.param_dtype)
+             if self.use_scale else 1.0)
+    bias = (self.param("bias", self.bias_init, (features,), self.param_dtype)
+            if self.use_bias else 0.0)
     running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
     running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
     if running_mean.value.shape != (features,):

@@ -16,7 +16,7 @@ figures and interop. The command-line scripts (``train.py``, ``sample.py``,
 """
 
 from sagan_jax.eval import format_table
-from sagan_jax.runs.errors import USER_ERRORS, NonFiniteLossError
+from sagan_jax.runs.errors import USER_ERRORS, NonFiniteLossError, SamplingError
 from sagan_jax.runs.dataset_stats import write_dataset_statistics
 from sagan_jax.runs.evaluation import (FEATURES, evaluate_generator, evaluate_run,
                                        evaluate_torch_generator, heldout_images, make_evaluator,
@@ -33,6 +33,7 @@ __all__ = [
     "NonFiniteLossError",
     "RestoredGenerator",
     "Sampler",
+    "SamplingError",
     "Samples",
     "Trainer",
     "TrainingStopped",

@@ -33,9 +33,22 @@ class _OrbaxFailureEchoes(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     if record.levelno < logging.ERROR:
       return True
-    from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
-    unretrieved = (record.name == "asyncio" and f"{os.sep}orbax{os.sep}" in record.getMessage())
+    from_orbax = _ORBAX_PATH in record.pathname
+    # asyncio's "Task / _GatheringFuture exception was never retrieved": orbax's either by
+    # the task's repr (its coroutine's file, or the checkpoint's temporary folder named in
+    # the error) or by where the exception was raised.
+    unretrieved = record.name == "asyncio" and "never retrieved" in record.getMessage() and (
+        "orbax" in record.getMessage() or _raised_in_orbax(record.exc_info))
     return not (from_orbax or unretrieved)
+
+
+_ORBAX_PATH = f"{os.sep}orbax{os.sep}"
+
+
+def _raised_in_orbax(exc_info) -> bool:
+  if not exc_info or exc_info[2] is None:
+    return False
+  return any(_ORBAX_PATH in frame.filename for frame in traceback.extract_tb(exc_info[2]))
 
 
 def _unraisable(unraisable) -> None:

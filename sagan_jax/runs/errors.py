@@ -16,9 +16,14 @@ class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or infinite; training stopped before saving it."""
 
 
+class SamplingError(ValueError):
+  """A sampling request the run cannot serve (a class it lacks, labels for an
+  unconditional generator, no attention layer to draw)."""
+
+
 class ArgumentError(ValueError):
   """A bad argument to a run-level function (a count, a seed, a step)."""
 
 
 USER_ERRORS = (ConfigError, DataError, EvalError, IncompatibleCheckpointError, CheckpointError,
-               NonFiniteLossError, ArgumentError, WorkdirLockedError, OSError)
+               NonFiniteLossError, SamplingError, ArgumentError, WorkdirLockedError, OSError)

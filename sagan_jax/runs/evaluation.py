@@ -41,8 +41,9 @@ from sagan_jax.interop.torch import from_torch
 from sagan_jax.models import build_generator
 from sagan_jax.runs import workdir as workdir_lib
 from sagan_jax.runs.metric_writer import MetricWriter
-from sagan_jax.runs.sampling import Sampler, image_shape, restore_generator
-from sagan_jax.train.config import validate
+from sagan_jax.runs.sampling import (Sampler, default_labels, image_shape, restore_generator,
+                                     uses_ema)
+from sagan_jax.train.config import HELDOUT_SOURCES, validate
 
 __all__ = ["FEATURES", "evaluate_generator", "evaluate_run", "evaluate_torch_generator",
            "heldout_images", "make_evaluator", "make_extractor", "write_results"]
@@ -68,18 +69,27 @@ def _check_counts(num_samples: Any, batch_size: Any, seed: Any,
 
 
 def heldout_images(config: ml_collections.ConfigDict) -> RealImages:
-  """The real images a run never trained on: its data's held-out split."""
+  """The real images a run never trained on: its data's held-out split, labelled by digit."""
   data = config.data
-  if data.source != "mnist78":
+  if data.source not in HELDOUT_SOURCES:
     raise EvalError(
         f"evaluation needs held-out real images; it supports runs on the packaged MNIST "
-        f"digits (data.source='mnist78'), not {data.source!r}")
+        f"digits (data.source one of {list(HELDOUT_SOURCES)}), not {data.source!r}")
   if data.split != "train":
     raise EvalError(f"the run trained on split {data.split!r}; the held-out reference is only "
                     "disjoint from split 'train'")
   source = make_source({**data.to_dict(), "split": "heldout"})
   images = to_model_range(source.get(np.arange(len(source))))
-  return RealImages(images, np.asarray(source.labels), source.description)
+  labels = np.asarray(source.labels)
+  if getattr(source, "class_names", None) is not None:  # class indices → the digits
+    labels = np.asarray(class_values(config))[labels]
+  return RealImages(images, labels, source.description)
+
+
+def class_values(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """What a conditional run's class ``k`` is, as the classifier names it: the digit
+  ``data.digits[k]``."""
+  return tuple(int(d) for d in config.data.digits)
 
 
 def make_extractor(features: str = "mnist",
@@ -134,10 +144,16 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
   if evaluator is None:
     evaluator = make_evaluator(config, extractor, batch_size=batch_size, seed=seed,
                                **evaluator_options)
-  sampler = Sampler(generator, config.model.z_dim)
+  num_classes = config.model.get("num_classes")
+  sampler = Sampler(generator, config.model.z_dim, num_classes=num_classes)
   batches = (s.images for s in sampler.batches(variables, num_samples, seed=seed,
                                                batch_size=batch_size))
-  return evaluator.evaluate(batches)
+  if num_classes is None:
+    return evaluator.evaluate(batches)
+  # The sampler's default classes (i mod K), as the classifier names them.
+  expected = np.asarray(class_values(config))[default_labels(np.arange(num_samples),
+                                                             num_classes)]
+  return evaluator.evaluate(batches, expected)
 
 
 def _json_safe(value: Any) -> Any:
@@ -159,28 +175,32 @@ def _write_json(path: str, payload: Mapping[str, Any]) -> str:
 
 
 def write_results(workdir: str, result: Mapping[str, Any],
-                  writer: Optional[MetricWriter] = None) -> str:
-  """Writes ``<workdir>/eval/eval_<step:06d>.json`` atomically, and the ``eval/*``
+                  writer: Optional[MetricWriter] = None, suffix: str = "") -> str:
+  """Writes ``<workdir>/eval/eval_<step:06d><suffix>.json`` atomically, and the ``eval<suffix>/*``
   scalars to ``writer`` (None: a writer of its own on ``workdir``, beside the
   training curves). Returns the JSON file's path."""
   step = int(result["step"])
-  path = _write_json(os.path.join(workdir_lib.eval_dir(workdir), f"eval_{step:06d}.json"), result)
+  path = _write_json(os.path.join(workdir_lib.eval_dir(workdir), f"eval_{step:06d}{suffix}.json"),
+                     result)
+  values = scalars(result, f"eval{suffix}/")
   if writer is not None:
-    writer.write_scalars(step, scalars(result))
+    writer.write_scalars(step, values)
   else:
     with MetricWriter(workdir) as own:
-      own.write_scalars(step, scalars(result))
+      own.write_scalars(step, values)
   return path
 
 
 def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
                  step: Optional[int] = None, seed: int = 0,
                  extractor: Optional[FeatureExtractor] = None, write: bool = True,
-                 **evaluator_options: Any) -> dict[str, Any]:
+                 use_ema: Optional[bool] = None, **evaluator_options: Any) -> dict[str, Any]:
   """Evaluates the checkpoint at ``step`` (default: latest) of a training workdir.
 
-  Arguments as `evaluate_generator`'s, plus ``workdir``, ``step`` and ``write``
-  (write ``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars).
+  Arguments as `evaluate_generator`'s, plus ``workdir``, ``step``, ``use_ema`` (see
+  `restore_generator`: a run's EMA generator by default) and ``write`` (write
+  ``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars ``eval/*``; for the trained
+  weights of a run that keeps an EMA, ``eval_<step>_weights.json`` and ``eval_weights/*``).
 
   Returns:
     The metrics (see `sagan_jax.eval.evaluator`), with ``step``, ``workdir``
@@ -197,13 +217,16 @@ def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
   if write:  # the results go into the workdir: learn now, not after the work, if it can't
     check_writable_folder(workdir_lib.eval_dir(workdir))
     check_writable_folder(workdir)  # TensorBoard events
-  run = restore_generator(workdir, step)
-  result = {"step": int(run.step), "workdir": os.path.abspath(workdir), "seed": seed}
+  run = restore_generator(workdir, step, use_ema=use_ema)
+  result = {"step": int(run.step), "workdir": os.path.abspath(workdir), "seed": seed,
+            "ema": run.ema}
   result.update(evaluate_generator(run.generator, run.variables, run.config,
                                    num_samples=num_samples, batch_size=batch_size, seed=seed,
                                    extractor=extractor, **evaluator_options))
   if write:
-    result["path"] = write_results(workdir, result)
+    weights_of_ema_run = not run.ema and uses_ema(run.config)
+    result["path"] = write_results(workdir, result,
+                                   suffix="_weights" if weights_of_ema_run else "")
   return result
 
 

@@ -15,20 +15,22 @@ import numpy as np
 
 from sagan_jax.runs import explorer_page
 from sagan_jax.atomic_file import atomic_write
-from sagan_jax.runs.sampling import Sampler, restore_generator
+from sagan_jax.runs.errors import SamplingError
+from sagan_jax.runs.sampling import restore_generator
 
 DEFAULT_SAMPLES = 8  # the maps of a 32×32 layer cost ~0.5 MB a sample in the page
 
 
 def write_explorer(workdir: str, path: str, num_samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                   step: Optional[int] = None, best: bool = False) -> str:
+                   step: Optional[int] = None, best: bool = False,
+                   use_ema: Optional[bool] = None) -> str:
   """Writes the explorer page of the checkpoint at ``step`` (default: latest; ``best``:
-  the best evaluated one) to ``path``."""
-  run = restore_generator(workdir, step, best)
-  sampler = Sampler(run.generator, run.config.model.z_dim, return_attention=True)
-  samples = sampler.sample(run.variables, num_samples, seed=seed)
+  the best evaluated one; ``use_ema``: see `restore_generator`) to ``path``. A
+  class-conditional run's sample ``i`` has class ``i mod num_classes``."""
+  run = restore_generator(workdir, step, use_ema=use_ema, best=best)
+  samples = run.sampler(return_attention=True).sample(run.variables, num_samples, seed=seed)
   if not samples.attention:
-    raise ValueError(f"the generator of {workdir} has no attention layers to explore")
+    raise SamplingError(f"the generator of {workdir} has no attention layers to explore")
   maps = [np.asarray(m) for m in samples.attention]
   names = [f"attention layer {k} of {len(maps)}" for k in range(1, len(maps) + 1)]
   page = explorer_page.explorer_html(

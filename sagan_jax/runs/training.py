@@ -24,8 +24,8 @@ from sagan_jax import data as data_lib
 from sagan_jax import sharding, viz
 from sagan_jax.eval.evaluator import min_generated_samples
 from sagan_jax.losses import get_loss
-from sagan_jax.models import build_gan
-from sagan_jax.runs import evaluation, workdir as workdir_lib
+from sagan_jax.models import build_gan, is_conditional
+from sagan_jax.runs import evaluation, sampling, workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import BestCheckpoint
 from sagan_jax.runs.compilation import RUN_ONCE, CompiledByShape, compile_reported
 from sagan_jax.runs.errors import NonFiniteLossError
@@ -38,6 +38,7 @@ from sagan_jax.runs.workdir_lock import WorkdirLock, WorkdirLockedError
 from sagan_jax.train.checkpoint import (Checkpointer, CheckpointError,
                                         IncompatibleCheckpointError, abstract_like)
 from sagan_jax.train.config import ConfigError, validate
+from sagan_jax.train.ema import EmaSettings
 from sagan_jax.train.optimizers import make_optimizers
 from sagan_jax.train.state import GANState, init_gan_state
 from sagan_jax.train.step import make_multi_step, make_train_step
@@ -47,7 +48,18 @@ CONSOLE_METRICS = ("d_loss", "g_loss", "d_real", "d_fake")  # the rest go to Ten
 
 
 def total_steps(config: ml_collections.ConfigDict, batcher: data_lib.Batcher) -> int:
-  return config.num_steps if config.num_steps is not None else batcher.num_steps(config.num_epochs)
+  """Training steps: ``num_steps``, or ``num_epochs`` of data (each step reads
+  ``optimizer.d_steps`` batches, one per D update)."""
+  if config.num_steps is not None:
+    return config.num_steps
+  return batcher.num_steps(config.num_epochs) // config.optimizer.d_steps
+
+
+def ema_settings(config: ml_collections.ConfigDict) -> Optional[EmaSettings]:
+  """The run's EMA settings, or None when it keeps no EMA."""
+  if config.ema.decay is None:
+    return None
+  return EmaSettings(float(config.ema.decay), int(config.ema.start_step))
 
 
 def _check_finite(step: int, metrics: dict[str, Any], last_checkpoint: Optional[int]) -> None:
@@ -116,19 +128,30 @@ class Trainer:
     if config.eval_every and config.eval_num_samples < min_generated_samples():
       raise ConfigError(f"config.eval_num_samples must be at least {min_generated_samples()} "
                         f"(precision/recall's k-NN), got {config.eval_num_samples}")
+    self.num_classes = config.model.num_classes
+    if self.num_classes is not None:  # before any compute: labels that fit the model
+      try:
+        data_lib.check_class_labels(self.source, self.num_classes)
+      except data_lib.DataError as error:
+        raise ConfigError(str(error)) from None
+    self.d_steps = config.optimizer.d_steps
     self.total_steps = total_steps(config, self.batcher)
     self.image_shape = self.source.image_shape
     self.generator, self.discriminator = build_gan(config.model, self.image_shape)
     self.g_tx, self.d_tx = make_optimizers(config)
     replicated = sharding.replicated(self.mesh)
-    self.batch_sharding = sharding.batch_sharded(self.mesh)
+    # A step's batch: (B, …), or (d_steps, B, …) with one real batch per D update.
+    self.batch_axis = 0 if self.d_steps == 1 else 1
+    self.batch_sharding = sharding.batch_sharded_at(self.mesh, self.batch_axis)
+    self.ema = ema_settings(config)
     step_fn = make_train_step(self.generator, self.discriminator, self.g_tx, self.d_tx,
-                              get_loss(config.loss), config.model.z_dim)
+                              get_loss(config.loss), config.model.z_dim,
+                              num_classes=self.num_classes, d_steps=self.d_steps, ema=self.ema)
     # The state is donated: its buffers are reused for the new state.
     self.train_step = jax.jit(step_fn, in_shardings=(replicated, self.batch_sharding),
                               out_shardings=(replicated, replicated), donate_argnums=0)
     # K steps per dispatch: batches stacked on a leading axis, split on the next.
-    self.stacked_sharding = sharding.stacked_batch_sharded(self.mesh)
+    self.stacked_sharding = sharding.batch_sharded_at(self.mesh, self.batch_axis + 1)
     self.multi_step = jax.jit(make_multi_step(step_fn),
                               in_shardings=(replicated, self.stacked_sharding),
                               out_shardings=(replicated, replicated), donate_argnums=0)
@@ -139,10 +162,12 @@ class Trainer:
     self._init = jax.jit(functools.partial(
         init_gan_state, self.generator, self.discriminator, seed=config.seed,
         z_dim=config.model.z_dim, image_shape=self.image_shape, g_tx=self.g_tx,
-        d_tx=self.d_tx), out_shardings=replicated)
+        d_tx=self.d_tx, conditional=is_conditional(config.model), ema=self.ema is not None),
+        out_shardings=replicated)
     # The grid's images, and the attention maps of the few samples a figure shows.
-    self.sampler = Sampler(self.generator, config.model.z_dim)
-    self.attention_sampler = Sampler(self.generator, config.model.z_dim, return_attention=True)
+    self.sampler = Sampler(self.generator, config.model.z_dim, num_classes=self.num_classes)
+    self.attention_sampler = Sampler(self.generator, config.model.z_dim, return_attention=True,
+                                     num_classes=self.num_classes)
     self._all_finite = jax.jit(_all_finite)
     self._compiled_all_finite = None
 
@@ -161,9 +186,13 @@ class Trainer:
     thread, so that it overlaps the initial state's compilation and the data loading."""
     if self.config.steps_per_dispatch != 1:
       return  # the first dispatch may be a scan of several steps: compiled on first use
-    batch = {"image": jax.ShapeDtypeStruct(
-        (self.config.batching.batch_size, *self.image_shape), jnp.float32,
-        sharding=self.batch_sharding)}
+    leading = (self.config.batching.batch_size,)
+    if self.d_steps > 1:
+      leading = (self.d_steps, *leading)
+    batch = {"image": jax.ShapeDtypeStruct((*leading, *self.image_shape), jnp.float32,
+                                           sharding=self.batch_sharding)}
+    if self.num_classes is not None:
+      batch["label"] = jax.ShapeDtypeStruct(leading, jnp.int32, sharding=self.batch_sharding)
     state = abstract_like(self.abstract_state(), sharding.replicated(self.mesh))
     self._compiled_step.compile_in_background(state, batch)
 
@@ -172,14 +201,34 @@ class Trainer:
     return compile_reported(self._init, what="the initial state",
                             compiler_options=RUN_ONCE)()
 
+  @property
+  def batch_keys(self) -> tuple[str, ...]:
+    """What a step reads of a batch: images, and their labels for a conditional model."""
+    return ("image",) if self.num_classes is None else ("image", "label")
+
+  def host_batch(self, step: int) -> dict[str, Any]:
+    """This process's part of the batch of training step ``step``: the batcher's batch,
+    or with d_steps > 1 its batches ``step·d … step·d + d − 1`` stacked."""
+    if self.d_steps == 1:
+      batch = self.batcher.batch(step)
+    else:
+      parts = [self.batcher.batch(step * self.d_steps + i) for i in range(self.d_steps)]
+      batch = {key: np.stack([part[key] for part in parts]) for key in self.batch_keys}
+    if self.num_classes is not None and getattr(self.source, "labels", None) is None:
+      # A streaming source's labels arrive with its batches: checked here, not up front.
+      data_lib.check_label_range(batch["label"].reshape(-1), self.num_classes,
+                                 f"batch of step {step}: {self.source.description}")
+    return batch
+
   def device_batch(self, host_batch: dict[str, Any]) -> dict[str, jax.Array]:
     """A host batch (this process's slice) → the global batch, sharded over the mesh."""
-    return {"image": sharding.global_batch(host_batch["image"], self.batch_sharding)}
+    return {key: sharding.global_batch(host_batch[key], self.batch_sharding)
+            for key in self.batch_keys}
 
   def stacked_device_batch(self, host_batches: list[dict[str, Any]]) -> dict[str, jax.Array]:
-    """K host batches → one (K, B, …) global array for ``multi_step``."""
-    images = np.stack([b["image"] for b in host_batches])
-    return {"image": sharding.global_batch(images, self.stacked_sharding)}
+    """K host batches → one (K, B, …) global array per key for ``multi_step``."""
+    return {key: sharding.global_batch(np.stack([b[key] for b in host_batches]),
+                                       self.stacked_sharding) for key in self.batch_keys}
 
   def dispatch(self, state: GANState, host_batches: list[dict[str, Any]]):
     """Runs the steps of ``host_batches``: one jitted step, or a scan over several."""
@@ -189,7 +238,7 @@ class Trainer:
 
   def batch(self, step: int) -> dict[str, jax.Array]:
     """The global batch of ``step``, sharded over the mesh."""
-    return self.device_batch(self.batcher.batch(step))
+    return self.device_batch(self.host_batch(step))
 
 
 def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
@@ -223,7 +272,7 @@ def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, work
   config = trainer.config
   result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
   result.update(evaluation.evaluate_generator(
-      trainer.generator, state.generator.variables(), config,
+      trainer.generator, state.generator_variables(config.ema.use_for_eval), config,
       num_samples=config.eval_num_samples, batch_size=config.eval_batch_size, seed=config.seed,
       evaluator=evaluator))
   evaluation.write_results(workdir, result, writer)
@@ -242,21 +291,33 @@ def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: Metri
   if jax.process_index() != 0:
     return
   step = int(state.step)
-  config, variables = trainer.config, state.generator.variables()
-  images = np.asarray(trainer.sampler.sample(variables, config.num_samples,
-                                             seed=config.seed).images)
-  shown = min(ATTENTION_FIGURE_SAMPLES, config.num_samples)
-  maps = trainer.attention_sampler.sample(variables, shown, seed=config.seed).attention
-  grid = viz.image_grid(images)
+  config = trainer.config
+  variables = state.generator_variables(config.ema.use_for_eval)
+  if trainer.num_classes is None:
+    z = np.asarray(sampling.latents(config.seed, jnp.arange(config.num_samples),
+                                    config.model.z_dim))
+    labels, ncols = None, None
+  else:  # a row per class, one z per column (as sample.py --class_grid)
+    per_class = max(1, config.num_samples // trainer.num_classes)
+    z, labels = sampling.class_grid_inputs(config.model.z_dim, trainer.num_classes,
+                                           per_class, config.seed)
+    ncols = per_class
+  images = np.asarray(trainer.sampler.generate(variables, z, labels).images)
+  grid = viz.image_grid(images, ncols=ncols)
   samples_dir = workdir_lib.samples_dir(workdir)
   viz.save_png(os.path.join(samples_dir, f"samples_{step:06d}.png"), grid)
-  # The last attention layer, at the highest resolution.
-  figure = viz.attention_figure(images[:shown], np.asarray(maps[-1]),
-                                caption=attention_layer_caption(maps, step))
-  attention_path = viz.save_png(os.path.join(samples_dir, f"attention_{step:06d}.png"), figure)
-  writer.write_images(step, {"samples": grid, "attention": figure})
-  logger.info("step %d: wrote %s and %s", step,
-              os.path.join(samples_dir, f"samples_{step:06d}.png"), attention_path)
+  figures = {"samples": grid}
+  written = [os.path.join(samples_dir, f"samples_{step:06d}.png")]
+  shown = min(ATTENTION_FIGURE_SAMPLES, len(z))
+  maps = trainer.attention_sampler.generate(
+      variables, z[:shown], None if labels is None else labels[:shown]).attention
+  if maps:  # the last attention layer, at the highest resolution
+    figures["attention"] = viz.attention_figure(
+        images[:shown], np.asarray(maps[-1]), caption=attention_layer_caption(maps, step))
+    written.append(viz.save_png(os.path.join(samples_dir, f"attention_{step:06d}.png"),
+                                figures["attention"]))
+  writer.write_images(step, figures)
+  logger.info("step %d: wrote %s", step, " and ".join(written))
 
 
 def _batch_description(batcher: data_lib.Batcher) -> str:
@@ -376,9 +437,8 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
   group: list[dict[str, Any]] = []
   stopped_by = None
   try:
-    with data_lib.prefetch_batches(
-        trainer.batcher, start_step=start, stop_step=total,
-        buffer_size=max(config.batching.prefetch, 1)) as batches:
+    with data_lib.Prefetcher(trainer.host_batch, start_step=start, stop_step=total,
+                             buffer_size=max(config.batching.prefetch, 1)) as batches:
       for step in range(start + 1, total + 1):
         group.append(next(batches))
         if not _ends_dispatch(step, config, total, trainer.batcher, len(group)):

@@ -43,7 +43,7 @@ RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
                     "data.path", "data.tfds_data_dir", "data.tfds_download",
                     "model.attention_chunk_size", "model.conv_implementation",
                     "model.compute_dtype", "steps_per_dispatch", "eval_every",
-                    "eval_num_samples", "eval_batch_size")
+                    "eval_num_samples", "eval_batch_size", "ema.use_for_eval")
 
 
 # Old steps are renamed into this subfolder, then removed (see module docstring).
@@ -280,18 +280,24 @@ class Checkpointer:
     return self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))["state"]
 
-  def restore_generator(self, step: int, abstract_variables: Any) -> Any:
+  def restore_generator(self, step: int, abstract_variables: Any, ema: bool = False) -> Any:
     """Only the generator's eval-mode variables (``params`` and its other
     collections: spectral-norm vectors, BatchNorm statistics) of the state saved
     at ``step``, laid out like ``abstract_variables``: neither the
-    discriminator nor an optimizer state is built or read."""
-    params = abstract_variables["params"]
-    collections = {k: v for k, v in abstract_variables.items() if k != "params"}
-    target = {"generator": {"params": params, "collections": collections}}
+    discriminator nor an optimizer state is built or read. ``ema``: the
+    generator's moving average (``GANState.ema``) instead of its weights."""
+    if ema:
+      target = {"ema": abstract_variables}
+    else:
+      params = abstract_variables["params"]
+      collections = {k: v for k, v in abstract_variables.items() if k != "params"}
+      target = {"generator": {"params": params, "collections": collections}}
     restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True)))["state"]["generator"]
-    return {"params": restored["params"], **restored["collections"]}
+        partial_restore=True)))["state"]
+    if ema:
+      return dict(restored["ema"])
+    return {"params": restored["generator"]["params"], **restored["generator"]["collections"]}
 
   def check_for_errors(self) -> None:
     """Raises `CheckpointError` (one line, with the cause) if a background save

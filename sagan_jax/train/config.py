@@ -24,6 +24,7 @@ from sagan_jax.data import SOURCE_NAMES
 from sagan_jax.losses import LOSSES
 
 CONV_IMPLEMENTATIONS = ("auto", "gemm", "xla")
+HELDOUT_SOURCES = ("mnist78", "mnist")  # sources with held-out real images to evaluate against
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
@@ -46,6 +47,16 @@ def base_config() -> ml_collections.ConfigDict:
   # Activations and matmuls in bfloat16 (parameters, optimizer state, BatchNorm
   # statistics and losses stay float32).
   c.model.compute_dtype = "float32"
+  # The paper's ResNet SAGAN (model.name='resnet', sagan_jax/models/resnet.py). These
+  # defaults are its released code's; configs/cifar10.py shows StudioGAN's.
+  c.model.num_classes = config_dict.placeholder(int)  # class-conditional G and D; None: not
+  c.model.d_width = config_dict.placeholder(int)  # D's channel unit; None: model.width
+  c.model.g_attention = (32,)  # feature resolutions followed by self-attention
+  c.model.d_attention = (32,)
+  c.model.weight_init = "xavier"  # 'xavier' (official code) | 'orthogonal' (StudioGAN) | 'pytorch'
+  c.model.bn_style = "official"  # 'official' | 'studiogan': how (conditional) BN is built
+  c.model.cbn_spectral_norm = False  # SN on the conditional BN's class tables (StudioGAN: on)
+  c.model.spectral_eps = 1e-12  # power-iteration floor (torch's default; StudioGAN 1e-6)
 
   # What to read. Fields of sources other than `source` are ignored, so
   # switching with --config.data.source=image_folder needs no other edit.
@@ -63,6 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.tfds_label_key = "label"
   c.data.tfds_data_dir = config_dict.placeholder(str)  # None: TFDS's default folder
   c.data.tfds_download = False  # never reach for the network unless asked
+  c.data.class_folders = False  # image_folder: one subfolder per class (labels: sorted names)
 
   # How to batch it.
   c.batching = ml_collections.ConfigDict()
@@ -85,6 +97,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.b1 = 0.0
   c.optimizer.b2 = 0.9
   c.optimizer.eps = 1e-8
+  c.optimizer.d_steps = 1  # D updates (each on its own real batch) per G update
+
+  # An exponential moving average of the generator's weights (off when decay is None).
+  c.ema = ml_collections.ConfigDict()
+  c.ema.decay = config_dict.placeholder(float)  # e.g. 0.999; None: no EMA
+  c.ema.start_step = 0  # until this step the average is a copy of the weights
+  c.ema.use_for_eval = True  # sample grids, sample.py and evaluation use the EMA generator
 
   c.log_every = 10  # steps between console/TensorBoard scalars
   c.sample_every = 300  # steps between sample grids (and at the end)
@@ -120,10 +139,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` for any value the run could not use."""
   for name in ("batching.batch_size", "num_epochs", "steps_per_dispatch", "log_every",
                "sample_every", "checkpoint_every", "keep_checkpoints", "num_samples",
-               "model.z_dim", "model.width", "data.image_size", "data.per_digit"):
+               "model.z_dim", "model.width", "data.image_size", "data.per_digit",
+               "optimizer.d_steps"):
     _positive_int(config, name)
   _positive_int(config, "batching.prefetch", minimum=0)
   _positive_int(config, "eval_every", minimum=0)  # 0 turns evaluation off
+  _positive_int(config, "ema.start_step", minimum=0)
+  if config.model.d_width is not None:
+    _positive_int(config, "model.d_width")
+  decay = config.ema.decay
+  if decay is not None and not (isinstance(decay, (int, float)) and 0 <= decay < 1):
+    raise ConfigError(f"config.ema.decay must be None (no EMA) or in [0, 1), got {decay!r}")
+  if config.optimizer.d_steps > 1 and not config.batching.drop_remainder:
+    raise ConfigError("config.optimizer.d_steps > 1 stacks equal-sized batches: set "
+                      "config.batching.drop_remainder=True")
   if config.num_steps is not None:
     _positive_int(config, "num_steps")
   if config.model.attention_chunk_size is not None:
@@ -150,6 +179,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.eval_every:
     _positive_int(config, "eval_num_samples", minimum=2)
     _positive_int(config, "eval_batch_size")
-    if config.data.source != "mnist78":
-      raise ConfigError("config.eval_every needs held-out real digits (data.source='mnist78'); "
-                        "set eval_every=0")
+    if config.data.source not in HELDOUT_SOURCES:
+      raise ConfigError(f"config.eval_every needs held-out real digits (data.source one of "
+                        f"{list(HELDOUT_SOURCES)}); set eval_every=0")

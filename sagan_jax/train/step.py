@@ -1,7 +1,11 @@
 """One GAN training step, in the chapter's order.
 
-    D update:  D(x), G(z₁), D(G(z₁)) → hinge loss → Adam step on D
+    D update:  D(x), G(z₁), D(G(z₁)) → hinge loss → Adam step on D   (× d_steps)
     G update:  G(z₂), D(G(z₂)) with the *updated* D → −mean → Adam step on G
+    EMA:       the generator's moving average, when the run keeps one
+
+A class-conditional model gets the real images' labels in D(x, y) and
+uniformly drawn classes for the fakes, G(z, y_fake) and D(G(z, y_fake), y_fake).
 
 Every network call runs in train mode, so — exactly as in the PyTorch loop —
 D's spectral-norm vectors advance three times per step and G's twice, and G's
@@ -12,7 +16,7 @@ and loss so the result can be jitted, sharded and scanned.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -21,15 +25,16 @@ import optax
 from flax import traverse_util
 
 from sagan_jax.losses import GANLoss
+from sagan_jax.train.ema import EmaSettings, ema_update
 from sagan_jax.train.state import GANState, NetworkState
 
 Metrics = dict[str, jax.Array]
 TRAIN_MUTABLE = ("spectral", "batch_stats")
 
 
-def _apply_train(module: nn.Module, variables, x):
+def _apply_train(module: nn.Module, variables, *inputs):
   """A train-mode call that returns ``(output, updated non-param collections)``."""
-  out, updated = module.apply(variables, x, train=True, mutable=list(TRAIN_MUTABLE))
+  out, updated = module.apply(variables, *inputs, train=True, mutable=list(TRAIN_MUTABLE))
   return out, dict(updated)
 
 
@@ -58,39 +63,79 @@ def attention_gates(params, prefix: str) -> Metrics:
           for path, value in flat.items() if path.endswith("/gamma")}
 
 
+def _inputs(x: jax.Array, labels: Optional[jax.Array]) -> tuple[jax.Array, ...]:
+  """A network's positional inputs: ``(x,)``, or ``(x, labels)`` for a conditional one."""
+  return (x,) if labels is None else (x, labels)
+
+
 def make_gan_update(generator: nn.Module, discriminator: nn.Module,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                    loss: GANLoss):
-  """Builds ``gan_update(state, images, z_d, z_g) -> (state, metrics)``: one step
-  with given noise (``z_d`` for the D update, ``z_g`` for the G update)."""
+                    loss: GANLoss, *, d_steps: int = 1, ema: Optional[EmaSettings] = None):
+  """Builds ``gan_update(state, images, z_d, z_g, labels=None, fake_labels_d=None,
+  fake_labels_g=None) -> (state, metrics)``: one step with given noise.
 
-  def gan_update(state: GANState, images: jax.Array, z_d: jax.Array, z_g: jax.Array
-                 ) -> tuple[GANState, Metrics]:
-    g, d = state.generator, state.discriminator
+  ``z_d`` (and ``fake_labels_d``) feed the D update, ``z_g`` (and
+  ``fake_labels_g``) the G update; ``labels`` are the real images' classes.
+  Labels are given iff the networks are class-conditional: D then scores
+  ``(x, y)`` pairs and G draws class ``y``. With ``d_steps`` > 1, ``images``,
+  ``labels``, ``z_d`` and ``fake_labels_d`` carry a leading axis of that
+  length: D takes one update per slice (a ``lax.scan``), then G one update.
+  With ``ema``, the generator's moving average is updated after G's update.
+  """
 
-    # --- Discriminator update (G runs in train mode too, as in the chapter). ---
+  def d_update(g: NetworkState, d: NetworkState, images, labels, z, fake_labels):
+    """One D update (G runs in train mode too, as in the chapter); returns
+    ``(d, G's updated collections, (loss, real logits, fake logits))``."""
+
     def d_loss_fn(d_params):
-      real_logits, d_coll = _apply_train(discriminator, d.variables(d_params), images)
+      real_logits, d_coll = _apply_train(discriminator, d.variables(d_params),
+                                         *_inputs(images, labels))
       d_coll = _merge(d.collections, d_coll)
-      fakes, g_coll = _apply_train(generator, g.variables(), z_d)
-      fake_logits, d_coll2 = _apply_train(discriminator, {"params": d_params, **d_coll}, fakes)
+      fakes, g_coll = _apply_train(generator, g.variables(), *_inputs(z, fake_labels))
+      fake_logits, d_coll2 = _apply_train(discriminator, {"params": d_params, **d_coll},
+                                          *_inputs(fakes, fake_labels))
       loss_value = loss.discriminator(real_logits, fake_logits)
       return loss_value, (_merge(d_coll, d_coll2), _merge(g.collections, g_coll),
                           real_logits, fake_logits)
 
     (d_loss, (d_coll, g_coll, real_logits, fake_logits)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(d.params)
-    d = _update(d, d_grads, d_tx, d_coll)
+    return _update(d, d_grads, d_tx, d_coll), g_coll, (d_loss, real_logits, fake_logits)
+
+  def gan_update(state: GANState, images: jax.Array, z_d: jax.Array, z_g: jax.Array,
+                 labels: Optional[jax.Array] = None, fake_labels_d: Optional[jax.Array] = None,
+                 fake_labels_g: Optional[jax.Array] = None) -> tuple[GANState, Metrics]:
+    g, d = state.generator, state.discriminator
+
+    # --- Discriminator update(s). ---
+    if d_steps == 1:
+      d, g_coll, (d_loss, real_logits, fake_logits) = d_update(
+          g, d, images, labels, z_d, fake_labels_d)
+    else:
+      def body(carry, xs):
+        g_coll, d = carry
+        d, g_coll, outputs = d_update(g.replace(collections=g_coll), d, *xs)
+        return (g_coll, d), outputs
+
+      (g_coll, d), outputs = jax.lax.scan(body, (g.collections, d),
+                                          (images, labels, z_d, fake_labels_d))
+      d_loss, real_logits, fake_logits = jax.tree.map(lambda x: x[-1], outputs)
 
     # --- Generator update against the updated discriminator. ---
     def g_loss_fn(g_params):
-      fakes, g_coll2 = _apply_train(generator, {"params": g_params, **g_coll}, z_g)
-      logits, d_coll2 = _apply_train(discriminator, d.variables(), fakes)
+      fakes, g_coll2 = _apply_train(generator, {"params": g_params, **g_coll},
+                                    *_inputs(z_g, fake_labels_g))
+      logits, d_coll2 = _apply_train(discriminator, d.variables(),
+                                     *_inputs(fakes, fake_labels_g))
       return loss.generator(logits), (_merge(g_coll, g_coll2), _merge(d.collections, d_coll2))
 
     (g_loss, (g_coll, d_coll)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g.params)
     g = _update(g, g_grads, g_tx, g_coll)
     d = d.replace(collections=d_coll)
+    step = state.step + 1
+    ema_variables = state.ema
+    if ema is not None:
+      ema_variables = ema_update(state.ema, g.variables(), step, ema)
 
     metrics = {
         "d_loss": d_loss,
@@ -102,28 +147,47 @@ def make_gan_update(generator: nn.Module, discriminator: nn.Module,
         **attention_gates(g.params, "G"),
         **attention_gates(d.params, "D"),
     }
-    return GANState(step=state.step + 1, rng=state.rng, generator=g, discriminator=d), metrics
+    return GANState(step=step, rng=state.rng, generator=g, discriminator=d,
+                    ema=ema_variables), metrics
 
   return gan_update
 
 
+# Folded into a step's key for the fake labels: keeps the noise draws those of an
+# unconditional run.
+LABEL_STREAM = 0x1AB
+
+
 def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                    loss: GANLoss, z_dim: int) -> Callable[[GANState, Any], tuple[GANState, Metrics]]:
+                    loss: GANLoss, z_dim: int, *, num_classes: Optional[int] = None,
+                    d_steps: int = 1, ema: Optional[EmaSettings] = None
+                    ) -> Callable[[GANState, Any], tuple[GANState, Metrics]]:
   """Builds ``train_step(state, batch) -> (state, metrics)``.
 
-  ``batch['image']`` is (B, H, W, C) in [-1, 1]. The noise comes from
-  ``fold_in(state.rng, state.step)``, so a step is reproducible from the
-  state alone.
+  ``batch['image']`` is (B, H, W, C) in [-1, 1] — (d_steps, B, H, W, C) with
+  ``d_steps`` > 1, one real batch per D update — and, for a class-conditional
+  model (``num_classes``), ``batch['label']`` the (B,) or (d_steps, B) int
+  classes. The noise and the fake images' classes (uniform over
+  ``num_classes``) come from ``fold_in(state.rng, state.step)``, so a step is
+  reproducible from the state alone.
   """
-  gan_update = make_gan_update(generator, discriminator, g_tx, d_tx, loss)
+  gan_update = make_gan_update(generator, discriminator, g_tx, d_tx, loss, d_steps=d_steps,
+                               ema=ema)
 
   def train_step(state: GANState, batch) -> tuple[GANState, Metrics]:
     images = batch["image"]
-    z_d_key, z_g_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
-    z_d = jax.random.normal(z_d_key, (images.shape[0], z_dim), jnp.float32)
-    z_g = jax.random.normal(z_g_key, (images.shape[0], z_dim), jnp.float32)
-    return gan_update(state, images, z_d, z_g)
+    d_shape, batch_size = images.shape[:-3], images.shape[-4]  # (B,) or (d_steps, B)
+    step_key = jax.random.fold_in(state.rng, state.step)
+    z_d_key, z_g_key = jax.random.split(step_key)
+    z_d = jax.random.normal(z_d_key, (*d_shape, z_dim), jnp.float32)
+    z_g = jax.random.normal(z_g_key, (batch_size, z_dim), jnp.float32)
+    if num_classes is None:
+      return gan_update(state, images, z_d, z_g)
+    y_d_key, y_g_key = jax.random.split(jax.random.fold_in(step_key, LABEL_STREAM))
+    fake_labels_d = jax.random.randint(y_d_key, d_shape, 0, num_classes, jnp.int32)
+    fake_labels_g = jax.random.randint(y_g_key, (batch_size,), 0, num_classes, jnp.int32)
+    return gan_update(state, images, z_d, z_g, batch["label"], fake_labels_d, fake_labels_g)
 
   return train_step
 

@@ -451,3 +451,145 @@ CASES = {
         {"loss": "non_saturating", "record": "losses"},
     ),
 }
+
+
+# --------------------------------------------------------------------------- ResNet SAGAN
+
+
+def _resnet_models(resolution, width, num_classes, z_dim, gamma, attention=(2, 1)):
+    """StudioGAN's SAGAN G and D (torch_resnet_sagan), attention after G's block
+    ``attention[0]`` and D's block ``attention[1]`` (StudioGAN's CIFAR-10 config: 2, 1), the
+    attention gates set to ``gamma`` so they matter."""
+    from . import torch_resnet_sagan as tr
+
+    G = tr.Generator(resolution, z_dim, width, num_classes, attn_g_loc=(attention[0],))
+    D = tr.Discriminator(resolution, width, num_classes, attn_d_loc=(attention[1],))
+    with torch.no_grad():
+        for model in (G, D):
+            for m in model.modules():
+                if isinstance(m, tr.SelfAttention):
+                    m.sigma.fill_(gamma)
+    return G, D
+
+
+def case_resnet_models(seed: int, resolution: int = 32, width: int = 4, num_classes=3,
+                       z_dim: int = 16, batch: int = 4, gamma: float = 0.7, attention=(2, 1)
+                       ) -> dict[str, np.ndarray]:
+    """StudioGAN's SAGAN G and D (ortho init, γ = ``gamma``); one train-mode then one eval-mode
+    forward each (G on z, y; D on images, y), with their attention maps (β, (B, N, N/4)):
+    ``map<k>/rows`` (rows ``const/<net>/map<k>/rows_index``) and ``map<k>/probe`` (β · probe)."""
+    with torch_determinism(seed):
+        G, D = _resnet_models(resolution, width, num_classes, z_dim, gamma, attention)
+        z = torch.randn(batch, z_dim)
+        images = torch.rand(batch, 3, resolution, resolution) * 2 - 1
+        labels = None
+        rec: dict[str, np.ndarray] = {}
+        if num_classes is not None:
+            labels = torch.randint(0, num_classes, (batch,), dtype=torch.int64)
+            rec["input/labels"] = _np(labels)
+        _put_state(rec, "G/state/", G)
+        _put_state(rec, "D/state/", D)
+        rec["input/z"] = _np(z)
+        rec["input/images"] = _np(images)
+        probes = {}
+        for name, net, inp in (("G", G, z), ("D", D, images)):
+            for mode in ("train", "eval"):
+                net.train(mode == "train")
+                with torch.no_grad():
+                    out, maps = net(inp, labels, return_maps=True)
+                rec[f"{name}/{mode}/out"] = _np(out)
+                for k, beta in enumerate(maps, start=1):
+                    if (name, k) not in probes:  # drawn at first use: (N rows, N/4 probe)
+                        probes[name, k] = (attention_rows_index(beta.shape[1]),
+                                           torch.randn(beta.shape[2]))
+                        rec[f"const/{name}/map{k}/rows_index"] = probes[name, k][0]
+                        rec[f"const/{name}/map{k}/probe"] = _np(probes[name, k][1])
+                    rows, probe = probes[name, k]
+                    rec[f"{name}/{mode}/map{k}/rows"] = _np(beta[:, torch.from_numpy(rows), :])
+                    rec[f"{name}/{mode}/map{k}/probe"] = _np(torch.matmul(beta, probe))
+                if mode == "train":
+                    _put_state(rec, f"{name}/train/state/", net, buffers_only=True)
+        return rec
+
+
+def case_resnet_train_step(seed: int, resolution: int = 32, width: int = 4, num_classes: int = 3,
+                           z_dim: int = 16, batch: int = 4, d_steps: int = 2, steps: int = 2,
+                           ema_decay: float = 0.5, ema_start: int = 1, gamma: float = 0.7
+                           ) -> dict[str, np.ndarray]:
+    """``steps`` full steps of StudioGAN's SAGAN in sagan-jax's order (torch_resnet_sagan.
+    train_step): ``d_steps`` D updates (each its own real batch, noise and fake labels), one G
+    update, then the generator's EMA (decay ``ema_decay``, a copy until ``ema_start``).
+    Adam (β₁ = 0, β₂ = 0.999, eps 1e-6; lr G 2e-4, D 4e-4), hinge loss."""
+    from . import torch_resnet_sagan as tr
+
+    with torch_determinism(seed):
+        G, D = _resnet_models(resolution, width, num_classes, z_dim, gamma)
+        ema = _resnet_models(resolution, width, num_classes, z_dim, gamma)[0]
+        ema.load_state_dict(G.state_dict())
+        g_opt, d_opt = tr.make_optimizers(G, D)
+        rec: dict[str, np.ndarray] = {
+            "config/d_steps": np.asarray(d_steps, np.int64),
+            "config/ema_decay": np.asarray(ema_decay, np.float32),
+            "config/ema_start": np.asarray(ema_start, np.int64),
+        }
+        _put_state(rec, "G/state/", G)
+        _put_state(rec, "D/state/", D)
+        inputs = []
+        for _ in range(steps):
+            reals = [(torch.rand(batch, 3, resolution, resolution) * 2 - 1,
+                      torch.randint(0, num_classes, (batch,)), torch.randn(batch, z_dim),
+                      torch.randint(0, num_classes, (batch,))) for _ in range(d_steps)]
+            inputs.append((reals, torch.randn(batch, z_dim), torch.randint(0, num_classes, (batch,))))
+        G.train()
+        D.train()
+        ema.eval()
+        g_names = {id(p): n for n, p in G.named_parameters()}
+        d_names = {id(p): n for n, p in D.named_parameters()}
+        for t, (reals, z2, y2) in enumerate(inputs, start=1):
+            p = f"step{t}"
+            for key, index in (("images", 0), ("labels", 1), ("z1", 2), ("y1", 3)):
+                rec[f"{p}/input/{key}"] = _np(torch.stack([r[index] for r in reals]))
+            rec[f"{p}/input/z2"] = _np(z2)
+            rec[f"{p}/input/y2"] = _np(y2)
+            outs = tr.train_step(G, D, g_opt, d_opt, reals, z2, y2, ema=ema, step=t,
+                                 ema_decay=ema_decay, ema_start=ema_start)
+            for key, value in outs.items():
+                rec[f"{p}/{key}"] = _scalar(value)
+            _put_state(rec, f"{p}/G/state/", G)
+            _put_state(rec, f"{p}/D/state/", D)
+            _put_state(rec, f"{p}/EMA/state/", ema)
+            for net, opt, names in (("G", g_opt, g_names), ("D", d_opt, d_names)):
+                for param, st in opt.state.items():
+                    rec[f"{p}/{net}/adam/exp_avg/{names[id(param)]}"] = _np(st["exp_avg"])
+        return rec
+
+
+def case_resnet_param_counts(seed: int, width: int = 64, num_classes: int = 1000
+                             ) -> dict[str, np.ndarray]:
+    """Trainable parameters of StudioGAN's SAGAN G and D at 32, 64 and 128 px (its widths,
+    g_conv_dim = d_conv_dim = 64), conditional (``num_classes``) and not, and the
+    attention placement of its configs (32: G 2, D 1; 64: G 3, D 1; 128: G 4, D 1)."""
+    from . import torch_resnet_sagan as tr
+
+    attention = {32: (2, 1), 64: (3, 1), 128: (4, 1)}
+    rec: dict[str, np.ndarray] = {}
+    with torch_determinism(seed):
+        for resolution, (g_loc, d_loc) in attention.items():
+            for label, classes in (("cond", num_classes), ("uncond", None)):
+                G = tr.Generator(resolution, 128, width, classes, attn_g_loc=(g_loc,),
+                                 init="pytorch")
+                D = tr.Discriminator(resolution, width, classes, attn_d_loc=(d_loc,),
+                                     init="pytorch")
+                for name, net in (("G", G), ("D", D)):
+                    count = sum(p.numel() for p in net.parameters())
+                    rec[f"{resolution}/{label}/{name}"] = np.asarray(count, np.int64)
+    return rec
+
+
+CASES.update({
+    "resnet_models": (case_resnet_models, {}),
+    "resnet_models_uncond64": (case_resnet_models, {"resolution": 64, "num_classes": None,
+                                                    "batch": 2, "attention": (3, 2)}),
+    "resnet_train_step": (case_resnet_train_step, {}),
+    "resnet_param_counts": (case_resnet_param_counts, {}),
+})

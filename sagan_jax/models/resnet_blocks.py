@@ -1,0 +1,98 @@
+"""The residual blocks of the SAGAN paper's ResNet generator and discriminator.
+
+Generator block (up, ×2), as ``generator.py:block`` of the released code and
+StudioGAN's ``GenBlock``::
+
+    x ─ BN ─ ReLU ─ up×2 ─ conv3×3 ─ BN ─ ReLU ─ conv3×3 ─┐
+    └──────────────── conv1×1 ─ up×2 ─────────────────────+─ out
+
+Discriminator block (``discriminator.py:block`` / ``DiscBlock``) and the
+optimized first block (``optimized_block`` / ``DiscOptBlock``)::
+
+    x ─ ReLU ─ conv3×3 ─ ReLU ─ conv3×3 ─ [avgpool] ─┐       (optimized: no first ReLU)
+    └────── [avgpool] ─ conv1×1 ─────────────────────+─ out   (identity when neither
+                                                              downsampling nor widening)
+
+The sources apply the 1×1 shortcut convolution at the *larger* resolution
+(after the generator's upsampling, before the discriminator's pooling). A
+1×1 convolution commutes with nearest upsampling and with average pooling,
+so here it runs at the smaller one: the same function, 4× fewer FLOPs (float32
+sums in another order). BatchNorm (``which_bn``) is conditional when the
+block gets labels; ``which_conv`` carries spectral norm, init and the conv
+implementation, as BigGAN's partially applied constructors do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ModuleDef = Callable[..., Any]
+
+
+def upsample_nearest_2x(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour ×2 (``F.interpolate(scale_factor=2, mode='nearest')``), NHWC."""
+  b, h, w, c = x.shape
+  return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(
+      b, 2 * h, 2 * w, c)
+
+
+def avg_pool_2x2(x: jax.Array) -> jax.Array:
+  """2×2 average pooling, stride 2 (``nn.AvgPool2d(2)``), NHWC with even H, W."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def normalize(which_bn: ModuleDef, name: str, x: jax.Array, labels: Optional[jax.Array],
+              train: bool) -> jax.Array:
+  """``which_bn`` (a ``ConditionalBatchNorm`` or a ``BatchNorm``) applied to ``x``."""
+  if labels is None:
+    return which_bn(name=name)(x, use_running_average=not train)
+  return which_bn(name=name)(x, labels, train=train)
+
+
+class GeneratorBlock(nn.Module):
+  """Up residual block: ``(B, H, W, C_in)`` → ``(B, 2H, 2W, features)``."""
+
+  features: int
+  which_conv: ModuleDef
+  which_bn: ModuleDef
+
+  @nn.compact
+  def __call__(self, x: jax.Array, labels: Optional[jax.Array], *, train: bool) -> jax.Array:
+    shortcut = self.which_conv(self.features, kernel_size=1, name="shortcut")(
+        x, update_stats=train)
+    h = nn.relu(normalize(self.which_bn, "bn1", x, labels, train))
+    h = self.which_conv(self.features, kernel_size=3, padding=1, name="conv1")(
+        upsample_nearest_2x(h), update_stats=train)
+    h = nn.relu(normalize(self.which_bn, "bn2", h, labels, train))
+    h = self.which_conv(self.features, kernel_size=3, padding=1, name="conv2")(
+        h, update_stats=train)
+    return h + upsample_nearest_2x(shortcut)
+
+
+class DiscriminatorBlock(nn.Module):
+  """Residual block of the discriminator; ``optimized`` is its first block (on images)."""
+
+  features: int
+  which_conv: ModuleDef
+  downsample: bool = True
+  optimized: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    h = x if self.optimized else nn.relu(x)
+    h = self.which_conv(self.features, kernel_size=3, padding=1, name="conv1")(
+        h, update_stats=train)
+    h = self.which_conv(self.features, kernel_size=3, padding=1, name="conv2")(
+        nn.relu(h), update_stats=train)
+    shortcut = x
+    if self.downsample:
+      h, shortcut = avg_pool_2x2(h), avg_pool_2x2(shortcut)
+    if self.downsample or x.shape[-1] != self.features:
+      shortcut = self.which_conv(self.features, kernel_size=1, name="shortcut")(
+          shortcut, update_stats=train)
+    return h + shortcut

@@ -1,0 +1,226 @@
+"""The ResNet SAGAN against a PyTorch reference of StudioGAN's (tests/reference/
+torch_resnet_sagan.py), loaded through ``from_torch``: forward passes in train and eval
+mode with their attention maps and updated state, whole training steps (d_steps D
+updates, a G update, the generator's EMA), parameter counts, and ``from_torch``'s errors.
+
+Tolerances: as tests/parity.py (≤ 1e-5, scaled) for outputs, maps, losses, step-1
+gradients and state after a forward; ≤ 1e-4 for state after full steps, and for
+weights wherever Adam's step was well-conditioned (see test_train_step_parity.py).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sagan_jax.interop.torch import from_torch
+from sagan_jax.losses import get_loss
+from sagan_jax.models import ResNetDiscriminator, ResNetGenerator
+from sagan_jax.models.resnet import discriminator_stages
+from sagan_jax.train.ema import EmaSettings
+from sagan_jax.train.optimizers import adam
+from sagan_jax.train.state import GANState, NetworkState
+from sagan_jax.train.step import make_gan_update
+from tests.parity import (SOURCES, assert_close, assert_params_close_under_adam, assert_tree_close,
+                          load_case, nchw, nhwc, sub, tiny_gradient_mask)
+from tests.reference.fixtures import load_fixture
+from tests.test_train_step_parity import STATE_ATOL, _first_moment, _without_sigma
+
+Z_DIM = 16
+# The cases' settings (tests/reference/cases.py: CASES).
+MODEL_CASES = {
+    "resnet_models": dict(resolution=32, width=4, num_classes=3, attention=(2, 1)),
+    "resnet_models_uncond64": dict(resolution=64, width=4, num_classes=None, attention=(3, 2)),
+}
+LEARNING_RATES = {"G": 2e-4, "D": 4e-4}
+# Conv biases that feed a BatchNorm (the last block's, before bn4) have a gradient that
+# is exactly 0 in exact arithmetic: float32 sums of N = B·H·W = 4096 terms that cancel,
+# of size |δ| ~ 1 here (D sums over positions, so G's gradients are O(1)), leave
+# ~√N·ε·|δ| ≈ 4e-6 of noise (1e-6 seen), which decides the sign of Adam's step. Such
+# weights are ill-conditioned below 1e-5 here, not tests/parity.py's generic 1e-6.
+ILL_CONDITIONED_GRAD = 1e-5
+
+
+def studiogan_models(resolution: int, width: int, num_classes, attention, channels: int = 3,
+                     z_dim: int = Z_DIM):
+  """Our G and D built as StudioGAN's SAGAN (its ``attn_g_loc``/``attn_d_loc`` =
+  ``attention``: after G's block k the features are 4·2^k wide)."""
+  g_size = 4 * 2 ** attention[0]
+  d_size = [s for s in discriminator_stages(resolution, ()) if not s.is_attention][
+      attention[1] - 1].size
+  common = dict(resolution=resolution, channels=channels, num_classes=num_classes,
+                weight_init="orthogonal", spectral_eps=1e-6)
+  return (ResNetGenerator(z_dim=z_dim, width=width, attention=(g_size,), bn_style="studiogan",
+                          cbn_spectral_norm=True, **common),
+          ResNetDiscriminator(width=width, attention=(d_size,), **common))
+
+
+def _labels(case):
+  return case.get("input/labels")
+
+
+def _check_maps(case, prefix, maps):
+  net = prefix.split("/")[0]
+  for k, attention_map in enumerate(maps, start=1):
+    rows = case[f"const/{net}/map{k}/rows_index"]
+    assert_close(np.asarray(attention_map)[:, rows, :], case[f"{prefix}/map{k}/rows"],
+                 what=f"{prefix} map{k} rows")
+    assert_close(np.asarray(attention_map) @ case[f"const/{net}/map{k}/probe"],
+                 case[f"{prefix}/map{k}/probe"], what=f"{prefix} map{k} probe")
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_CASES))
+@pytest.mark.parametrize("source", SOURCES)
+def test_resnet_models_match_torch(name, source):
+  case = load_case(name, source)
+  generator, discriminator = studiogan_models(**MODEL_CASES[name])
+  labels = _labels(case)
+  for net, module, x in (("G", generator, case["input/z"]),
+                         ("D", discriminator, nhwc(case["input/images"]))):
+    inputs = (x,) if labels is None else (x, labels)
+    variables = from_torch(module, sub(case, f"{net}/state/"))
+    (out, maps), updated = module.apply(variables, *inputs, train=True, return_attention=True,
+                                        mutable=["spectral", "batch_stats"])
+    assert_close(nchw(out), case[f"{net}/train/out"], what=f"{name} {net} train")
+    _check_maps(case, f"{net}/train", maps)
+    expected = from_torch(module, {**sub(case, f"{net}/state/"),
+                                   **sub(case, f"{net}/train/state/")})
+    assert_tree_close(_without_sigma(dict(updated)),
+                      _without_sigma({k: expected[k] for k in updated}),
+                      what=f"{name} {net} state after a train call")
+    out, maps = module.apply({**variables, **updated}, *inputs, train=False,
+                             return_attention=True)
+    assert_close(nchw(out), case[f"{net}/eval/out"], what=f"{name} {net} eval")
+    _check_maps(case, f"{net}/eval", maps)
+
+
+def _network(module, state_dict, tx) -> NetworkState:
+  variables = from_torch(module, state_dict)
+  params = variables.pop("params")
+  return NetworkState(params=params, collections=variables, opt_state=tx.init(params))
+
+
+def _torch_grads_as_ours(module, case, prefix):
+  """Torch's Adam ``exp_avg`` (= the last update's gradient, β₁ = 0) in our layout."""
+  state = sub(case, prefix.replace("adam/exp_avg/", "state/"))
+  state.update(sub(case, prefix))
+  return from_torch(module, state)["params"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_resnet_train_steps_match_torch(source):
+  case = load_case("resnet_train_step", source)
+  d_steps = int(case["config/d_steps"])
+  ema = EmaSettings(float(case["config/ema_decay"]), int(case["config/ema_start"]))
+  generator, discriminator = studiogan_models(32, 4, 3, (2, 1))
+  g_tx, d_tx = adam(2e-4, 0.0, 0.999, eps=1e-6), adam(4e-4, 0.0, 0.999, eps=1e-6)
+  g = _network(generator, sub(case, "G/state/"), g_tx)
+  state = GANState(step=jnp.int32(0), rng=jax.random.PRNGKey(0), generator=g,
+                   discriminator=_network(discriminator, sub(case, "D/state/"), d_tx),
+                   ema=g.variables())
+  update = jax.jit(make_gan_update(generator, discriminator, g_tx, d_tx, get_loss("hinge"),
+                                   d_steps=d_steps, ema=ema))
+  tiny = {"G": None, "D": None}
+  for t in (1, 2):
+    p = f"step{t}/"
+    state, metrics = update(state, nhwc(case[p + "input/images"].reshape(-1, 3, 32, 32)).reshape(
+        d_steps, -1, 32, 32, 3), case[p + "input/z1"], case[p + "input/z2"],
+        case[p + "input/labels"], case[p + "input/y1"], case[p + "input/y2"])
+    # Step 2 starts from weights within step 1's allowance (≤ 1e-4): its outputs and
+    # gradients get the state tolerance.
+    atol = 1e-5 if t == 1 else STATE_ATOL
+    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+      assert_close(metrics[key], case[p + key], atol=atol, what=f"step {t} {key}")
+    for label, module, net in (("G", generator, state.generator),
+                               ("D", discriminator, state.discriminator)):
+      grads = _torch_grads_as_ours(module, case, f"{p}{label}/adam/exp_avg/")
+      assert_tree_close(_first_moment(net.opt_state), grads, atol=atol,
+                        what=f"step {t} {label} grads")
+      expected = from_torch(module, sub(case, f"{p}{label}/state/"))
+      tiny[label] = tiny_gradient_mask(grads, tiny[label], ILL_CONDITIONED_GRAD)
+      assert_params_close_under_adam(net.params, expected["params"], tiny[label],
+                                     LEARNING_RATES[label], t * (d_steps if label == "D" else 1),
+                                     atol=STATE_ATOL, what=f"step {t} {label} params")
+      assert_tree_close(_without_sigma(net.collections),
+                        _without_sigma({k: expected[k] for k in net.collections}),
+                        atol=STATE_ATOL, what=f"step {t} {label} spectral/BN state")
+    # The EMA: its weights lerp G's (so they inherit G's Adam allowance), its BN
+    # statistics lerp G's, its u, v are G's.
+    expected = from_torch(generator, sub(case, f"{p}EMA/state/"))
+    assert_params_close_under_adam(state.ema["params"], expected["params"], tiny["G"],
+                                   LEARNING_RATES["G"], t, atol=STATE_ATOL,
+                                   what=f"step {t} EMA params")
+    assert_tree_close(_without_sigma({k: v for k, v in state.ema.items() if k != "params"}),
+                      _without_sigma({k: expected[k] for k in state.ema if k != "params"}),
+                      atol=STATE_ATOL, what=f"step {t} EMA BN/spectral")
+  assert int(state.step) == 2
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_parameter_counts_match_studiogan(source):
+  """Ours at StudioGAN's widths (64) and attention places vs its SAGAN's (the README's
+  table lists them)."""
+  counts = load_case("resnet_param_counts", source)
+  for key, expected in counts.items():
+    resolution, kind, net = key.split("/")
+    resolution = int(resolution)
+    loc = {32: (2, 1), 64: (3, 1), 128: (4, 1)}[resolution]
+    generator, discriminator = studiogan_models(resolution, 64, 1000 if kind == "cond" else None,
+                                                loc, z_dim=128)
+    module = generator if net == "G" else discriminator
+    shape = (1, 128) if net == "G" else (1, resolution, resolution, 3)
+    inputs = [jax.ShapeDtypeStruct(shape, jnp.float32)]
+    if kind == "cond":
+      inputs.append(jax.ShapeDtypeStruct((1,), jnp.int32))
+    params = jax.eval_shape(module.init, jax.random.key(0), *inputs)["params"]
+    assert sum(np.prod(p.shape) for p in jax.tree.leaves(params)) == int(expected), key
+
+
+def test_from_torch_names_the_key_it_cannot_use():
+  case = load_fixture("resnet_models")
+  generator, discriminator = studiogan_models(**MODEL_CASES["resnet_models"])
+  g_state = sub(case, "G/state/")
+  with pytest.raises(ValueError, match=r"not used.*'blocks\.9\.0\.extra\.weight'"):
+    from_torch(generator, {**g_state, "blocks.9.0.extra.weight": np.zeros(3)})
+  missing = {k: v for k, v in g_state.items() if k != "blocks.3.0.bn1.gain.weight_u"}
+  with pytest.raises(KeyError, match=r"blocks\.3\.0\.bn1\.gain\.weight_u"):
+    from_torch(generator, missing)
+  bad = dict(g_state)  # a consistent layer of another width (8 outputs instead of 16)
+  bad.update({"blocks.0.0.conv2d1.weight_orig": np.zeros((8, 16, 3, 3), np.float32),
+              "blocks.0.0.conv2d1.weight_u": np.ones(8, np.float32),
+              "blocks.0.0.conv2d1.bias": np.zeros(8, np.float32)})
+  with pytest.raises(ValueError, match=r"state_dict key 'blocks\.0\.0\.conv2d1\.\w+' of shape "
+                                       r".*\['block1'\]\['conv1'\]"):
+    from_torch(generator, bad)
+  bad["blocks.0.0.conv2d1.weight_u"] = np.ones(5, np.float32)  # u, v that fit no weight
+  with pytest.raises(ValueError, match=r"'blocks\.0\.0\.conv2d1\.weight_u' \(5,\) and .* do not "
+                                       r"fit 'blocks\.0\.0\.conv2d1\.weight_orig'"):
+    from_torch(generator, bad)
+  # A D state_dict given to G: its first unknown key, in one line.
+  with pytest.raises((KeyError, ValueError)) as error:
+    from_torch(generator, sub(case, "D/state/"))
+  assert "\n" not in str(error.value)
+  # Another width: the mismatch names a variable and its key.
+  wider = studiogan_models(32, 8, 3, (2, 1))[1]
+  with pytest.raises(ValueError, match=r"state_dict key 'blocks\.\d\.0[^']*' of shape .* does not "
+                                       r"fit ResNetDiscriminator\("):
+    from_torch(wider, sub(case, "D/state/"))
+
+
+def test_models_check_labels_and_shapes():
+  generator, discriminator = studiogan_models(**MODEL_CASES["resnet_models"])
+  z, y = jnp.zeros((2, Z_DIM)), jnp.array([0, 2])
+  variables = generator.init(jax.random.key(0), z, y)
+  with pytest.raises(ValueError, match="conditional.*needs labels"):
+    generator.apply(variables, z)
+  with pytest.raises(ValueError, match=r"integer labels of shape \(2,\)"):
+    generator.apply(variables, z, jnp.zeros((2,), jnp.float32))
+  unconditional = studiogan_models(32, 4, None, (2, 1))[1]
+  dv = unconditional.init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)))
+  with pytest.raises(ValueError, match="unconditional"):
+    unconditional.apply(dv, jnp.zeros((1, 32, 32, 3)), y[:1])
+  with pytest.raises(ValueError, match=r"\(batch, 32, 32, 3\)"):
+    discriminator.apply(discriminator.init(jax.random.key(2), jnp.zeros((1, 32, 32, 3)), y[:1]),
+                        jnp.zeros((1, 64, 64, 3)), y[:1])
