@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import statistics
 import sys
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,6 +34,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sagan_jax.losses import get_loss  # noqa: E402
+from timing import import_torch, median_time  # noqa: E402  # benchmarks/timing.py
 from sagan_jax.models import build_gan  # noqa: E402
 from sagan_jax.ops.convolution import conv2d  # noqa: E402
 from sagan_jax.train.config import base_config  # noqa: E402
@@ -48,19 +47,6 @@ CASES = {
     "32": (32, 1, 10, 8, 16, 16, 64),
     "128": (128, 3, 1000, 64, 64, 32, 8),
 }
-
-
-def median_time(fn, repeats: int) -> tuple[float, float]:
-  """``(median seconds of a call after the first, seconds of the first call)``."""
-  start = time.perf_counter()
-  fn()
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), first
 
 
 def resnet_config(case: str, implementation: str):
@@ -169,12 +155,7 @@ def main():
   parser.add_argument("--implementations", nargs="+", default=["gemm", "xla"])
   parser.add_argument("--conv_table", action="store_true")
   args = parser.parse_args()
-  try:
-    import torch
-    torch_note = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-  except ImportError:
-    torch = None
-    torch_note = "torch not installed: PyTorch column skipped"
+  torch, torch_note = import_torch()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {torch_note}; "
         f"{os.cpu_count()} CPUs; median of {args.repeats}")
   print(f"{'case':>4} | {'batch':>5} | {'convs':>5} | {'torch ms':>9} | {'ours ms':>9} | "

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import statistics
 import sys
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -28,21 +26,12 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 
 from sagan_jax.losses import get_loss  # noqa: E402
+from timing import import_torch, median_time  # noqa: E402  # benchmarks/timing.py
 from sagan_jax.models import build_gan  # noqa: E402
 from sagan_jax.train.config import base_config  # noqa: E402
 from sagan_jax.train.optimizers import make_optimizers  # noqa: E402
 from sagan_jax.train.state import init_gan_state  # noqa: E402
 from sagan_jax.train.step import make_multi_step, make_train_step  # noqa: E402
-
-
-def median_time(fn, repeats: int) -> float:
-  fn()  # warm-up (compilation, allocator)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def chapter_step(config: ml_collections.ConfigDict):
@@ -126,12 +115,7 @@ def main():
   parser.add_argument("--skip_options", action="store_true", help="only float32, K=1")
   args = parser.parse_args()
 
-  try:
-    import torch
-    torch_note = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-  except ImportError:
-    torch = None
-    torch_note = "torch not installed: PyTorch column skipped"
+  torch, torch_note = import_torch()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
         f"{torch_note}; {os.cpu_count()} CPUs; width {args.width}; median of {args.repeats}")
   header = (f"{'batch':>5} | {'torch ms':>9} | {'ours ms':>9} | {'torch/ours':>10} | "
@@ -141,13 +125,13 @@ def main():
   print("-" * len(header))
   for batch in args.batch_sizes:
     ours = Ours(batch, args.width)
-    ours_s = median_time(ours, args.repeats)
-    torch_s = median_time(Torch(batch, args.width), args.repeats) if torch else None
+    ours_s = median_time(ours, args.repeats)[0]
+    torch_s = median_time(Torch(batch, args.width), args.repeats)[0] if torch else None
     bf16_s = scan_s = None
     if not args.skip_options:
-      bf16_s = median_time(Ours(batch, args.width, "bfloat16"), args.repeats)
+      bf16_s = median_time(Ours(batch, args.width, "bfloat16"), args.repeats)[0]
       scan = Ours(batch, args.width, k=args.k)
-      scan_s = median_time(scan, max(1, args.repeats // 2)) / args.k
+      scan_s = median_time(scan, max(1, args.repeats // 2))[0] / args.k
     gflop = ours.flops / 1e9 if ours.flops else float("nan")
     fmt = lambda s: f"{s * 1e3:9.0f}" if s is not None else f"{'-':>9}"  # noqa: E731
     ratio = f"{torch_s / ours_s:10.2f}" if torch_s else f"{'-':>10}"

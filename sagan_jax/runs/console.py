@@ -51,6 +51,9 @@ def _raised_in_orbax(exc_info) -> bool:
   return any(_ORBAX_PATH in frame.filename for frame in traceback.extract_tb(exc_info[2]))
 
 
+_ORBAX_FAILURE_ECHOES = _OrbaxFailureEchoes()
+
+
 def _unraisable(unraisable) -> None:
   """``sys.unraisablehook`` without the echoes of a failed save: tensorstore writes
   still in flight when orbax's event loop closed report "Event loop is closed"
@@ -79,7 +82,7 @@ def quiet_logging() -> None:
     ours.addHandler(handler)
   ours.propagate = False  # not again through absl's handler on the root logger
   for name in ("absl", "asyncio"):
-    logging.getLogger(name).addFilter(_OrbaxFailureEchoes())
+    logging.getLogger(name).addFilter(_ORBAX_FAILURE_ECHOES)  # once, however often called
   sys.unraisablehook = _unraisable
 
 

@@ -1,0 +1,74 @@
+"""Every shipped config validates and its models build; the CIFAR-10 config's models have
+StudioGAN's SAGAN parameter counts (the configs' docstrings point here).
+
+No data is read and nothing is trained: the models are initialised abstractly
+(`jax.eval_shape`), so the ImageNet-sized networks cost no memory.
+"""
+
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sagan_jax.models import build_gan
+from sagan_jax.train.config import validate
+from tests.reference.fixtures import load_fixture
+
+CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
+
+
+def get_config(path: pathlib.Path):
+  spec = importlib.util.spec_from_file_location(f"config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def abstract_params(config):
+  """``(G params, D params, G output, D output)`` as shapes, for ``config``'s models."""
+  image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+  generator, discriminator = build_gan(config.model, image_shape)
+  labels = [] if config.model.num_classes is None else [jax.ShapeDtypeStruct((2,), jnp.int32)]
+  z = jax.ShapeDtypeStruct((2, config.model.z_dim), jnp.float32)
+  images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
+  key = jax.random.key(0)
+  g_vars = jax.eval_shape(generator.init, key, z, *labels)
+  d_vars = jax.eval_shape(discriminator.init, key, images, *labels)
+  g_out = jax.eval_shape(lambda v, *a: generator.apply(v, *a, train=False), g_vars, z, *labels)
+  d_out = jax.eval_shape(lambda v, *a: discriminator.apply(v, *a, train=False), d_vars, images,
+                         *labels)
+  return g_vars["params"], d_vars["params"], g_out, d_out
+
+
+def count(params) -> int:
+  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_validates_and_its_models_build(path):
+  config = get_config(path)
+  validate(config)
+  _, _, g_out, d_out = abstract_params(config)
+  assert g_out.shape == (2, config.data.image_size, config.data.image_size, config.data.channels)
+  assert d_out.shape in ((2,), (2, 1))
+
+
+def test_cifar10_models_have_studiogans_parameter_counts():
+  """StudioGAN's SAGAN counts at 32 px come from its PyTorch models with 1,000 classes and
+  without classes (`tests/reference`, fixture ``resnet_param_counts``). Classes enter
+  linearly: G's K-class count is the unconditional one with each block BatchNorm's affine
+  (2·C) replaced by K per-class gains and biases (2·C·K), i.e. ``uncond + (K − 1)·S``; D's adds
+  a K × C projection embedding, ``uncond + K·C``. S and C follow from the two fixture counts
+  (and must be whole numbers), so the 10-class counts are StudioGAN's, not ours."""
+  counts = {k: int(v) for k, v in load_fixture("resnet_param_counts").items()}
+  per_class_g, rest = divmod(counts["32/cond/G"] - counts["32/uncond/G"], 1000 - 1)
+  embedding_width, rest_d = divmod(counts["32/cond/D"] - counts["32/uncond/D"], 1000)
+  assert rest == 0 and rest_d == 0
+  config = get_config(next(p for p in CONFIGS if p.stem == "cifar10"))
+  classes = config.model.num_classes
+  g_params, d_params, _, _ = abstract_params(config)
+  assert count(g_params) == counts["32/uncond/G"] + (classes - 1) * per_class_g
+  assert count(d_params) == counts["32/uncond/D"] + classes * embedding_width
