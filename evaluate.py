@@ -36,7 +36,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sagan_jax import runs
-from sagan_jax.runs import compilation_cache, console
+from sagan_jax.runtime import compilation_cache, console
 from sagan_jax.train.config import base_config
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")

@@ -16,7 +16,7 @@ import sys
 from absl import app, flags, logging
 
 from sagan_jax import runs
-from sagan_jax.runs import compilation_cache, console
+from sagan_jax.runtime import compilation_cache, console
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_integer("num_samples", 64, "Images in the grid.")

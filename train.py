@@ -15,7 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from sagan_jax import runs
-from sagan_jax.runs import compilation_cache, console, distributed
+from sagan_jax.runtime import compilation_cache, console, distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)

@@ -28,7 +28,8 @@ import jax
 
 from sagan_jax import data as data_lib
 from sagan_jax import viz
-from sagan_jax.runs import distributed, train_and_evaluate
+from sagan_jax.runs import train_and_evaluate
+from sagan_jax.runtime import distributed
 from sagan_jax.runs import training
 from tests.test_train_loop import tiny_config
 

@@ -1,5 +1,5 @@
-"""Where the command-line tools keep JAX's compiled programs (sagan_jax.runs.compilation_cache),
-and the console's compile lines (sagan_jax.runs.compilation)."""
+"""Where the command-line tools keep JAX's compiled programs (sagan_jax.runtime.compilation_cache),
+and the console's compile lines (sagan_jax.runtime.compilation)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from sagan_jax.runs import compilation, compilation_cache
+from sagan_jax.runtime import compilation, compilation_cache
 
 
 @pytest.mark.parametrize("environ, expected", [

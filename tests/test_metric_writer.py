@@ -1,4 +1,4 @@
-"""Tests for sagan_jax.runs.metric_writer and progress: event files, no-op writer, progress line."""
+"""Tests for sagan_jax.runtime.metric_writer and progress: event files, no-op writer, progress line."""
 
 import io
 import os
@@ -10,8 +10,8 @@ from PIL import Image
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 
-from sagan_jax.runs import metric_writer as mw
-from sagan_jax.runs import progress
+from sagan_jax.runtime import metric_writer as mw
+from sagan_jax.runtime import progress
 
 
 def _read_events(logdir):

@@ -37,7 +37,7 @@ import pytest
 from sagan_jax import data as data_lib
 from sagan_jax import sharding
 from sagan_jax.runs import Trainer, train_and_evaluate
-from sagan_jax.runs.distributed import HEARTBEAT_TIMEOUT_ENV
+from sagan_jax.runtime.distributed import HEARTBEAT_TIMEOUT_ENV
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from tests.multi_process_worker import MULTI_PROCESS_STEPS, config
 from tests.parity import (assert_close, assert_params_close_under_adam, assert_tree_close,

@@ -1,4 +1,4 @@
-"""One trainer per workdir (`sagan_jax.runs.workdir_lock`), and workdirs that cannot be used.
+"""One trainer per workdir (`sagan_jax.runtime.workdir_lock`), and workdirs that cannot be used.
 
 * The lock file names its holder (host, pid, start time, command); a second
   holder — in this process or another — is refused in one line naming it; a
@@ -24,15 +24,15 @@ import sys
 import pytest
 
 from sagan_jax.runs import training as loop
-from sagan_jax.runs.workdir import WorkdirError
-from sagan_jax.runs.workdir_lock import LOCK_FILE, WorkdirLock, WorkdirLockedError
+from sagan_jax.runtime.workdir import WorkdirError
+from sagan_jax.runtime.workdir_lock import LOCK_FILE, WorkdirLock, WorkdirLockedError
 from tests.test_train_loop import (  # noqa: F401  (fixtures)
     _one_device_and_compilation_cache, no_compute, tiny_config)
 
 # Holds the lock of argv[1] in another process until its stdin closes.
 HOLDER = """
 import sys
-from sagan_jax.runs.workdir_lock import WorkdirLock
+from sagan_jax.runtime.workdir_lock import WorkdirLock
 lock = WorkdirLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 sys.stdin.read()

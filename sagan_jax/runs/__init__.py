@@ -24,9 +24,9 @@ from sagan_jax.runs.evaluation import (FEATURES, evaluate_generator, evaluate_ru
 from sagan_jax.runs.explorer import write_explorer
 from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, latents,
                                      restore_generator, write_sample_files, write_samples_npz)
-from sagan_jax.runs.stop_signals import TrainingStopped
+from sagan_jax.runtime.stop_signals import TrainingStopped
 from sagan_jax.runs.training import Trainer, train_and_evaluate
-from sagan_jax.runs.workdir import load_config, write_config
+from sagan_jax.runtime.workdir import load_config, write_config
 
 __all__ = [
     "FEATURES",

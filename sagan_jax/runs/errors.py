@@ -7,7 +7,7 @@ the environment's doing, and its message names the path and the cause.
 
 from sagan_jax.data.errors import DataError
 from sagan_jax.eval.errors import EvalError
-from sagan_jax.runs.workdir_lock import WorkdirLockedError
+from sagan_jax.runtime.workdir_lock import WorkdirLockedError
 from sagan_jax.train.checkpoint import CheckpointError, IncompatibleCheckpointError
 from sagan_jax.train.config import ConfigError
 

@@ -39,8 +39,8 @@ from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, FIDInception
 from sagan_jax.eval.evaluator import PRECISION_RECALL_K, min_generated_samples
 from sagan_jax.interop.torch import from_torch
 from sagan_jax.models import build_generator
-from sagan_jax.runs import workdir as workdir_lib
-from sagan_jax.runs.metric_writer import MetricWriter
+from sagan_jax.runtime import workdir as workdir_lib
+from sagan_jax.runtime.metric_writer import MetricWriter
 from sagan_jax.runs.sampling import (Sampler, default_labels, image_shape, restore_generator,
                                      uses_ema)
 from sagan_jax.train.config import HELDOUT_SOURCES, validate

@@ -29,7 +29,7 @@ from sagan_jax import sharding, viz
 from sagan_jax.atomic_file import atomic_write, check_writable, check_writable_folder
 from sagan_jax.checks import require_int
 from sagan_jax.models import build_generator
-from sagan_jax.runs import workdir as workdir_lib
+from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import SUBDIR as BEST_SUBDIR
 from sagan_jax.runs.errors import ArgumentError, SamplingError
 from sagan_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like

@@ -25,16 +25,17 @@ from sagan_jax import sharding, viz
 from sagan_jax.eval.evaluator import min_generated_samples
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan, is_conditional
-from sagan_jax.runs import evaluation, sampling, workdir as workdir_lib
+from sagan_jax.runs import evaluation, sampling
+from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import BestCheckpoint
-from sagan_jax.runs.compilation import RUN_ONCE, CompiledByShape, compile_reported
+from sagan_jax.runtime.compilation import RUN_ONCE, CompiledByShape, compile_reported
 from sagan_jax.runs.errors import NonFiniteLossError
-from sagan_jax.runs.metric_writer import MetricWriter
-from sagan_jax.runs.progress import ConsoleProgress
+from sagan_jax.runtime.metric_writer import MetricWriter
+from sagan_jax.runtime.progress import ConsoleProgress
 from sagan_jax.runs.sampling import ATTENTION_FIGURE_SAMPLES, Sampler, attention_layer_caption
-from sagan_jax.runs.stop_signals import GracefulStop, TrainingStopped, signal_name
-from sagan_jax.runs.workdir import WorkdirError
-from sagan_jax.runs.workdir_lock import WorkdirLock, WorkdirLockedError
+from sagan_jax.runtime.stop_signals import GracefulStop, TrainingStopped, signal_name
+from sagan_jax.runtime.workdir import WorkdirError
+from sagan_jax.runtime.workdir_lock import WorkdirLock, WorkdirLockedError
 from sagan_jax.train.checkpoint import (Checkpointer, CheckpointError,
                                         IncompatibleCheckpointError, abstract_like)
 from sagan_jax.train.config import ConfigError, validate

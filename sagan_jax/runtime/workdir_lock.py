@@ -39,7 +39,7 @@ import socket
 import sys
 from typing import Any, Optional
 
-from sagan_jax.runs.workdir import WorkdirError
+from sagan_jax.runtime.workdir import WorkdirError
 
 LOCK_FILE = "trainer.lock"
 # flock errors that mean "this file system cannot lock", not "someone holds it".
