@@ -12,18 +12,22 @@ its ArrayRecord files and decoded per batch (``data.source='tfds_stream'``): eac
 decodes only its slice of every global batch, and a batch is a function of the step, so a
 resumed or multi-host run sees the same data. TFDS cannot download ImageNet: place the
 archives in its manual folder and prepare it once with
-``tfds build imagenet2012 --file_format=array_record``. Multi-host: launch
-``python train.py --config configs/imagenet128.py --workdir gs://…`` on every host (JAX's
-distributed initialization reads the cluster from the environment); the global batch is
-split over all devices.
+``tfds build imagenet2012 --file_format=array_record``.
 
     python train.py --config configs/imagenet128.py --workdir runs/imagenet128
 
+Several hosts: run the same command on every host with ``--workdir`` a path of a filesystem
+they all share (NFS, or a bucket mounted with gcsfuse; URLs such as ``gs://…`` are refused)
+and either ``SAGAN_DISTRIBUTED=1`` (JAX reads the cluster from SLURM, Open MPI, Cloud TPU
+or Kubernetes) or ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``
+set (`sagan_jax.runtime.distributed`). The global batch is split over all
+devices.
+
 Expected: the paper reports IS 52.52 / FID 18.65 (its TF Inception, 50,000 samples) after
-~1 M iterations on 4 GPUs (about two weeks). Not run here (CPU only); the config is checked
-by tests/test_configs.py (it validates and its models build at these sizes).
+~1 M iterations on 4 GPUs (about two weeks).
 """
 
+from configs import common
 from sagan_jax.train.config import base_config
 
 
@@ -32,26 +36,11 @@ def get_config():
   config.data.source = "tfds_stream"
   config.data.tfds_name = "imagenet2012"
   config.data.tfds_split = "train"
-  config.data.image_size = 128
   config.data.channels = 3
-  config.model.name = "resnet"
-  config.model.num_classes = 1000
-  config.model.z_dim = 128
-  config.model.width = 64
-  config.model.d_width = 64
-  config.model.g_attention = (32,)
-  config.model.d_attention = (32,)
-  config.model.weight_init = "xavier"
-  config.model.bn_style = "official"
-  config.model.cbn_spectral_norm = False
-  config.loss = "hinge"
+  common.resnet_sagan(config, resolution=128, num_classes=1000, attention=32, style="official")
+  common.adam(config, lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.9))
   config.batching.batch_size = 256
-  config.batching.drop_remainder = True
   config.batching.prefetch = 4
-  config.optimizer.lr_g = 1e-4
-  config.optimizer.lr_d = 4e-4
-  config.optimizer.b1 = 0.0
-  config.optimizer.b2 = 0.9
   config.num_steps = 1_000_000
   config.log_every = 100
   config.sample_every = 5_000

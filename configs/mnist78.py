@@ -2,14 +2,15 @@
 
 Reproduces the PyTorch chapter (Generator/Discriminator with image_size=64,
 z_dim=20, hinge loss, Adam β=(0, 0.9), lr_G=1e-4, lr_D=4e-4, batch 64 with
-the last partial batch of 16 kept, 300 epochs = 2,100 steps).
+the last partial batch of 16 kept, 300 epochs = 2,100 steps). The digits ship
+with the package (offline).
 
     python train.py --config configs/mnist78.py --workdir runs/mnist78
+    python evaluate.py --workdir runs/mnist78
 
 Shorter run: ``--config.num_steps=600``. On a quiet 2-core CPU a step takes
-about 2.3 s (1.7 s of it the jitted step, README Performance), so the whole
-recipe about 80 minutes; steps 900-2,100 took 63 minutes on a
-shared one. The digits ship with the package (offline).
+about 2.3 s (1.7 s of it the jitted step, README Performance), the whole
+recipe about 80 minutes.
 """
 
 from sagan_jax.train.config import base_config

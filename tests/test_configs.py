@@ -1,5 +1,6 @@
 """Every shipped config validates and its models build; the CIFAR-10 config's models have
-StudioGAN's SAGAN parameter counts (the configs' docstrings point here).
+StudioGAN's SAGAN parameter counts; the configs' docstrings name only files, modules and
+README sections that exist.
 
 No data is read and nothing is trained: the models are initialised abstractly
 (`jax.eval_shape`), so the ImageNet-sized networks cost no memory.
@@ -7,6 +8,7 @@ No data is read and nothing is trained: the models are initialised abstractly
 
 import importlib.util
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -17,14 +19,19 @@ from sagan_jax.models import build_gan
 from sagan_jax.train.config import validate
 from tests.reference.fixtures import load_fixture
 
-CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py") if p.stem != "common")
 
 
-def get_config(path: pathlib.Path):
+def get_config_module(path: pathlib.Path):
   spec = importlib.util.spec_from_file_location(f"config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module
+
+
+def get_config(path: pathlib.Path):
+  return get_config_module(path).get_config()
 
 
 def abstract_params(config):
@@ -72,3 +79,36 @@ def test_cifar10_models_have_studiogans_parameter_counts():
   g_params, d_params, _, _ = abstract_params(config)
   assert count(g_params) == counts["32/uncond/G"] + (classes - 1) * per_class_g
   assert count(d_params) == counts["32/uncond/D"] + classes * embedding_width
+
+
+# What a docstring may point at: a path under one of the repository's own top-level entries
+# (StudioGAN's ``src/config.py`` is not ours), a ``sagan_jax`` module, a README section.
+_PATH = re.compile(r"(?<![\w/.])((?:%s)/[\w./-]*\w)" % "|".join(
+    re.escape(p.name) for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")))
+_MODULE = re.compile(r"\b(sagan_jax(?:\.\w+)+)")
+_README_SECTION = re.compile(r'README "([^"]+)"')
+
+
+def names_in_docstring(text: str) -> dict[str, list[str]]:
+  return {"paths": _PATH.findall(text), "modules": _MODULE.findall(text),
+          "sections": _README_SECTION.findall(text)}
+
+
+def test_the_docstring_check_sees_what_it_checks():
+  found = names_in_docstring('See tests/test_nope.py, sagan_jax.runtime.nope and README "X"; '
+                             "StudioGAN's src/config.py is not ours.")
+  assert found == {"paths": ["tests/test_nope.py"], "modules": ["sagan_jax.runtime.nope"],
+                   "sections": ["X"]}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.py")),
+                         ids=lambda p: p.stem)
+def test_config_docstrings_name_only_what_exists(path):
+  module = get_config_module(path)
+  found = names_in_docstring(module.__doc__ or "")
+  missing = [p for p in found["paths"] if not (ROOT / p).exists()]
+  missing += [m for m in found["modules"] if importlib.util.find_spec(m) is None]
+  headings = {line.lstrip("#").strip().replace("`", "")
+              for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("#")}
+  missing += [f'README "{s}"' for s in found["sections"] if s.replace("`", "") not in headings]
+  assert not missing, f"{path.name}'s docstring names what does not exist: {missing}"
