@@ -15,8 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sagan_jax.data import ArraySource, Batcher
 from sagan_jax.models import build_gan
-from sagan_jax.train.config import validate
+from sagan_jax.train.config import (base_config, ema_settings, image_shape, total_steps,
+                                    uses_ema, validate)
+from sagan_jax.train.ema import EmaSettings
 from tests.reference.fixtures import load_fixture
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,11 +39,11 @@ def get_config(path: pathlib.Path):
 
 def abstract_params(config):
   """``(G params, D params, G output, D output)`` as shapes, for ``config``'s models."""
-  image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
-  generator, discriminator = build_gan(config.model, image_shape)
+  shape = image_shape(config)
+  generator, discriminator = build_gan(config.model, shape)
   labels = [] if config.model.num_classes is None else [jax.ShapeDtypeStruct((2,), jnp.int32)]
   z = jax.ShapeDtypeStruct((2, config.model.z_dim), jnp.float32)
-  images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
+  images = jax.ShapeDtypeStruct((2, *shape), jnp.float32)
   key = jax.random.key(0)
   g_vars = jax.eval_shape(generator.init, key, z, *labels)
   d_vars = jax.eval_shape(discriminator.init, key, images, *labels)
@@ -112,3 +115,24 @@ def test_config_docstrings_name_only_what_exists(path):
               for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("#")}
   missing += [f'README "{s}"' for s in found["sections"] if s.replace("`", "") not in headings]
   assert not missing, f"{path.name}'s docstring names what does not exist: {missing}"
+
+
+def test_values_derived_from_a_config():
+  """`image_shape`, `total_steps`, `ema_settings`, `uses_ema`: computed in train/config.py."""
+  chapter = base_config()
+  assert image_shape(chapter) == (64, 64, 1)
+  batcher = Batcher(ArraySource(np.zeros((400, 4, 4, 1), np.uint8), "zeros"), 64)  # 7 batches an epoch
+  assert total_steps(chapter, batcher) == 300 * 7  # the chapter's 2,100 steps
+  chapter.optimizer.d_steps = 2
+  assert total_steps(chapter, batcher) == 300 * 7 // 2  # two batches a step
+  chapter.num_steps = 5
+  assert total_steps(chapter, batcher) == 5
+  assert ema_settings(chapter) is None and not uses_ema(chapter)
+  cond32 = get_config(ROOT / "configs" / "mnist_cond32.py")
+  assert image_shape(cond32) == (32, 32, 1)
+  assert ema_settings(cond32) == EmaSettings(0.999, 500)
+  assert uses_ema(cond32) and not uses_ema(cond32, use_ema=False)
+  cond32.ema.use_for_eval = False
+  assert not uses_ema(cond32) and uses_ema(cond32, use_ema=True)
+  del chapter["ema"]  # a saved config from before the ema section
+  assert not uses_ema(chapter)

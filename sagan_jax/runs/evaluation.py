@@ -41,9 +41,8 @@ from sagan_jax.interop.torch import from_torch
 from sagan_jax.models import build_generator
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runtime.metric_writer import MetricWriter
-from sagan_jax.runs.sampling import (Sampler, default_labels, image_shape, restore_generator,
-                                     uses_ema)
-from sagan_jax.train.config import HELDOUT_SOURCES, validate
+from sagan_jax.runs.sampling import Sampler, default_labels, restore_generator
+from sagan_jax.train.config import HELDOUT_SOURCES, image_shape, uses_ema, validate
 
 __all__ = ["FEATURES", "evaluate_generator", "evaluate_run", "evaluate_torch_generator",
            "heldout_images", "make_evaluator", "make_extractor", "write_results"]

@@ -33,6 +33,7 @@ from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import SUBDIR as BEST_SUBDIR
 from sagan_jax.runs.errors import ArgumentError, SamplingError
 from sagan_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
+from sagan_jax.train.config import image_shape, uses_ema
 
 # Folded into key(seed): keeps sampling noise apart from the training keys,
 # which derive from the same seed.
@@ -205,20 +206,6 @@ class RestoredGenerator(NamedTuple):
   def sampler(self, return_attention: bool = False) -> "Sampler":
     return Sampler(self.generator, self.config.model.z_dim, num_classes=self.num_classes,
                    return_attention=return_attention)
-
-
-def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
-  """``(H, W, C)`` of the images a run's data (and generator) have."""
-  return (config.data.image_size, config.data.image_size, config.data.channels)
-
-
-def uses_ema(config: ml_collections.ConfigDict, use_ema: Optional[bool] = None) -> bool:
-  """Whether sampling a run's checkpoints reads its EMA generator: when the run keeps
-  one (``ema.decay``) and ``use_ema`` (default: the run's ``ema.use_for_eval``) says so."""
-  ema = config.get("ema")
-  if ema is None or ema.get("decay") is None:
-    return False
-  return bool(ema.get("use_for_eval", True) if use_ema is None else use_ema)
 
 
 def restore_generator(workdir: str, step: Optional[int] = None, *,

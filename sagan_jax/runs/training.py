@@ -38,29 +38,13 @@ from sagan_jax.runtime.workdir import WorkdirError
 from sagan_jax.runtime.workdir_lock import WorkdirLock, WorkdirLockedError
 from sagan_jax.train.checkpoint import (Checkpointer, CheckpointError,
                                         IncompatibleCheckpointError, abstract_like)
-from sagan_jax.train.config import ConfigError, validate
-from sagan_jax.train.ema import EmaSettings
+from sagan_jax.train.config import ConfigError, ema_settings, total_steps, validate
 from sagan_jax.train.optimizers import make_optimizers
 from sagan_jax.train.state import GANState, init_gan_state
 from sagan_jax.train.step import make_multi_step, make_train_step
 
 logger = logging.getLogger(__name__)
 CONSOLE_METRICS = ("d_loss", "g_loss", "d_real", "d_fake")  # the rest go to TensorBoard
-
-
-def total_steps(config: ml_collections.ConfigDict, batcher: data_lib.Batcher) -> int:
-  """Training steps: ``num_steps``, or ``num_epochs`` of data (each step reads
-  ``optimizer.d_steps`` batches, one per D update)."""
-  if config.num_steps is not None:
-    return config.num_steps
-  return batcher.num_steps(config.num_epochs) // config.optimizer.d_steps
-
-
-def ema_settings(config: ml_collections.ConfigDict) -> Optional[EmaSettings]:
-  """The run's EMA settings, or None when it keeps no EMA."""
-  if config.ema.decay is None:
-    return None
-  return EmaSettings(float(config.ema.decay), int(config.ema.start_step))
 
 
 def _check_finite(step: int, metrics: dict[str, Any], last_checkpoint: Optional[int]) -> None:

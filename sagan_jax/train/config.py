@@ -9,11 +9,15 @@ compute and turns a bad value into one clear error.
 Sections: ``model`` (which network, how it computes), ``data`` (what to
 read: the source and its fields), ``batching`` (how to batch it),
 ``optimizer``; the rest are the run's length, cadence and evaluation.
+
+Values derived from a config are computed here once (`image_shape`, `total_steps`,
+`ema_settings`, `uses_ema`), so the trainer, sampling and evaluation agree on them.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import ml_collections
 from ml_collections import config_dict
@@ -22,6 +26,7 @@ from sagan_jax import models
 from sagan_jax.checks import require_int
 from sagan_jax.data import SOURCE_NAMES
 from sagan_jax.losses import LOSSES
+from sagan_jax.train.ema import EmaSettings
 
 CONV_IMPLEMENTATIONS = ("auto", "gemm", "xla")
 HELDOUT_SOURCES = ("mnist78", "mnist")  # sources with held-out real images to evaluate against
@@ -118,6 +123,38 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """``(H, W, C)`` of the images a run's data (and generator) have."""
+  return (config.data.image_size, config.data.image_size, config.data.channels)
+
+
+def total_steps(config: ml_collections.ConfigDict, batcher) -> int:
+  """Training steps: ``num_steps``, or ``num_epochs`` of ``batcher``'s data (a
+  `sagan_jax.data.Batcher`; each step reads ``optimizer.d_steps`` batches, one per D update)."""
+  if config.num_steps is not None:
+    return config.num_steps
+  return batcher.num_steps(config.num_epochs) // config.optimizer.d_steps
+
+
+def ema_settings(config: ml_collections.ConfigDict) -> Optional[EmaSettings]:
+  """The run's EMA settings, or None when it keeps no EMA."""
+  if config.ema.decay is None:
+    return None
+  return EmaSettings(float(config.ema.decay), int(config.ema.start_step))
+
+
+def uses_ema(config: ml_collections.ConfigDict, use_ema: Optional[bool] = None) -> bool:
+  """Whether sampling a run's checkpoints reads its EMA generator: when the run keeps
+  one (``ema.decay``) and ``use_ema`` (default: the run's ``ema.use_for_eval``) says so.
+
+  Reads with ``get``: a workdir's saved config may predate the ``ema`` section.
+  """
+  ema = config.get("ema")
+  if ema is None or ema.get("decay") is None:
+    return False
+  return bool(ema.get("use_for_eval", True) if use_ema is None else use_ema)
+
+
 def _get(config, name: str):
   value = config
   for part in name.split("."):
@@ -163,9 +200,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "loss", tuple(LOSSES))
   _one_of(config, "data.source", SOURCE_NAMES)
   _one_of(config, "data.channels", (1, 3))
-  image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
   try:
-    models.check_model_config(config.model, image_shape)
+    models.check_model_config(config.model, image_shape(config))
   except ValueError as error:
     raise ConfigError(str(error)) from None
   for name in ("lr_g", "lr_d"):
