@@ -21,8 +21,8 @@ dataset's reference statistics, made once::
 ``stats`` also reads image folders (``--source folder:PATH``); a ``.npz`` made
 by pytorch-fid's ``--save-stats`` works as ``--ref_stats`` as is.
 
-A generator trained with the chapter's PyTorch code scores the same way
-(needs torch; see ``benchmarks/torch_chapter.py --save_dir``)::
+A generator trained with the chapter's PyTorch code (``benchmarks/torch_chapter.py
+--save_dir``) scores the same way; its file is read without PyTorch::
 
   python evaluate.py --torch_generator runs/torch_mnist78/generator_002100.pt \\
       --config configs/mnist78.py
@@ -37,6 +37,7 @@ from ml_collections import config_flags
 
 from sagan_jax import runs
 from sagan_jax.runtime import compilation_cache, console
+from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.train.config import base_config
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
@@ -92,6 +93,8 @@ def _stats():
 
 
 def _evaluate():
+  if FLAGS.workdir is not None:
+    workdir_lib.require_local(FLAGS.workdir)  # before the extractor loads
   extractor = runs.make_extractor(_features(False), FLAGS.inception_weights)
   options = dict(num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
                  extractor=extractor, ref_stats=FLAGS.ref_stats)
@@ -127,8 +130,6 @@ def main(argv):
       _stats()
     else:
       _evaluate()
-  except ImportError as error:
-    sys.exit(f"error: --torch_generator needs PyTorch ({error})")
   except runs.USER_ERRORS as error:
     sys.exit(f"error: {error}")
 

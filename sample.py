@@ -17,6 +17,7 @@ from absl import app, flags, logging
 
 from sagan_jax import runs
 from sagan_jax.runtime import compilation_cache, console
+from sagan_jax.runtime import workdir as workdir_lib
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_integer("num_samples", 64, "Images in the grid.")
@@ -51,6 +52,7 @@ def main(argv):
     sys.exit(f"error: --labels must be integers, got {','.join(FLAGS.labels)}")
   use_ema = None if FLAGS.ema else False
   try:
+    workdir_lib.require_local(FLAGS.workdir)
     paths = runs.write_sample_files(
         FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out, FLAGS.attention, FLAGS.step,
         labels=labels, class_grid=FLAGS.class_grid, per_class=FLAGS.per_class,

@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from sagan_jax import runs
 from sagan_jax.runtime import compilation_cache, console, distributed
+from sagan_jax.runtime import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
@@ -38,6 +39,7 @@ def main(argv):
   console.info("Config %s → workdir %s", config_path, workdir)
   with distributed.fail_fast():  # one process's error must not leave the others waiting
     try:
+      workdir_lib.require_local(workdir)  # before the data is read, not after
       runs.train_and_evaluate(FLAGS.config, workdir)
     except runs.TrainingStopped as stop:  # SIGTERM / Ctrl-C: saved, and said so in one line
       sys.exit(stop.exit_code)

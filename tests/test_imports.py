@@ -1,8 +1,8 @@
 """The package's floors: imports only go downward, and importing sagan_jax is light.
 
 * The import-linter contract in pyproject.toml (`lint-imports`, also run by
-  .ci/run): ops → layers → models | data | losses | viz → train | eval |
-  interop → runs, each floor importing only from those below it.
+  .ci/run): ops → layers → models | data | losses | viz → interop → train | eval |
+  runtime → runs, each floor importing only from those below it.
 * Importing any module of the package imports neither PyTorch nor TensorFlow
   (optional, heavy: only the functions that need them import them) nor a
   command-line script.

@@ -1,16 +1,20 @@
-"""sagan_jax.torch_file: torch.save files read without torch, both formats, nothing executed."""
+"""sagan_jax.interop.torch_file: torch.save files read without torch, both formats, nothing executed."""
 
 from __future__ import annotations
 
 import io
+import json
+import math
+import pathlib
 import pickle
+import subprocess
 import sys
 import zipfile
 
 import numpy as np
 import pytest
 
-from sagan_jax.torch_file import TorchFileError, read_state_dict
+from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
@@ -104,3 +108,31 @@ def test_torch_is_not_imported(tmp_path):
   before = "torch" in sys.modules
   assert read_state_dict(path) == {}
   assert ("torch" in sys.modules) == before
+
+
+# evaluate.py run with `import torch` failing, as on a machine without PyTorch.
+_WITHOUT_TORCH = """
+import runpy, sys
+sys.modules["torch"] = None  # `import torch` raises ImportError
+sys.argv = ["evaluate.py"] + sys.argv[1:]
+runpy.run_path("evaluate.py", run_name="__main__")
+"""
+
+
+def test_evaluate_scores_a_torch_generator_without_torch(tmp_path):
+  """``evaluate.py --torch_generator`` reads the file with this reader, not torch.load (both
+  formats are the reader's tests above)."""
+  torch = pytest.importorskip("torch")  # only to write the file
+  from tests.reference import torch_sagan
+  root = pathlib.Path(__file__).resolve().parents[1]
+  torch.manual_seed(0)
+  generator, _ = torch_sagan.init_chapter_models(z_dim=20, image_size=8)  # configs/tiny.py's
+  path = tmp_path / "generator.pt"
+  torch.save(generator.state_dict(), path)
+  proc = subprocess.run(
+      [sys.executable, "-c", _WITHOUT_TORCH, "--torch_generator", str(path), "--config",
+       str(root / "configs" / "tiny.py"), "--num_samples", "16", "--batch_size", "8"],
+      cwd=root, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  written = json.loads((tmp_path / "generator_eval.json").read_text())
+  assert written["num_samples"] == 16 and math.isfinite(written["fid"])

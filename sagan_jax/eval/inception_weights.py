@@ -4,7 +4,7 @@ The weights are TF's 2015-12-05 Inception graph as pytorch-fid publishes them,
 ``pt_inception-2015-12-05-6726825d.pth`` (about 91 MiB), from
 `WEIGHTS_URL`. Nothing here downloads it: the user fetches it once (or
 already has it, in torch hub's cache, if pytorch-fid ever ran) and passes its
-path. It is read without PyTorch (`sagan_jax.torch_file`).
+path. It is read without PyTorch (`sagan_jax.interop.torch_file`).
 
 Conversion (every key checked against the network, like PyTorch's strict
 ``load_state_dict``):
@@ -30,7 +30,7 @@ import numpy as np
 
 from sagan_jax.eval.errors import EvalAssetNotFoundError, EvalError
 from sagan_jax.eval.inception_net import FIDInceptionV3
-from sagan_jax.torch_file import TorchFileError, read_state_dict
+from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
 
 __all__ = ["BN_EPS", "WEIGHTS_FILE", "WEIGHTS_URL", "default_weights_path", "from_state_dict",
            "load_weights", "torch_shapes"]

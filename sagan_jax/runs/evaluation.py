@@ -38,6 +38,7 @@ from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, FIDInception
                             RealImages, reference_stats, scalars)
 from sagan_jax.eval.evaluator import PRECISION_RECALL_K, min_generated_samples
 from sagan_jax.interop.torch import from_torch
+from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
 from sagan_jax.models import build_generator
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runtime.metric_writer import MetricWriter
@@ -239,27 +240,27 @@ def evaluate_torch_generator(path: str, config: ml_collections.ConfigDict, *,
   architecture), so a PyTorch run and ours are scored by the same code on the
   same noise. Writes ``<path without .pt>_eval.json`` beside the file.
 
+  The file is read without PyTorch (`sagan_jax.interop.torch_file`: both formats
+  ``torch.save`` writes).
+
   Raises:
     ConfigError: ``config`` is invalid.
     FileNotFoundError: no file at ``path``.
-    ImportError: torch is not installed (it reads the file).
     EvalError: the file is not a state_dict of the chapter's generator.
   """
-  import torch  # pylint: disable=g-import-not-at-top  # optional: only this function reads .pt
-
   validate(config)
   _check_counts(num_samples, batch_size, seed, k=options.get("k", PRECISION_RECALL_K))
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no PyTorch generator file at {path}")
   try:
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-  except Exception as error:  # torch raises several types for unreadable files
+    state_dict = read_state_dict(path)
+  except TorchFileError as error:
     raise EvalError(f"cannot read {path} as a PyTorch state_dict: {error}") from error
   if not isinstance(state_dict, Mapping):
     raise EvalError(f"{path} holds a {type(state_dict).__name__}, not a state_dict")
   generator = build_generator(config.model, image_shape(config))
   try:
-    variables = from_torch(generator, {k: v.numpy() for k, v in state_dict.items()})
+    variables = from_torch(generator, state_dict)
   except (KeyError, ValueError, TypeError) as error:
     raise EvalError(f"{path} is not the chapter generator's state_dict: {error}") from error
   result = {"torch_generator": os.path.abspath(path), "seed": seed}

@@ -6,12 +6,19 @@
     <workdir>/eval/              eval_<step>.json
     <workdir>/events.out.*       TensorBoard
     <workdir>/trainer.lock       held by the running trainer (see workdir_lock.py)
+
+A workdir is a path of the local filesystem (``os``): a URL (``gs://…``, ``s3://…``) is
+refused (`require_local`) rather than turned into a local folder named ``gs:``. A bucket
+is used mounted (gcsfuse, s3fs); a multi-host run needs a path every host shares, and one
+trainer per workdir holds only where the filesystem's ``flock`` reaches across hosts
+(NFS does; see workdir_lock.py for a filesystem without locks).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import ml_collections
 
@@ -21,6 +28,7 @@ CONFIG_FILE = "config.json"
 CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 EVAL_DIR = "eval"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://, as in gs://bucket/run
 
 
 class WorkdirError(OSError):
@@ -30,11 +38,23 @@ class WorkdirError(OSError):
     return str(self.args[0]) if self.args else super().__str__()
 
 
+def require_local(workdir: str) -> str:
+  """Returns ``workdir``, or raises `WorkdirError` (one line naming what to use) if it is
+  a URL: every file here is written through the local filesystem."""
+  if _URL.match(os.fspath(workdir)):
+    raise WorkdirError(
+        f"workdir {workdir} is a URL, but workdirs are written through the local filesystem: "
+        "give a path (for a bucket, one where it is mounted, e.g. with gcsfuse; for several "
+        "hosts, a path on a filesystem they all share)")
+  return workdir
+
+
 def prepare(workdir: str) -> None:
   """Creates ``workdir`` and the folders a run writes there, before any compute:
   a path that is a file, or a folder that cannot be created, is one clear error
   now rather than a traceback after the first steps. (Whether files can be
   written there is learnt when the workdir lock is taken, its first write.)"""
+  require_local(workdir)
   for path in (workdir, *(os.path.join(workdir, name)
                           for name in (CHECKPOINTS_DIR, SAMPLES_DIR))):
     if os.path.exists(path) and not os.path.isdir(path):
@@ -53,7 +73,7 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in ``workdir`` was trained with."""
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = os.path.join(require_local(workdir), CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: is {workdir!r} a sagan-jax workdir?")
   with open(path) as f:

@@ -1,8 +1,10 @@
 """Read a PyTorch ``state_dict`` file (``torch.save``) into NumPy arrays, without torch.
 
 Published weights (pytorch-fid's Inception, the chapter's generators) are
-``.pth`` files; JAX users should not need a 200 MB PyTorch install to read
-them. `read_state_dict` reads both formats ``torch.save`` has written:
+``.pth`` files; JAX users need no 200 MB PyTorch install to read them: the FID
+Inception's weights (`sagan_jax.eval.inception_weights`) and the generators
+``evaluate.py --torch_generator`` scores are read here. This is the package's only
+reader of PyTorch files. `read_state_dict` reads both formats ``torch.save`` has written:
 
 * the zip archive (PyTorch ≥ 1.6, the default): ``<name>/data.pkl`` plus one
   raw little- or big-endian record per storage, ``<name>/data/<key>``;
