@@ -121,7 +121,8 @@ def test_values_derived_from_a_config():
   """`image_shape`, `total_steps`, `ema_settings`, `uses_ema`: computed in train/config.py."""
   chapter = base_config()
   assert image_shape(chapter) == (64, 64, 1)
-  batcher = Batcher(ArraySource(np.zeros((400, 4, 4, 1), np.uint8), "zeros"), 64)  # 7 batches an epoch
+  # 400 images at batch 64: 7 batches an epoch, the last one partial.
+  batcher = Batcher(ArraySource(np.zeros((400, 4, 4, 1), np.uint8), "zeros"), 64)
   assert total_steps(chapter, batcher) == 300 * 7  # the chapter's 2,100 steps
   chapter.optimizer.d_steps = 2
   assert total_steps(chapter, batcher) == 300 * 7 // 2  # two batches a step

@@ -1,4 +1,5 @@
-"""sagan_jax.interop.torch_file: torch.save files read without torch, both formats, nothing executed."""
+"""sagan_jax.interop.torch_file: torch.save files read without torch, both formats, nothing
+executed; evaluate.py --torch_generator reads through it."""
 
 from __future__ import annotations
 

@@ -106,17 +106,3 @@ class KernelLayer(WeightLayer):
   def _add_bias(y: jax.Array, bias: Optional[jax.Array]) -> jax.Array:
     return y if bias is None else y + bias
 
-
-def spectral_norm_variant(layer: type[WeightLayer], torch_name: str) -> type[WeightLayer]:
-  """``SN<layer>``: ``layer`` with ``spectral_norm=True`` by default, the layer that
-  PyTorch writes ``spectral_norm(nn.<torch_name>(...))``. A real subclass (its
-  own name in reprs and errors), made here so the five variants are one line each."""
-  name = f"SN{layer.__name__}"
-  return type(name, (layer,), {
-      "__module__": layer.__module__,
-      "__qualname__": name,
-      "__doc__": (f"``{layer.__name__}`` with spectral normalization "
-                  f"(``spectral_norm(nn.{torch_name}(...))``)."),
-      "__annotations__": {"_": dataclasses.KW_ONLY, "spectral_norm": bool},
-      "spectral_norm": True,
-  })

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sagan_jax.layers.base import KernelLayer, spectral_norm_variant
+from sagan_jax.layers.base import KernelLayer
 from sagan_jax.layers.validation import require_rank
 from sagan_jax.ops.convolution import IntOrPair, Padding, as_pair, conv2d, conv_transpose2d
 
@@ -120,6 +120,25 @@ class PointwiseConv(KernelLayer):
     return self._add_bias(y, bias)
 
 
-SNConv = spectral_norm_variant(Conv, "Conv2d")
-SNConvTranspose = spectral_norm_variant(ConvTranspose, "ConvTranspose2d")
-SNPointwiseConv = spectral_norm_variant(PointwiseConv, "Conv2d(kernel_size=1)")
+class SNConv(Conv):
+  """``Conv`` with spectral normalization on: PyTorch's
+  ``spectral_norm(nn.Conv2d(...))``."""
+
+  _: dataclasses.KW_ONLY
+  spectral_norm: bool = True
+
+
+class SNConvTranspose(ConvTranspose):
+  """``ConvTranspose`` with spectral normalization on: PyTorch's
+  ``spectral_norm(nn.ConvTranspose2d(...))``."""
+
+  _: dataclasses.KW_ONLY
+  spectral_norm: bool = True
+
+
+class SNPointwiseConv(PointwiseConv):
+  """``PointwiseConv`` with spectral normalization on: PyTorch's
+  ``spectral_norm(nn.Conv2d(..., kernel_size=1))``."""
+
+  _: dataclasses.KW_ONLY
+  spectral_norm: bool = True

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sagan_jax.layers.base import Initializer, KernelLayer, WeightLayer, spectral_norm_variant
+from sagan_jax.layers.base import Initializer, KernelLayer, WeightLayer
 from sagan_jax.layers.validation import layer_name
 
 
@@ -71,5 +71,17 @@ class Embed(WeightLayer):
     return jnp.take(table, indices, axis=0)
 
 
-SNDense = spectral_norm_variant(Dense, "Linear")
-SNEmbed = spectral_norm_variant(Embed, "Embedding")
+class SNDense(Dense):
+  """``Dense`` with spectral normalization on: PyTorch's
+  ``spectral_norm(nn.Linear(...))``."""
+
+  _: dataclasses.KW_ONLY
+  spectral_norm: bool = True
+
+
+class SNEmbed(Embed):
+  """``Embed`` with spectral normalization on: PyTorch's
+  ``spectral_norm(nn.Embedding(...))``."""
+
+  _: dataclasses.KW_ONLY
+  spectral_norm: bool = True
