@@ -31,6 +31,7 @@ def get_config():
   config.data.tfds_name = "cifar10"
   config.data.tfds_split = "train"
   config.data.channels = 3
+  config.data.random_flip = True  # StudioGAN's apply_rflip (on by default in its src/config.py)
   # Attention after StudioGAN's G block 2 (attn_g_loc: [2]) and D block 1 (attn_d_loc: [1]).
   common.resnet_sagan(config, resolution=32, num_classes=10, attention=16, style="studiogan")
   common.adam(config, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), eps=1e-6, d_steps=5)

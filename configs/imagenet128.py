@@ -37,6 +37,8 @@ def get_config():
   config.data.tfds_name = "imagenet2012"
   config.data.tfds_split = "train"
   config.data.channels = 3
+  # The released code trains on 128-px images as stored (its dataset.py: no flip, no crop).
+  config.data.random_flip = False
   common.resnet_sagan(config, resolution=128, num_classes=1000, attention=32, style="official")
   common.adam(config, lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.9))
   config.batching.batch_size = 256

@@ -152,6 +152,84 @@ def test_process_slices_reassemble_the_global_batch(mnist78, process_count):
         np.concatenate([p.batch(step)["image"] for p in parts]), whole.batch(step)["image"])
 
 
+
+# --- augmentation: random horizontal flips ----------------------------------------------
+
+
+def _two_pixel_images(n: int) -> data.ArraySource:
+  """``n`` 1×2 images [[i % 200, i % 200 + 50]]: flipped iff the left pixel is the larger,
+  and each image's index is readable from it (up to 200)."""
+  left = (np.arange(n) % 200).astype(np.uint8)
+  images = np.stack([left, left + 50], axis=-1).reshape(n, 1, 2, 1)
+  return data.ArraySource(images, "two-pixel images")
+
+
+def _flipped(batch) -> np.ndarray:
+  return batch["image"][:, 0, 0, 0] > batch["image"][:, 0, 1, 0]
+
+
+def test_random_flip_mirrors_the_images_drawn_from_seed_epoch_and_index(mnist78):
+  plain = data.Batcher(mnist78, batch_size=64, seed=5)
+  flipping = data.Batcher(mnist78, batch_size=64, seed=5, random_flip=True)
+  assert not data.Batcher(mnist78, batch_size=64).random_flip  # off unless asked
+  for step in (0, 6, 9):  # full, the epoch's last partial batch, the next epoch
+    indices = plain.global_indices(step)
+    flips = np.random.default_rng([5, step // 7, 1]).random(400)[indices] < 0.5  # the rule
+    expected = plain.batch(step)["image"]
+    expected[flips] = expected[flips, :, ::-1]
+    got = flipping.batch(step)
+    np.testing.assert_array_equal(got["image"], expected)
+    np.testing.assert_array_equal(flipping.global_indices(step), indices)  # order unchanged
+    assert 0 < flips.sum() < len(flips)
+
+
+def test_random_flip_batches_are_a_function_of_the_step():
+  """Resume (a fresh batcher at step k), several processes and another batch size all see
+  each image flipped the same way."""
+  source = _two_pixel_images(200)
+  run = data.Batcher(source, batch_size=8, seed=7, random_flip=True)
+  history = {k: run.batch(k)["image"] for k in range(60)}  # 25 steps an epoch
+  for k in (0, 24, 25, 59):
+    np.testing.assert_array_equal(
+        data.Batcher(source, batch_size=8, seed=7, random_flip=True).batch(k)["image"],
+        history[k])
+  parts = [data.Batcher(source, batch_size=8, seed=7, random_flip=True, process_index=i,
+                        process_count=2) for i in range(2)]
+  np.testing.assert_array_equal(np.concatenate([p.batch(30)["image"] for p in parts]),
+                                history[30])
+
+  def epoch_images(batcher, epoch):  # image index -> what the epoch showed of it
+    steps = range(epoch * batcher.batches_per_epoch, (epoch + 1) * batcher.batches_per_epoch)
+    return {int(i): image.tobytes() for k in steps
+            for i, image in zip(batcher.global_indices(k), batcher.batch(k)["image"])}
+
+  other_batch_size = data.Batcher(source, batch_size=40, seed=7, random_flip=True)
+  assert epoch_images(run, 1) == epoch_images(other_batch_size, 1)
+
+
+def test_random_flip_statistics():
+  """Each image is flipped with probability 1/2, independently across images and epochs:
+  2,000 images, 3 epochs; bounds are 5 binomial standard deviations (√(n/4))."""
+  n = 2000
+  batcher = data.Batcher(_two_pixel_images(n), batch_size=n, seed=0, random_flip=True,
+                         shuffle=False)  # one batch an epoch, in source order
+  flips = np.stack([_flipped(batcher.batch(epoch)) for epoch in range(3)])
+  bound = 5 * np.sqrt(n / 4)
+  for epoch_flips in flips:
+    assert abs(epoch_flips.sum() - n / 2) < bound
+  for a, b in ((0, 1), (1, 2), (0, 2)):  # epochs draw afresh: agreement is a coin toss
+    assert abs((flips[a] == flips[b]).sum() - n / 2) < bound
+  assert abs((flips[0][1:] == flips[0][:-1]).sum() - (n - 1) / 2) < bound  # neighbours too
+  np.testing.assert_array_equal(flips[1], batcher.epoch_flips(1))
+
+
+def test_random_flip_is_a_config_field_the_source_factory_accepts(mnist78):
+  config = base_config()
+  assert config.data.random_flip is False  # off by default
+  config.data.per_digit = 8
+  config.data.random_flip = True
+  assert len(data.make_source(config.data)) == 16
+
 class _RecordingSource:
   """Wraps a source and records which indices were read."""
 
@@ -313,9 +391,10 @@ def test_image_folder_errors_name_the_path(tmp_path, folder):
 
 def test_tfds_missing_package_says_how_to_install(monkeypatch):
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
-  with pytest.raises(data.DataError, match=r"pip install 'sagan-jax\[tfds\]'"):
+  with pytest.raises(data.DataError,
+                     match=r"pip install -e '\.\[tfds\]' in the sagan-jax checkout"):
     data.tfds_dataset("mnist", "train", image_size=64, channels=1)
-  with pytest.raises(data.DataError, match=r"sagan-jax\[tfds\]"):
+  with pytest.raises(data.DataError, match=r"'\.\[tfds\]'"):
     data.make_source(data_config(source="tfds", tfds_name="mnist"))
 
 
@@ -326,7 +405,7 @@ def test_tfds_without_tensorflow_says_how_to_install(monkeypatch):
     raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
   fake.load = load
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
-  with pytest.raises(data.DataError, match=r"sagan-jax\[tfds\]"):
+  with pytest.raises(data.DataError, match=r"'\.\[tfds\]'"):
     data.tfds_dataset("mnist", "train", image_size=64, channels=1)
 
 
@@ -382,3 +461,14 @@ def test_make_source_errors():
   # No defaults of its own: a field the source reads must be in the config.
   with pytest.raises(data.DataError, match="needs config field 'channels'.*base_config"):
     data.make_source({"source": "image_folder", "path": "/tmp", "image_size": 64})
+
+
+def test_the_trainer_reads_random_flip_from_the_config():
+  from sagan_jax.runs.training import Trainer  # pylint: disable=g-import-not-at-top
+  config = base_config()
+  config.model.width = 8
+  config.data.per_digit = 8
+  config.batching.batch_size = 8
+  for flip in (False, True):
+    config.data.random_flip = flip
+    assert Trainer(config).batcher.random_flip is flip

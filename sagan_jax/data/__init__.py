@@ -4,6 +4,7 @@ Typical use by a trainer (``config`` from ``sagan_jax.train.config.base_config``
 
   source = data.make_source(config.data)            # or data.mnist_digits((7, 8), 200)
   batcher = data.Batcher(source, config.batching.batch_size, config.seed,
+                         random_flip=config.data.random_flip,
                          process_index=jax.process_index(),
                          process_count=jax.process_count())
   with data.prefetch_batches(batcher, start_step=int(state.step),

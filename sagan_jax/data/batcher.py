@@ -9,7 +9,9 @@ from ``k`` alone::
   indices  = order[position * batch_size : (position + 1) * batch_size]
 
 so a run resumed from a checkpoint at step ``k`` sees exactly the batches it
-would have seen, and two runs with the same seed see the same data.
+would have seen, and two runs with the same seed see the same data. Augmentation
+(``random_flip``) keeps this: each image's flip is drawn from ``(seed, epoch, its
+index)`` (`sagan_jax.data.augment`).
 
 Like the chapter's PyTorch ``DataLoader(shuffle=True)`` (and unlike many JAX
 pipelines), the last, smaller batch of each epoch is kept by default: 400
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from sagan_jax.checks import require_int
+from sagan_jax.data.augment import flip_decisions, flip_horizontally
 from sagan_jax.data.errors import DataError
 from sagan_jax.data.source import Source
 from sagan_jax.data.transforms import to_model_range
@@ -53,6 +56,8 @@ class Batcher:
     drop_remainder: drop the last batch of each epoch if it is smaller than
       ``batch_size`` (default False, as the chapter).
     shuffle: False keeps the source's order every epoch (for evaluation).
+    random_flip: mirror each image left to right with probability 1/2, drawn
+      per image from ``(seed, epoch, index)`` (StudioGAN's ``apply_rflip``).
     process_index: this process (``jax.process_index()``).
     process_count: the number of processes (``jax.process_count()``).
 
@@ -64,12 +69,14 @@ class Batcher:
 
   def __init__(self, source: Source, batch_size: int, seed: int = 0, *,
                drop_remainder: bool = False, shuffle: bool = True,
+               random_flip: bool = False,
                process_index: int = 0, process_count: int = 1):
     self.source = source
     self.batch_size = _check_int("batch_size", batch_size, 1)
     self.seed = _check_int("seed", seed, 0)
     self.drop_remainder = bool(drop_remainder)
     self.shuffle = bool(shuffle)
+    self.random_flip = bool(random_flip)
     self.process_count = _check_int("process_count", process_count, 1)
     self.process_index = _check_int("process_index", process_index, 0)
     if self.process_index >= self.process_count:
@@ -97,11 +104,13 @@ class Batcher:
     self.batches_per_epoch = full + (remainder > 0)
     self.last_batch_size = remainder or self.batch_size
     self._order_cache: tuple[int, np.ndarray] | None = None  # (epoch, order)
+    self._flip_cache: tuple[int, np.ndarray] | None = None  # (epoch, flips)
 
   def __repr__(self) -> str:
     return (f"Batcher({self.num_examples} examples, batch_size={self.batch_size}, "
             f"{self.batches_per_epoch} batches/epoch, seed={self.seed}, "
             f"drop_remainder={self.drop_remainder}, shuffle={self.shuffle}, "
+            f"random_flip={self.random_flip}, "
             f"process {self.process_index}/{self.process_count})")
 
   @property
@@ -126,6 +135,17 @@ class Batcher:
     order.flags.writeable = False
     self._order_cache = (epoch, order)
     return order
+
+  def epoch_flips(self, epoch: int) -> np.ndarray:
+    """Whether each source example is flipped in ``epoch`` (bool, by source index)."""
+    epoch = _check_int("epoch", epoch, 0)
+    cached = self._flip_cache  # read once: the prefetch thread may replace it
+    if cached is not None and cached[0] == epoch:
+      return cached[1]
+    flips = flip_decisions(self.seed, epoch, self.num_examples)
+    flips.flags.writeable = False
+    self._flip_cache = (epoch, flips)
+    return flips
 
   def global_indices(self, step: int) -> np.ndarray:
     """Source indices of the whole global batch at ``step``."""
@@ -158,11 +178,14 @@ class Batcher:
     else:
       images = self.source.get(indices)
       labels = None if labels is None else labels[indices]
+    epoch = step // self.batches_per_epoch
+    if self.random_flip:
+      images = flip_horizontally(images, self.epoch_flips(epoch)[indices])
     out = {"image": to_model_range(images)}
     if labels is not None:
       out["label"] = np.asarray(labels, np.int32)
     out["step"] = step
-    out["epoch"] = step // self.batches_per_epoch
+    out["epoch"] = epoch
     return out
 
   def _check_step(self, step: int) -> int:

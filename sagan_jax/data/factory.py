@@ -6,7 +6,9 @@ disagree with it. One config carries the fields of every source, so switching
 with ``--config.data.source=image_folder`` needs no other edit: fields that
 belong to a source other than the chosen one are ignored. A field that
 belongs to no source is an error (most likely a typo), and so is a missing
-one or ``None`` where the source needs a value.
+one or ``None`` where the source needs a value. Augmentation fields
+(`AUGMENTATION_FIELDS`: ``random_flip``) belong to the batcher, not the source,
+and are accepted here.
 
 Fields per source (``builder keyword ← config field``):
 
@@ -50,7 +52,9 @@ _SOURCES: dict[str, tuple[Callable[..., Source], dict[str, str]]] = {
 }
 _MAY_BE_NONE = ("tfds_data_dir", "tfds_label_key")  # None: TFDS's folder; ignore labels
 SOURCE_NAMES = tuple(_SOURCES)
-CONFIG_FIELDS = tuple(sorted({"source"} | {f for _, kw in _SOURCES.values() for f in kw.values()}))
+AUGMENTATION_FIELDS = ("random_flip",)  # read by the Batcher (sagan_jax/data/augment.py)
+CONFIG_FIELDS = tuple(sorted({"source", *AUGMENTATION_FIELDS}
+                             | {f for _, kw in _SOURCES.values() for f in kw.values()}))
 
 
 def _as_dict(config: Any) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 ``tensorflow_datasets`` — and the TensorFlow it needs to read data, about
 1.45 GB — is imported only when `tfds_dataset` is called, so the core install
-and the default (MNIST) run never need it. Install with::
+and the default (MNIST) run never need it. Install the ``tfds`` extra from the
+repository's checkout (the package is not on PyPI)::
 
-  pip install 'sagan-jax[tfds]'
+  pip install -e '.[tfds]'
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sagan_jax.data.errors import DataError
 from sagan_jax.data.source import ArraySource
 
 INSTALL_HINT = ("TFDS datasets need tensorflow-datasets and TensorFlow, which are "
-                "optional: pip install 'sagan-jax[tfds]'")
+                "optional: pip install -e '.[tfds]' in the sagan-jax checkout")
 
 
 def import_tfds():

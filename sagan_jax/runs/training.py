@@ -101,7 +101,7 @@ class Trainer:
     self.source = data_lib.make_source(config.data)
     self.batcher = data_lib.Batcher(
         self.source, config.batching.batch_size, config.seed,
-        drop_remainder=config.batching.drop_remainder,
+        drop_remainder=config.batching.drop_remainder, random_flip=config.data.random_flip,
         process_index=jax.process_index(), process_count=jax.process_count())
     try:
       sharding.check_divisible(config.batching.batch_size, self.mesh)

@@ -80,6 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.tfds_data_dir = config_dict.placeholder(str)  # None: TFDS's default folder
   c.data.tfds_download = False  # never reach for the network unless asked
   c.data.class_folders = False  # image_folder: one subfolder per class (labels: sorted names)
+  # Augmentation of the training batches, any source (sagan_jax/data/augment.py): mirror
+  # each image left to right with probability 1/2, drawn from (seed, epoch, image index).
+  c.data.random_flip = False
 
   # How to batch it.
   c.batching = ml_collections.ConfigDict()
