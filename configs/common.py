@@ -3,7 +3,9 @@ way StudioGAN builds it (``style='studiogan'``) or the way the authors' released
 does (``style='official'``), and the Adam settings of a recipe.
 
 A config starts from ``base_config()`` and calls these (big_vision's ``configs/common.py``
-habit), then sets what is its own: data, batch size, length and cadence.
+habit), then sets what is its own: data, batch size, length and cadence. Configs import it as
+``configs.common``: the repository's root is on ``sys.path`` when train.py, sample.py or
+evaluate.py runs (their folder) and under pytest.
 """
 
 from typing import Optional
