@@ -27,10 +27,11 @@ import time
 import pytest
 
 from sagan_jax.runs import restore_generator
-from tests.test_cli import (  # noqa: F401  (fixtures)
-    TIMEOUT_S, TRAIN, Training, _one_device_and_compilation_cache, env, run,
-    temporary_checkpoints)
-from tests.test_train_loop import assert_all_checkpoints_restore, tiny_config
+from tests.run_checks import assert_all_checkpoints_restore
+from tests.subprocesses import TIMEOUT_S, TRAIN, Training, run, temporary_checkpoints
+from tests.tiny_configs import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 LONG_RUN = ["--config.num_steps=100000", "--config.checkpoint_every=100000",
             "--config.sample_every=100000"]
