@@ -42,6 +42,7 @@ from tests.tiny_configs import tiny_config  # noqa: E402
 # the markers). A file that tests several floors is filed under the highest one it needs.
 FLOORS = {
     "test_convolution.py": "ops",
+    "test_upsample_convolution.py": "ops",
     "test_attention_efficient.py": "ops",
     "test_attention_parity.py": "layers",
     "test_spectral_norm_parity.py": "layers",
@@ -66,7 +67,11 @@ FLOORS = {
     "test_compilation_cache.py": "runtime",
     "test_workdir_lock.py": "runtime",
     "test_stop_signals.py": "runtime",
+    "test_workdir.py": "runtime",
     "test_train_loop.py": "runs",
+    "test_cadence.py": "runs",
+    "test_stop_while_compiling.py": "runs",
+    "test_paper_recipe.py": "runs",
     "test_checkpoint_recovery.py": "runs",
     "test_best_checkpoint.py": "runs",
     "test_counts_and_memory.py": "runs",
@@ -78,14 +83,26 @@ FLOORS = {
     "test_explorer.py": "runs",
     "test_cli.py": "cli",
     "test_run_failures_cli.py": "cli",
+    "test_user_errors.py": "cli",
     "test_imports.py": "project",
     "test_readme.py": "project",
     "test_notebook.py": "project",
     "test_reference_selfcheck.py": "project",  # tests/reference/: the PyTorch reference itself
 }
 
-# Files whose tests are all slow, and why (measured: tests/README.md "Fast tier").
-SLOW = {}
+# Files whose tests are slow: they train runs, start processes or a browser (measured:
+# tests/README.md "Fast tier"). Their tests that take ``no_compute`` stay in the fast tier:
+# that fixture fails a test as soon as it starts computing.
+SLOW = {
+    # trained runs, in process
+    "test_train_loop.py", "test_checkpoint_recovery.py", "test_best_checkpoint.py",
+    "test_counts_and_memory.py", "test_tensorboard.py", "test_stop_signals.py",
+    "test_workdir_lock.py", "test_multi_device.py", "test_resnet_run.py", "test_evaluate.py",
+    "test_paper_recipe.py",
+    # processes: the CLIs, two-process runs, the notebook's kernel, a browser
+    "test_cli.py", "test_run_failures_cli.py", "test_user_errors.py", "test_multi_process.py",
+    "test_notebook.py", "test_explorer.py",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -97,7 +114,7 @@ def pytest_collection_modifyitems(config, items):
           f"tests/{name} has no floor: add it to FLOORS in tests/conftest.py "
           "(and to the table in tests/README.md)")
     item.add_marker(getattr(pytest.mark, FLOORS[name]))
-    if name in SLOW:
+    if name in SLOW and "no_compute" not in getattr(item, "fixturenames", ()):
       item.add_marker(pytest.mark.slow)
 
 

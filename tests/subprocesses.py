@@ -1,6 +1,6 @@
 """``train.py`` and ``sample.py`` run as a user runs them: in subprocesses, on one CPU
 device, sharing the test session's compilation cache (test_cli.py,
-test_run_failures_cli.py; conftest.py's ``env`` fixture)."""
+test_run_failures_cli.py; conftest.py's ``env`` fixture), and what they print."""
 
 from __future__ import annotations
 
@@ -40,6 +40,17 @@ def subprocess_env(tmp_path_factory) -> dict[str, str]:
 def run(args, env, **extra_env) -> subprocess.CompletedProcess:
   return subprocess.run(args, cwd=ROOT, env={**env, **extra_env}, capture_output=True,
                         text=True, timeout=TIMEOUT_S, check=False)
+
+
+def error_lines(stderr: str) -> list[str]:
+  return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def assert_one_line_error(result, message: str) -> None:
+  """The command failed (status 1) with one ``error: message`` line and no traceback."""
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert error_lines(result.stderr) == [message], result.stderr[-3000:]
 
 
 def temporary_checkpoints(workdir) -> set[str]:
