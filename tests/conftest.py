@@ -22,7 +22,6 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
                              + " --xla_force_host_platform_device_count=4").strip()
 
 # pylint: disable=wrong-import-position
-import pathlib  # noqa: E402
 import shutil  # noqa: E402
 
 import jax  # noqa: E402  (after XLA_FLAGS)
@@ -108,7 +107,7 @@ SLOW = {
 def pytest_collection_modifyitems(config, items):
   del config  # unused
   for item in items:
-    name = pathlib.Path(str(item.fspath)).name
+    name = item.path.name
     if name not in FLOORS:
       raise pytest.UsageError(
           f"tests/{name} has no floor: add it to FLOORS in tests/conftest.py "
