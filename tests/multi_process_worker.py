@@ -31,7 +31,7 @@ from sagan_jax import viz
 from sagan_jax.runs import train_and_evaluate
 from sagan_jax.runtime import distributed
 from sagan_jax.runs import training
-from tests.test_train_loop import tiny_config
+from tests.tiny_configs import tiny_config
 
 MULTI_PROCESS_STEPS = 3
 

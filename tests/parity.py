@@ -122,3 +122,33 @@ def assert_params_close_under_adam(actual, expected, tiny_mask, lr: float, steps
     off += int((scaled > atol).sum())
     total += diff.size
   assert off <= max_off_fraction * total, f"{what}: {off}/{total} weights off"
+
+
+# --------------------------------------------------------------------------- whole steps, SN state
+
+# Updated weights, u/v and BatchNorm state after whole training steps (test_train_step_parity.py,
+# test_resnet_parity.py): ≤ 1e-4, the step's gradient error (≤ 1e-5, ATOL) carried through the
+# steps' updates and the running statistics.
+STATE_ATOL = 1e-4
+
+
+def without_sigma(collections):
+  """σ is stored for logging (from the last call's weights); torch keeps only u, v."""
+  import jax
+
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: None if path[-1].key == "sigma" else x, collections)
+
+
+def first_moment(opt_state):
+  """optax.adam's ``mu`` (its ScaleByAdamState is the chain's first element)."""
+  return opt_state[0].mu
+
+
+def spectral_torch_state(case, call: str, weight_key: str = "state/weight_orig"):
+  """A spectral-norm case's torch state_dict as it stands after ``call`` (u, v of that call)."""
+  state = {"weight_orig": case[weight_key], "weight_u": case[f"{call}/weight_u"],
+           "weight_v": case[f"{call}/weight_v"]}
+  if "state/bias" in case:
+    state["bias"] = case["state/bias"]
+  return state

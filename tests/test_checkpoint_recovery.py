@@ -26,9 +26,10 @@ import pytest
 from sagan_jax.runs import restore_generator
 from sagan_jax.runs import training as loop
 from sagan_jax.train.checkpoint import TRASH_DIR, Checkpointer, CheckpointError
-from tests.test_train_loop import (  # noqa: F401  (fixtures)
-    _one_device_and_compilation_cache, assert_all_checkpoints_restore, assert_states_identical,
-    finished_copy, finished_run, snapshot, tiny_config)
+from tests.run_checks import assert_all_checkpoints_restore, assert_states_identical, snapshot
+from tests.tiny_configs import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 
 def truncate_data_file(step_dir):

@@ -19,23 +19,20 @@ cache, so only the first to run a program compiles it.
 from __future__ import annotations
 
 import os
-import pathlib
 import re
 import signal
-import subprocess
 import sys
 import time
 
-import jax
 import pytest
 from PIL import Image
 
 from sagan_jax.runs import training as loop
-from tests.test_train_loop import (ROOT, assert_all_checkpoints_restore, cache_dir,
-                                   one_device_and_compilation_cache, tiny_config)
+from tests.run_checks import assert_all_checkpoints_restore
+from tests.subprocesses import TRAIN, Training, run, temporary_checkpoints
+from tests.tiny_configs import tiny_config
 
-TRAIN = [sys.executable, "train.py", "--config", "configs/tiny.py", "--config.data.per_digit=8"]
-TIMEOUT_S = 600  # per process; only reached if something hangs
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 # Runs train.py with shutil.rmtree (what deletes checkpoint folders) replaced: on
 # the first step folder under checkpoints/ it removes half of the files, notes the
@@ -62,76 +59,11 @@ runpy.run_path("train.py", run_name="__main__")
 POISONED_TRAIN = """
 import runpy, sys
 from sagan_jax.runs import training as loop
-from tests.test_train_loop import poisoned_make_train_step
+from tests.run_checks import poisoned_make_train_step
 loop.make_train_step = poisoned_make_train_step(loop.make_train_step)
 sys.argv[0] = "train.py"
 runpy.run_path("train.py", run_name="__main__")
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_device_and_compilation_cache(tmp_path_factory):
-  with one_device_and_compilation_cache(tmp_path_factory):
-    yield
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-  """The subprocesses' environment: one CPU device (what a user's CPU-only
-  machine has), this session's compilation cache, this process's matmul precision."""
-  env = dict(os.environ)
-  flags = [f for f in env.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
-  env["XLA_FLAGS"] = " ".join(flags + ["--xla_force_host_platform_device_count=1"])
-  env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir(tmp_path_factory))
-  precision = jax.config.jax_default_matmul_precision
-  if precision is not None:
-    env["JAX_DEFAULT_MATMUL_PRECISION"] = str(precision)
-  env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-  env["PYTHONUNBUFFERED"] = "1"
-  return env
-
-
-def run(args, env, **extra_env) -> subprocess.CompletedProcess:
-  return subprocess.run(args, cwd=ROOT, env={**env, **extra_env}, capture_output=True,
-                        text=True, timeout=TIMEOUT_S, check=False)
-
-
-def temporary_checkpoints(workdir) -> set[str]:
-  try:
-    return {n for n in os.listdir(workdir / "checkpoints") if ".orbax-checkpoint-tmp" in n}
-  except FileNotFoundError:
-    return set()
-
-
-class Training:
-  """``train.py`` running in the background, its stderr in a file."""
-
-  def __init__(self, args, env, log: pathlib.Path):
-    self.log = log
-    with open(log, "w") as f:
-      self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
-
-  def output(self) -> str:
-    return self.log.read_text(errors="replace")
-
-  def wait_for(self, condition, what: str):
-    """Polls ``condition()`` every 5 ms until it is truthy; returns its value."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-      value = condition()
-      if value:
-        return value
-      if self.process.poll() is not None:
-        pytest.fail(f"train.py exited ({self.process.returncode}) before {what}:\n"
-                    + self.output()[-3000:])
-      time.sleep(0.005)
-    self.process.kill()
-    pytest.fail(f"timed out waiting for {what}:\n" + self.output()[-3000:])
-
-  def kill9(self) -> None:
-    self.process.send_signal(signal.SIGKILL)
-    assert self.process.wait(TIMEOUT_S) == -signal.SIGKILL, self.output()[-3000:]
 
 
 @pytest.mark.parametrize("overrides, message", [

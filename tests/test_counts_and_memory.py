@@ -22,8 +22,9 @@ from sagan_jax.runs import evaluate_run, sampling, write_sample_files
 from sagan_jax.runs import training as loop
 from sagan_jax.runs.errors import ArgumentError
 from sagan_jax.train.config import ConfigError
-from tests.test_train_loop import (  # noqa: F401  (fixtures)
-    _one_device_and_compilation_cache, finished_run, tiny_config)
+from tests.tiny_configs import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ the one sampling path over several (simulated CPU) devices, and Evaluator alone.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from sagan_jax import runs
 from sagan_jax.eval import mnist_classifier as mc
 from sagan_jax.runs import restore_generator, train_and_evaluate
 from sagan_jax.train.config import base_config
+from tests.tiny_configs import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 METRICS = ("fid", "kid", "kid_std", "precision", "recall", "classifier_score",
@@ -29,13 +29,8 @@ METRICS = ("fid", "kid", "kid_std", "precision", "recall", "classifier_score",
 
 
 def _tiny_config():
-  spec = importlib.util.spec_from_file_location("tiny", ROOT / "configs" / "tiny.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  config.num_steps = 2
-  config.data.per_digit = 200  # the chapter's split: 300 held-out sevens and eights
-  return config
+  # The chapter's split at 200 images per digit: 300 held-out sevens and eights.
+  return tiny_config(num_steps=2, data__per_digit=200)
 
 
 @pytest.fixture(scope="module")

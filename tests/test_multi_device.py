@@ -6,9 +6,6 @@ tests/conftest.py starts the test process with four CPU devices.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import jax
 import numpy as np
 import pytest
@@ -18,24 +15,9 @@ from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from sagan_jax.runs import Trainer
 from tests.parity import (ILL_CONDITIONED_GRAD, assert_close, assert_params_close_under_adam,
                           assert_tree_close, tiny_gradient_mask)
+from tests.tiny_configs import tiny_config, tiny_resnet_config
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 3
-
-
-def tiny_config(**overrides):
-  spec = importlib.util.spec_from_file_location("tiny", ROOT / "configs" / "tiny.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  config.data.per_digit = 8
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split("__")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
 
 
 def _trainer(num_devices: int, config=None) -> Trainer:
@@ -109,21 +91,6 @@ def test_partial_last_batch_must_divide_too():
   config.data.per_digit = 8  # 16 images: batches of 6, 6, 4
   with pytest.raises(ValueError, match="final partial batch"):
     _trainer(3, config) if jax.device_count() >= 3 else pytest.skip("needs 3 devices")
-
-
-def tiny_resnet_config():
-  """The paper's ResNet SAGAN, class-conditional, at 32 px and tiny widths (G 32, D 8
-  channels), with everything the ResNet recipe adds: 2 D steps per G step (each on its
-  own batch of 8 of the 20 digits), the generator's EMA (a copy at step 1, then
-  decay 0.5), StudioGAN's cBN with spectral norm."""
-  config = tiny_config(batching__batch_size=8, batching__drop_remainder=True)
-  config.data.update(source="mnist", digits=tuple(range(10)), per_digit=2, image_size=32)
-  config.model.update(name="resnet", num_classes=10, z_dim=16, width=8, d_width=4,
-                      g_attention=(16,), d_attention=(16,), weight_init="orthogonal",
-                      bn_style="studiogan", cbn_spectral_norm=True, spectral_eps=1e-6)
-  config.optimizer.d_steps = 2
-  config.ema.update(decay=0.5, start_step=1)
-  return config
 
 
 # Conv biases before a BatchNorm have a gradient that is 0 up to float32 noise of

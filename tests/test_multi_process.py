@@ -39,10 +39,12 @@ from sagan_jax import sharding
 from sagan_jax.runs import Trainer, train_and_evaluate
 from sagan_jax.runtime.distributed import HEARTBEAT_TIMEOUT_ENV
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
+from tests import ROOT
 from tests.multi_process_worker import MULTI_PROCESS_STEPS, config
 from tests.parity import (assert_close, assert_params_close_under_adam, assert_tree_close,
                           tiny_gradient_mask)
-from tests.test_train_loop import ROOT, cache_dir, scalars
+from tests.compilation import cache_dir
+from tests.run_checks import scalars
 
 PROCESSES = 2
 DEVICES_PER_PROCESS = 2

@@ -26,7 +26,8 @@ from sagan_jax.train.step import make_gan_update
 from tests.parity import (SOURCES, assert_close, assert_params_close_under_adam, assert_tree_close,
                           load_case, nchw, nhwc, sub, tiny_gradient_mask)
 from tests.reference.fixtures import load_fixture
-from tests.test_train_step_parity import STATE_ATOL, _first_moment, _without_sigma
+from tests.parity import STATE_ATOL  # pylint: disable=ungrouped-imports
+from tests.parity import first_moment as _first_moment, without_sigma as _without_sigma
 
 Z_DIM = 16
 # The cases' settings (tests/reference/cases.py: CASES).

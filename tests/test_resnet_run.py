@@ -17,8 +17,9 @@ from PIL import Image
 from sagan_jax.runs import (SamplingError, evaluate_run, format_table, restore_generator,
                             train_and_evaluate, write_sample_files)
 from sagan_jax.runs import training as loop
-from tests.test_multi_device import tiny_resnet_config
-from tests.test_train_loop import one_device_and_compilation_cache, restore
+from tests.compilation import one_device_and_compilation_cache
+from tests.run_checks import restore
+from tests.tiny_configs import tiny_resnet_config
 
 
 @pytest.fixture(scope="module")

@@ -27,10 +27,12 @@ import time
 import pytest
 
 from sagan_jax.runs import restore_generator
-from tests.test_cli import (  # noqa: F401  (fixtures)
-    TIMEOUT_S, TRAIN, Training, _one_device_and_compilation_cache, env, run,
-    temporary_checkpoints)
-from tests.test_train_loop import assert_all_checkpoints_restore, tiny_config
+from tests.run_checks import assert_all_checkpoints_restore
+from tests.subprocesses import (TIMEOUT_S, TRAIN, Training, assert_one_line_error, error_lines,
+                                 run, temporary_checkpoints)
+from tests.tiny_configs import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 LONG_RUN = ["--config.num_steps=100000", "--config.checkpoint_every=100000",
             "--config.sample_every=100000"]
@@ -58,16 +60,6 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 sys.argv = sys.argv[2:]
 runpy.run_path("train.py", run_name="__main__")
 """
-
-
-def error_lines(stderr: str) -> list[str]:
-  return [line for line in stderr.splitlines() if line.startswith("error:")]
-
-
-def assert_one_line_error(result, message: str) -> None:
-  assert result.returncode == 1, result.stderr[-3000:]
-  assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  assert error_lines(result.stderr) == [message], result.stderr[-3000:]
 
 
 def wait_for_step(training: Training, step: int) -> None:

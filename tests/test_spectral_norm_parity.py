@@ -15,7 +15,8 @@ import pytest
 
 from sagan_jax.interop import torch as interop
 from sagan_jax.layers import SNConv, SNConvTranspose, SNDense, SNEmbed
-from tests.parity import SOURCES, assert_close, assert_tree_close, load_case, nchw, nhwc, sub
+from tests.parity import (SOURCES, assert_close, assert_tree_close, load_case, nchw, nhwc,
+                          spectral_torch_state, sub)
 
 # case name → (module, converter of a torch state_dict, input is an image)
 LAYERS = {
@@ -29,15 +30,6 @@ LAYERS = {
                               interop.conv_transpose2d, True),
     "sn_embedding": (lambda: SNEmbed(10, 6), interop.embedding, False),
 }
-
-
-def _torch_state(case, call: str, weight_key: str = "state/weight_orig"):
-  """The torch state_dict as it stands after ``call`` (u, v of that call)."""
-  state = {"weight_orig": case[weight_key], "weight_u": case[f"{call}/weight_u"],
-           "weight_v": case[f"{call}/weight_v"]}
-  if "state/bias" in case:
-    state["bias"] = case["state/bias"]
-  return state
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -57,7 +49,7 @@ def test_spectral_norm_layer_matches_torch(name, source):
 
   def check(call, out, variables, weight_key="state/weight_orig"):
     assert_close(to_torch(out), case[f"{call}/out"], what=f"{name} {call} out")
-    expected = convert(_torch_state(case, call, weight_key))
+    expected = convert(spectral_torch_state(case, call, weight_key))
     assert_tree_close(variables["spectral"], expected["spectral"], what=f"{name} {call} u,v,σ")
     assert_close(variables["spectral"]["sigma"], case[f"{call}/sigma"], what=f"{call} σ")
 
@@ -69,7 +61,7 @@ def test_spectral_norm_layer_matches_torch(name, source):
   eval_out = module.apply(variables, x, update_stats=False)
   assert_close(to_torch(eval_out), case["eval/out"], what=f"{name} eval out")
 
-  changed = convert({**_torch_state(case, "train2"), "weight_orig": case["changed/weight_orig"]})
+  changed = convert({**spectral_torch_state(case, "train2"), "weight_orig": case["changed/weight_orig"]})
   variables = {"params": changed["params"], "spectral": variables["spectral"]}
   out, variables = train(variables, x)
   check("train3", out, variables, "changed/weight_orig")

@@ -12,8 +12,8 @@ import pytest
 
 from sagan_jax.interop import torch as interop
 from sagan_jax.layers import ConvTranspose, SNDense, SpectralNorm
-from tests.parity import SOURCES, assert_close, load_case, nchw, nhwc, sub
-from tests.test_spectral_norm_parity import _torch_state
+from tests.parity import (SOURCES, assert_close, load_case, nchw, nhwc, spectral_torch_state,
+                          sub)
 
 # case -> (the wrapper around a layer *without* spectral norm, converter of the torch
 # state_dict to our SN layer's variables, the weight's name, input is an image)
@@ -51,7 +51,7 @@ def test_wrapper_matches_torch(name, source):
 
   def check(call, out, variables):
     assert_close(to_torch(out), case[f"{call}/out"], what=f"{name} {call} out")
-    expected = _wrapped_variables(convert(_torch_state(case, call)), weight)["spectral"]
+    expected = _wrapped_variables(convert(spectral_torch_state(case, call)), weight)["spectral"]
     for key, value in expected.items():
       assert_close(variables["spectral"][key], value, what=f"{name} {call} {key}")
 

@@ -19,9 +19,10 @@ import pytest
 from sagan_jax.runs import TrainingStopped
 from sagan_jax.runs import training as loop
 from sagan_jax.runtime.stop_signals import GracefulStop
-from tests.test_train_loop import (  # noqa: F401  (fixtures)
-    _one_device_and_compilation_cache, assert_all_checkpoints_restore, assert_states_identical,
-    finished_run, tiny_config)
+from tests.run_checks import assert_all_checkpoints_restore, assert_states_identical
+from tests.tiny_configs import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 SIGNAL_STEP = 3
 

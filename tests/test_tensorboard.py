@@ -15,7 +15,8 @@ import shutil
 import pytest
 
 from sagan_jax.runs import training
-from tests.test_train_loop import one_device_and_compilation_cache, tiny_config
+from tests.compilation import one_device_and_compilation_cache
+from tests.tiny_configs import tiny_config
 
 event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator",

@@ -11,209 +11,27 @@ program is compiled once per test session, not once per `Trainer`.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import json
 import os
-import pathlib
-import shutil
-import struct
 import types
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
 
 from sagan_jax.data import DataError
 from sagan_jax import sharding
 from sagan_jax.runs import training as loop
-from sagan_jax.train.checkpoint import Checkpointer, IncompatibleCheckpointError, abstract_like
+from sagan_jax.train.checkpoint import IncompatibleCheckpointError
 from sagan_jax.train.config import ConfigError
 from sagan_jax.runs import NonFiniteLossError, load_config, restore_generator
+from tests.run_checks import (assert_all_checkpoints_restore, assert_states_identical,
+                              checkpoint_steps, poisoned_make_train_step, read_events, restore,
+                              scalars, snapshot)
+from tests.tiny_configs import tiny_config
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-POISON_STEP = 3  # see poisoned_make_train_step
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def tiny_config(**overrides):
-  """configs/tiny.py with 16 images (2 steps per epoch) and 4 steps; overrides
-  use ``__`` for a dot: ``tiny_config(data__per_digit=8)``."""
-  spec = importlib.util.spec_from_file_location("tiny_config", ROOT / "configs" / "tiny.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  config.data.per_digit = 8
-  config.num_steps = 4
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split("__")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
-
-
-def use_compilation_cache(directory) -> None:
-  """Points this process's persistent compilation cache at ``directory`` (None: off)."""
-  jax.config.update("jax_compilation_cache_dir", None if directory is None else str(directory))
-  compilation_cache.reset_cache()
-
-
-def cache_dir(tmp_path_factory) -> pathlib.Path:
-  """One compilation cache for the whole test session (also test_cli's subprocesses).
-
-  Its keys include the process's device count, so a process with four (simulated)
-  devices and one with one never share an entry — nor, on XLA:CPU, the last bits
-  of their results."""
-  path = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
-  path.mkdir(exist_ok=True)
-  return path
-
-
-@contextlib.contextmanager
-def one_device_and_compilation_cache(tmp_path_factory):
-  """Trainers get a one-device mesh (what ``python train.py`` gets on a one-CPU
-  machine; quicker than conftest's four) and compiled programs are cached on disk."""
-  make_mesh = sharding.make_mesh
-  previous_cache = jax.config.jax_compilation_cache_dir
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(sharding, "make_mesh",
-                  lambda devices=None: make_mesh(jax.devices()[:1] if devices is None else devices))
-    use_compilation_cache(cache_dir(tmp_path_factory))
-    try:
-      yield
-    finally:
-      use_compilation_cache(previous_cache)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_device_and_compilation_cache(tmp_path_factory):
-  with one_device_and_compilation_cache(tmp_path_factory):
-    yield
-
-
-def restore(workdir, step: int, config=None):
-  """The state checkpointed at ``step`` in ``workdir`` (read-only)."""
-  config = config or load_config(str(workdir))
-  trainer = loop.Trainer(config)
-  abstract = abstract_like(jax.eval_shape(trainer.init_state), sharding.replicated(trainer.mesh))
-  checkpointer = Checkpointer(str(workdir), read_only=True)
-  try:
-    return jax.device_get(checkpointer.restore(step, abstract))
-  finally:
-    checkpointer.close()
-
-
-def checkpoint_steps(workdir) -> list[int]:
-  checkpointer = Checkpointer(str(workdir), read_only=True)
-  try:
-    return sorted(checkpointer.all_steps())
-  finally:
-    checkpointer.close()
-
-
-def assert_all_checkpoints_restore(workdir, config=None) -> list[int]:
-  """Every checkpoint orbax lists restores, holds its own step and only finite floats."""
-  steps = checkpoint_steps(workdir)
-  for step in steps:
-    state = restore(workdir, step, config)
-    assert int(state.step) == step
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-      if np.issubdtype(np.asarray(leaf).dtype, np.floating):
-        assert np.all(np.isfinite(leaf)), f"step {step}: non-finite {jax.tree_util.keystr(path)}"
-  return steps
-
-
-def assert_states_identical(a, b, what: str = "state") -> None:
-  """Bit-for-bit equality of two pytrees (structure, dtypes, shapes, bytes)."""
-  a, b = jax.device_get(a), jax.device_get(b)
-  flat_a, tree_a = jax.tree_util.tree_flatten_with_path(a)
-  flat_b, tree_b = jax.tree_util.tree_flatten_with_path(b)
-  assert tree_a == tree_b, f"{what}: different structure"
-  for (path, x), (_, y) in zip(flat_a, flat_b):
-    x, y = np.asarray(x), np.asarray(y)
-    name = f"{what}{jax.tree_util.keystr(path)}"
-    assert x.dtype == y.dtype and x.shape == y.shape, name
-    assert x.tobytes() == y.tobytes(), f"{name} differs (max |Δ| {np.max(np.abs(x - y))})"
-
-
-def snapshot(root) -> dict[str, tuple[int, int]]:
-  """``{relative path: (size, mtime_ns)}`` of every file and folder under ``root``."""
-  out = {}
-  for dirpath, dirnames, filenames in os.walk(root):
-    for name in dirnames + filenames:
-      path = os.path.join(dirpath, name)
-      stat = os.stat(path)
-      out[os.path.relpath(path, root)] = (stat.st_size, stat.st_mtime_ns)
-  return out
-
-
-def read_events(workdir) -> list:
-  """Every TensorBoard event in ``workdir`` (TFRecord framing parsed by hand)."""
-  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
-
-  events = []
-  for name in sorted(os.listdir(workdir)):
-    if not name.startswith("events.out.tfevents"):
-      continue
-    data = pathlib.Path(workdir, name).read_bytes()
-    pos = 0
-    while pos < len(data):
-      (length,) = struct.unpack("<Q", data[pos:pos + 8])
-      events.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
-      pos += 16 + length
-  return events
-
-
-def scalars(workdir) -> dict[tuple[int, str], float]:
-  return {(e.step, v.tag): v.simple_value for e in read_events(workdir)
-          if e.HasField("summary") for v in e.summary.value if v.HasField("simple_value")}
-
-
-def poisoned_make_train_step(make_train_step):
-  """``make_train_step`` whose generator params turn NaN from step POISON_STEP on,
-  while that step's own losses stay finite — as after an overflowing gradient. The
-  next step's losses are then NaN. (test_cli.py runs it in a subprocess too.)"""
-
-  def make(*args, **kwargs):
-    train_step = make_train_step(*args, **kwargs)
-
-    def poisoned_train_step(state, batch):
-      state, metrics = train_step(state, batch)
-      bad = state.step >= POISON_STEP
-      params = jax.tree.map(lambda x: jnp.where(bad, jnp.nan, x), state.generator.params)
-      return state.replace(generator=state.generator.replace(params=params)), metrics
-
-    return poisoned_train_step
-
-  return make
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-  """A finished 4-step run: (workdir, config, returned state)."""
-  workdir = tmp_path_factory.mktemp("finished")
-  config = tiny_config()
-  state = jax.device_get(loop.train_and_evaluate(config, str(workdir)))
-  return workdir, config, state
-
-
-@pytest.fixture
-def finished_copy(finished_run, tmp_path):
-  """A private copy (times preserved) of the finished run's workdir."""
-  workdir, config, state = finished_run
-  copy = tmp_path / "copy"
-  shutil.copytree(workdir, copy)
-  return copy, config, state
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 
 # --------------------------------------------------------------------------- resume
@@ -282,17 +100,6 @@ def test_non_finite_state_is_never_checkpointed(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- errors
-
-
-@pytest.fixture
-def no_compute(monkeypatch):
-  """Fails the test if the trainer starts initialising or restoring a state."""
-
-  def refuse(*args, **kwargs):
-    raise AssertionError("compute started before the error")
-
-  monkeypatch.setattr(loop.Trainer, "init_state", refuse)
-  monkeypatch.setattr(Checkpointer, "restore", refuse)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -20,11 +20,11 @@ from sagan_jax.models import Discriminator64, Generator64
 from sagan_jax.train.optimizers import adam
 from sagan_jax.train.state import GANState, NetworkState
 from sagan_jax.train.step import make_gan_update
-from tests.parity import (SOURCES, assert_close, assert_params_close_under_adam, assert_tree_close,
-                          load_case, nhwc, sub, tiny_gradient_mask)
+from tests.parity import (SOURCES, STATE_ATOL, assert_close, assert_params_close_under_adam,
+                          assert_tree_close, first_moment, load_case, nhwc, sub,
+                          tiny_gradient_mask, without_sigma)
 
 WIDTH = 8
-STATE_ATOL = 1e-4
 LEARNING_RATES = {"G": 1e-4, "D": 4e-4}
 
 
@@ -32,17 +32,6 @@ def _network(module, state_dict, tx) -> NetworkState:
   variables = from_torch(module, state_dict)
   params = variables.pop("params")
   return NetworkState(params=params, collections=variables, opt_state=tx.init(params))
-
-
-def _without_sigma(collections):
-  """σ is stored for logging (from the last call's weights); torch keeps only u, v."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, x: None if path[-1].key == "sigma" else x, collections)
-
-
-def _first_moment(opt_state):
-  """optax.adam's ``mu`` (its ScaleByAdamState is the chain's first element)."""
-  return opt_state[0].mu
 
 
 def _torch_grads_as_ours(module, case, prefix, params_template):
@@ -87,7 +76,7 @@ def test_two_chapter_steps_match_torch(source):
       grads = _torch_grads_as_ours(module, case, f"{p}{label}/adam/exp_avg/", net.params)
       # Step 2 starts from weights that differ by the step-1 allowance below, so
       # its gradients get the state tolerance.
-      assert_tree_close(_first_moment(net.opt_state), grads,
+      assert_tree_close(first_moment(net.opt_state), grads,
                         atol=1e-5 if t == 1 else STATE_ATOL, what=f"step {t} {label} grads")
       expected = from_torch(module, sub(case, f"{p}{label}/state/"))
       tiny[label] = tiny_gradient_mask(grads, tiny[label])
@@ -95,7 +84,7 @@ def test_two_chapter_steps_match_torch(source):
                                      LEARNING_RATES[label], t, atol=STATE_ATOL,
                                      what=f"step {t} {label} params")
       collections = {k: expected[k] for k in net.collections}
-      assert_tree_close(_without_sigma(net.collections), _without_sigma(collections),
+      assert_tree_close(without_sigma(net.collections), without_sigma(collections),
                         atol=STATE_ATOL, what=f"step {t} {label} spectral/BN state")
   assert int(state.step) == 2
 
@@ -115,5 +104,5 @@ def test_non_saturating_losses_match_torch(source):
       buffers = {**sub(case, f"{label}/state/"), **sub(case, f"{p}{label}/state/")}
       expected = from_torch(module, buffers)
       collections = {k: expected[k] for k in net.collections}
-      assert_tree_close(_without_sigma(net.collections), _without_sigma(collections),
+      assert_tree_close(without_sigma(net.collections), without_sigma(collections),
                         atol=STATE_ATOL, what=f"ns step {t} {label} buffers")

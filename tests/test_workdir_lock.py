@@ -26,8 +26,9 @@ import pytest
 from sagan_jax.runs import training as loop
 from sagan_jax.runtime.workdir import WorkdirError
 from sagan_jax.runtime.workdir_lock import LOCK_FILE, WorkdirLock, WorkdirLockedError
-from tests.test_train_loop import (  # noqa: F401  (fixtures)
-    _one_device_and_compilation_cache, no_compute, tiny_config)
+from tests.tiny_configs import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 # Holds the lock of argv[1] in another process until its stdin closes.
 HOLDER = """
