@@ -19,7 +19,7 @@ import pytest
 
 from sagan_jax.models import Generator64
 from sagan_jax.runs import Sampler
-from sagan_jax.runs.explorer_page import explorer_html, map_mosaic, quantized_rows
+from sagan_jax.viz.explorer_page import explorer_html, map_mosaic, quantized_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,7 +3,7 @@
 Samples ``num_samples`` images from the checkpoint by the one noise scheme
 (`sagan_jax.runs.sampling`: sample ``i`` of seed ``s`` is the training grid's),
 with every attention layer's maps, and writes them as one self-contained HTML
-file (`sagan_jax.runs.explorer_page`).
+file (`sagan_jax.viz.explorer_page`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from sagan_jax.runs import explorer_page
 from sagan_jax.atomic_file import atomic_write
+from sagan_jax.viz import explorer_page
 from sagan_jax.runs.errors import SamplingError
 from sagan_jax.runs.sampling import restore_generator
 
