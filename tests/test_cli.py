@@ -98,7 +98,11 @@ def test_extend_a_finished_run_then_sample(tmp_path, env):
                 "--num_samples=16", "--out", str(out)], env)
   assert result.returncode == 0, result.stderr[-3000:]
   attention = tmp_path / "out" / "grid_attention.png"
-  assert result.stdout.split() == [str(out), str(attention)]
+  # One line per file: what it is, then its absolute path.
+  assert result.stdout.splitlines() == [
+      f"samples grid: 16 samples of seed 0, step 4: {out}",
+      "attention figure: where generator attention layer 2 of 2 looks in the first 4 images of "
+      f"the samples grid, step 4: {attention}"]
   with Image.open(out) as grid, Image.open(attention) as figure:
     assert grid.format == figure.format == "PNG"
     assert grid.size == (4 * 66 + 2, 4 * 66 + 2)  # 16 samples of 64×64, 4×4, 2 px apart

@@ -19,7 +19,7 @@ import pytest
 
 from sagan_jax.models import Generator64
 from sagan_jax.runs import Sampler
-from sagan_jax.runs.explorer_page import explorer_html, map_mosaic, quantized_rows
+from sagan_jax.viz.explorer_page import explorer_html, map_mosaic, quantized_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,6 +136,13 @@ def test_sample_py_writes_the_explorer_and_npz(tmp_path):
                         "--npz", str(tmp_path / "s.npz")], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-2000:]
+  # What was asked for and nothing else (no grid PNG), one line each.
+  assert out.stdout.splitlines() == [
+      "attention explorer: 2 samples of seed 0 and every attention layer's maps, step 1: "
+      f"{tmp_path / 'a.html'}",
+      f"samples as .npz: 5 uint8 images 64×64×1 of seed 0, step 1: {tmp_path / 's.npz'}"]
+  assert sorted(os.listdir(workdir / "samples")) == ["attention_000001.png",
+                                                     "samples_000001.png"]  # the trainer's
   assert (tmp_path / "a.html").read_text().count("data:image/png;base64,") == 2 + 2 * 2
   with np.load(tmp_path / "s.npz") as npz:
     assert npz["images"].shape == (5, 64, 64, 1) and npz["images"].dtype == np.uint8

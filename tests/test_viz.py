@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from sagan_jax import viz
+from sagan_jax.viz import annotations
 
 
 def _luma(rgb):
@@ -267,7 +268,7 @@ def test_attention_figure_validation(kwargs, match):
 
 
 def test_attention_figure_without_font(monkeypatch):
-  monkeypatch.setattr(viz, "_load_font", lambda: None)
+  monkeypatch.setattr(annotations, "load_font", lambda: None)
   fig = attention_figure(np.zeros((1, 8, 8, 1), np.float32), _one_hot_map(1, 4, 0),
                              scale=1, padding=2)
   assert fig.shape[0] == 12 + 8 + 4  # the title band stays, blank

@@ -22,7 +22,7 @@ from sagan_jax.runs.evaluation import (FEATURES, evaluate_generator, evaluate_ru
                                        evaluate_torch_generator, heldout_images, make_evaluator,
                                        make_extractor, write_results)
 from sagan_jax.runs.explorer import write_explorer
-from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, latents,
+from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, WrittenFile, latents,
                                      restore_generator, write_sample_files, write_samples_npz)
 from sagan_jax.runtime.stop_signals import TrainingStopped
 from sagan_jax.runs.training import Trainer, train_and_evaluate
@@ -38,6 +38,7 @@ __all__ = [
     "Trainer",
     "TrainingStopped",
     "USER_ERRORS",
+    "WrittenFile",
     "evaluate_generator",
     "evaluate_run",
     "evaluate_torch_generator",

@@ -13,6 +13,7 @@ only the generator's memory.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import logging
@@ -268,18 +269,120 @@ def attention_layer_caption(maps: Sequence[Any], step: Optional[int] = None) -> 
                                (side, side), step)
 
 
-def sample_files(images: np.ndarray, attention_maps: Optional[Sequence[np.ndarray]], path: str,
-                 step: Optional[int] = None, ncols: Optional[int] = None) -> list[str]:
-  """Writes a grid of ``images`` (``ncols`` a row) to ``path`` and, with the generator's
-  attention maps, the figure of the last layer for the first samples beside it
-  (``<path>_attention.png``); returns the paths."""
-  paths = [viz.save_png(path, viz.image_grid(images, ncols=ncols))]
-  if attention_maps is not None:
-    root, ext = os.path.splitext(path)
-    last = np.asarray(attention_maps[-1])
-    paths.append(viz.save_png(f"{root}_attention{ext or '.png'}", viz.attention_figure(
-        images[:len(last)], last, caption=attention_layer_caption(attention_maps, step))))
-  return paths
+# --- the files: one naming scheme, one writer ---------------------------------------------------
+
+# What a file in ``samples/`` shows: its name starts with it (`sample_file_name`).
+SAMPLES, LABELS, CLASSES, INTERPOLATION = "samples", "labels", "classes", "interpolation"
+ATTENTION = "attention"  # the attention figure of a `SAMPLES` grid ("<kind>-attention" of others)
+
+
+def sample_file_name(kind: str, step: int, seed: Optional[int] = None, ext: str = ".png") -> str:
+  """``<kind>_<step:06d>[_seed<seed>]<ext>``: the name of every file in a run's ``samples/``.
+
+  The trainer's files carry no seed (theirs is the run's, ``config.seed``), e.g.
+  ``samples_000300.png`` and ``attention_000300.png``; ``sample.py``'s name the seed
+  they drew, e.g. ``labels_000300_seed0.png``. So no two kinds, and no ``sample.py``
+  command and the trainer, write the same file.
+  """
+  return f"{kind}_{step:06d}" + ("" if seed is None else f"_seed{seed}") + ext
+
+
+def attention_kind(grid_kind: str) -> str:
+  """The kind of the attention figure that belongs to a grid of ``grid_kind``."""
+  return ATTENTION if grid_kind == SAMPLES else f"{grid_kind}-{ATTENTION}"
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenFile:
+  """A file a run wrote: what it holds, for the person at the console, and where.
+
+  ``os.fspath(written)`` is its path, so it opens like one.
+  """
+  what: str  # e.g. "sample grid: 64 samples of seed 0, step 300"
+  path: str  # absolute
+
+  def __fspath__(self) -> str:
+    return self.path
+
+  def line(self) -> str:
+    """``<what>: <path>`` — the line a command prints for it."""
+    return f"{self.what}: {self.path}"
+
+
+class Grid(NamedTuple):
+  """What a sample grid shows. ``z`` None: samples ``0 … count-1`` of ``seed``, drawn a
+  batch at a time; else those latents (and ``labels``), in one call."""
+  kind: str  # SAMPLES, LABELS, CLASSES or INTERPOLATION
+  count: int  # images
+  z: Optional[np.ndarray]
+  labels: Optional[np.ndarray]
+  ncols: Optional[int]  # images a row (None: a near-square grid)
+  description: str  # what the images are, e.g. "64 samples of seed 0"
+
+
+class GridFiles(NamedTuple):
+  files: list[WrittenFile]  # the grid, then its attention figure if drawn
+  figures: dict[str, np.ndarray]  # the same as uint8 images, for a metric writer
+
+
+def training_grid(config: ml_collections.ConfigDict, num_classes: Optional[int]) -> Grid:
+  """The trainer's grid: ``config.num_samples`` samples of ``config.seed`` (what
+  ``sample.py --seed <config.seed>`` redraws), or for a class-conditional run a row per
+  class of one latent a column (as ``sample.py --class_grid``)."""
+  if num_classes is None:
+    return Grid(SAMPLES, config.num_samples, _first_latents(config, config.num_samples), None,
+                None, f"{config.num_samples} samples of seed {config.seed}")
+  per_class = max(1, config.num_samples // num_classes)
+  z, labels = class_grid_inputs(config.model.z_dim, num_classes, per_class, config.seed)
+  return Grid(SAMPLES, len(z), z, labels, per_class,
+              f"a row per class, {per_class} latents of seed {config.seed}")
+
+
+def _first_latents(config: ml_collections.ConfigDict, count: int) -> np.ndarray:
+  return np.asarray(latents(config.seed, jnp.arange(count), config.model.z_dim))
+
+
+def write_grid(images: np.ndarray, maps: Optional[Sequence[Any]], grid: Grid, path: str,
+               attention_path: str, step: int) -> GridFiles:
+  """Writes ``images`` as ``grid``'s PNG at ``path`` and, with the generator's attention
+  ``maps`` (of the first samples), the figure of its last layer at ``attention_path``."""
+  figures = {"samples": viz.image_grid(images, ncols=grid.ncols)}
+  files = [WrittenFile(f"{grid.kind} grid: {grid.description}, step {step}",
+                       os.path.abspath(viz.save_png(path, figures["samples"])))]
+  if maps:
+    last = np.asarray(maps[-1])
+    figures["attention"] = viz.attention_figure(
+        images[:len(last)], last, caption=attention_layer_caption(maps, step))
+    files.append(WrittenFile(
+        f"attention figure: where generator attention layer {len(maps)} of {len(maps)} looks "
+        f"in the first {len(last)} images of the {grid.kind} grid, step {step}",
+        os.path.abspath(viz.save_png(attention_path, figures["attention"]))))
+  return GridFiles(files, figures)
+
+
+def figure_maps(attention_sampler: Sampler, variables: Any, grid: Grid, seed: int
+                ) -> Optional[tuple[jax.Array, ...]]:
+  """The attention maps of the grid's first `ATTENTION_FIGURE_SAMPLES` samples (only
+  those: an N×N map per image and layer), None for a generator without attention."""
+  shown = min(ATTENTION_FIGURE_SAMPLES, grid.count)
+  z = grid.z if grid.z is not None else np.asarray(
+      latents(seed, jnp.arange(shown), attention_sampler.z_dim))
+  labels = None if grid.labels is None else grid.labels[:shown]
+  return attention_sampler.generate(variables, z[:shown], labels).attention or None
+
+
+def write_training_samples(sampler: Sampler, attention_sampler: Sampler, variables: Any,
+                           config: ml_collections.ConfigDict, workdir: str, step: int
+                           ) -> GridFiles:
+  """The trainer's grid (`training_grid`) and attention figure of ``variables`` at ``step``,
+  in ``<workdir>/samples/`` (`sample_file_name`, no seed)."""
+  grid = training_grid(config, sampler.num_classes)
+  images = np.asarray(sampler.generate(variables, grid.z, grid.labels).images)
+  folder = workdir_lib.samples_dir(workdir)
+  return write_grid(images, figure_maps(attention_sampler, variables, grid, config.seed), grid,
+                    os.path.join(folder, sample_file_name(grid.kind, step)),
+                    os.path.join(folder, sample_file_name(attention_kind(grid.kind), step)),
+                    step)
 
 
 def _check_sampling_arguments(num_samples: Any, seed: Any, batch_size: Any,
@@ -290,6 +393,15 @@ def _check_sampling_arguments(num_samples: Any, seed: Any, batch_size: Any,
   require_int(batch_size, "batch_size", 1, ArgumentError)
   if step is not None:
     require_int(step, "step", 0, ArgumentError)
+
+
+def _check_grid_request(class_grid: bool, interpolate: Optional[int], per_class: Any) -> None:
+  if class_grid and interpolate:
+    raise SamplingError("choose one of class_grid and interpolate")
+  if interpolate is not None:
+    require_int(interpolate, "interpolate", 2, ArgumentError)
+  if class_grid:
+    require_int(per_class, "per_class", 1, ArgumentError)
 
 
 def _check_labels(labels: Optional[Sequence[int]], num_classes: Optional[int]) -> None:
@@ -303,28 +415,73 @@ def _check_labels(labels: Optional[Sequence[int]], num_classes: Optional[int]) -
                      f"{', '.join(map(str, labels)) or 'none'}")
 
 
+def requested_grid(run: RestoredGenerator, num_samples: int, seed: int,
+                   labels: Optional[Sequence[int]] = None, class_grid: bool = False,
+                   per_class: int = 8, interpolate: Optional[int] = None) -> Grid:
+  """The grid ``sample.py`` asked for (see `write_sample_files`)."""
+  num_classes, z_dim = run.num_classes, run.config.model.z_dim
+  _check_labels(labels, num_classes)
+  if class_grid:
+    if num_classes is None:
+      raise SamplingError("a class grid needs a class-conditional run (config.model.num_classes)")
+    z, grid_labels = class_grid_inputs(z_dim, num_classes, per_class, seed)
+    return Grid(CLASSES, len(z), z, grid_labels, per_class,
+                f"{num_classes} classes × {per_class} latents of seed {seed}")
+  if interpolate:
+    rows = list(labels) if labels is not None else (
+        list(range(num_classes)) if num_classes is not None else [None])
+    z = interpolation_inputs(z_dim, interpolate, len(rows), seed)
+    grid_labels = None if num_classes is None else np.repeat(np.asarray(rows, np.int32),
+                                                             interpolate)
+    return Grid(INTERPOLATION, len(z), z, grid_labels, interpolate,
+                f"{len(rows)} row(s) of {interpolate} images from sample 0's latent to "
+                f"sample 1's (seed {seed})")
+  if labels is not None:
+    z = np.asarray(latents(seed, jnp.arange(len(labels)), z_dim))
+    return Grid(LABELS, len(labels), z, np.asarray(labels, np.int32), None,
+                f"classes {','.join(map(str, labels))} of seed {seed}")
+  return Grid(SAMPLES, num_samples, None, None, None, f"{num_samples} samples of seed {seed}")
+
+
+def _draw(run: RestoredGenerator, grid: Grid, seed: int, batch_size: int) -> np.ndarray:
+  """The grid's images, as float32 (B, H, W, C)."""
+  sampler = run.sampler()
+  if grid.z is not None:
+    return np.asarray(sampler.generate(run.variables, grid.z, grid.labels).images)
+  images = np.empty((grid.count, *image_shape(run.config)), np.float32)
+  start = 0
+  for batch in sampler.batches(run.variables, grid.count, seed=seed, batch_size=batch_size):
+    images[start:start + len(batch.images)] = np.asarray(batch.images)
+    start += len(batch.images)
+  return images
+
+
 def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
                        out: Optional[str] = None, attention: bool = False,
                        step: Optional[int] = None, batch_size: int = 256,
                        labels: Optional[Sequence[int]] = None, class_grid: bool = False,
                        per_class: int = 8, interpolate: Optional[int] = None,
-                       use_ema: Optional[bool] = None, best: bool = False) -> list[str]:
-  """Writes a sample grid (and an attention figure) of a run's checkpoint; returns the paths.
+                       use_ema: Optional[bool] = None, best: bool = False
+                       ) -> list[WrittenFile]:
+  """Writes a sample grid (and an attention figure) of a run's checkpoint; returns the files.
 
-  What the grid shows:
+  What the grid shows, and the kind that names its file (`sample_file_name`):
 
-  * default: samples ``0 … num_samples-1`` of ``seed`` (a conditional run's
-    sample ``i`` has class ``i mod num_classes``), ``batch_size`` at a time;
-  * ``labels``: one sample per listed class (conditional runs), e.g. ``[3, 3, 7]``;
-  * ``class_grid``: a row per class, ``per_class`` columns, one latent per column;
-  * ``interpolate=N``: rows of N images from sample 0's latent to sample 1's, at a
-    fixed class per row (each of ``labels``, default every class; one row for
-    an unconditional run).
+  * default (``samples``): samples ``0 … num_samples-1`` of ``seed`` (a conditional
+    run's sample ``i`` has class ``i mod num_classes``), ``batch_size`` at a time;
+  * ``labels`` (``labels``): one sample per listed class (conditional runs), e.g. ``[3, 3, 7]``;
+  * ``class_grid`` (``classes``): a row per class, ``per_class`` columns, one latent per column;
+  * ``interpolate=N`` (``interpolation``): rows of N images from sample 0's latent to
+    sample 1's, at a fixed class per row (each of ``labels``, default every class; one
+    row for an unconditional run).
 
-  Attention maps are drawn only for the samples the figure shows, so memory
-  does not grow with ``num_samples`` beyond the images themselves (16 KB each
-  at 64×64). ``use_ema``, ``best``: see `restore_generator`. Every argument,
-  and whether the output can be written, is checked before the checkpoint is read.
+  The files go to ``<workdir>/samples/<kind>_<step>_seed<seed>.png`` and, with
+  ``attention``, its figure to ``…/attention_<step>_seed<seed>.png`` (``<kind>-attention``
+  for the other kinds); with ``out``, the grid goes to ``out`` and the figure beside it
+  (``<out>_attention.png``). Attention maps are drawn only for the samples the figure
+  shows, so memory does not grow with ``num_samples`` beyond the images themselves (16 KB
+  each at 64×64). ``use_ema``, ``best``: see `restore_generator`. Every argument, and
+  whether the output can be written, is checked before the checkpoint is read.
 
   Raises:
     ArgumentError: a count, seed or step that is not a valid integer.
@@ -332,64 +489,33 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
     OSError: the output cannot be written there.
   """
   _check_sampling_arguments(num_samples, seed, batch_size, step)
-  if class_grid and interpolate:
-    raise SamplingError("choose one of class_grid and interpolate")
-  if interpolate is not None:
-    require_int(interpolate, "interpolate", 2, ArgumentError)
-  if class_grid:
-    require_int(per_class, "per_class", 1, ArgumentError)
+  _check_grid_request(class_grid, interpolate, per_class)
   if out is not None:
     check_writable(out)
   else:  # the default file's name holds the step, known once restored: check its folder
     check_writable_folder(workdir_lib.samples_dir(workdir))
   run = restore_generator(workdir, step, use_ema=use_ema, best=best)
-  num_classes = run.num_classes
-  _check_labels(labels, num_classes)
-  sampler = run.sampler()
-  ncols, kind = None, ""
-  z = None
-  if class_grid:
-    if num_classes is None:
-      raise SamplingError("a class grid needs a class-conditional run (config.model.num_classes)")
-    z, grid_labels = class_grid_inputs(run.config.model.z_dim, num_classes, per_class, seed)
-    ncols, kind = per_class, "_classes"
-  elif interpolate:
-    rows = list(labels) if labels is not None else (
-        list(range(num_classes)) if num_classes is not None else [None])
-    z = interpolation_inputs(run.config.model.z_dim, interpolate, len(rows), seed)
-    grid_labels = None if num_classes is None else np.repeat(np.asarray(rows, np.int32),
-                                                             interpolate)
-    ncols, kind = interpolate, "_interpolation"
-  elif labels is not None:
-    z = np.asarray(latents(seed, jnp.arange(len(labels)), run.config.model.z_dim))
-    grid_labels = np.asarray(labels, np.int32)
-  if z is None:
-    images = np.empty((num_samples, *image_shape(run.config)), np.float32)
-    start = 0
-    for batch in sampler.batches(run.variables, num_samples, seed=seed, batch_size=batch_size):
-      images[start:start + len(batch.images)] = np.asarray(batch.images)
-      start += len(batch.images)
-    grid_labels = None
-  else:
-    images = np.asarray(sampler.generate(run.variables, z, grid_labels).images)
+  grid = requested_grid(run, num_samples, seed, labels, class_grid, per_class, interpolate)
+  images = _draw(run, grid, seed, batch_size)
   maps = None
   if attention:
-    shown = min(ATTENTION_FIGURE_SAMPLES, len(images))
-    if z is None:
-      z = np.asarray(latents(seed, jnp.arange(shown), run.config.model.z_dim))
-    found = run.sampler(return_attention=True).generate(
-        run.variables, z[:shown], None if grid_labels is None else grid_labels[:shown]).attention
-    if not found:
+    maps = figure_maps(run.sampler(return_attention=True), run.variables, grid, seed)
+    if maps is None:
       raise SamplingError("the generator has no attention layer to draw")
-    maps = found
-  out = out or os.path.join(workdir_lib.samples_dir(workdir),
-                            f"sample_step{run.step:06d}_seed{seed}{kind}.png")
-  return sample_files(images, maps, out, run.step, ncols)
+  if out is None:
+    folder = workdir_lib.samples_dir(workdir)
+    out = os.path.join(folder, sample_file_name(grid.kind, run.step, seed))
+    attention_path = os.path.join(folder, sample_file_name(attention_kind(grid.kind), run.step,
+                                                           seed))
+  else:
+    root, ext = os.path.splitext(out)
+    attention_path = f"{root}_{ATTENTION}{ext or '.png'}"
+  return write_grid(images, maps, grid, out, attention_path, run.step).files
 
 
 def write_samples_npz(workdir: str, path: str, num_samples: int, seed: int = 0,
                       step: Optional[int] = None, batch_size: int = 256,
-                      use_ema: Optional[bool] = None, best: bool = False) -> str:
+                      use_ema: Optional[bool] = None, best: bool = False) -> WrittenFile:
   """Writes ``num_samples`` samples of a run's checkpoint to ``path`` as ``.npz`` for
   external tools (FID/IS suites): ``images`` uint8 (N, H, W, C) as the PNGs have them,
   plus ``seed``, ``step`` and, for a class-conditional run, each sample's class in
@@ -409,4 +535,6 @@ def write_samples_npz(workdir: str, path: str, num_samples: int, seed: int = 0,
     extra["labels"] = default_labels(np.arange(num_samples), run.num_classes)
   buffer = io.BytesIO()
   np.savez(buffer, images=images, seed=np.int64(seed), step=np.int64(run.step), **extra)
-  return atomic_write(path, buffer.getvalue())
+  return WrittenFile(f"samples as .npz: {num_samples} uint8 images "
+                     f"{'×'.join(map(str, images.shape[1:]))} of seed {seed}, step {run.step}",
+                     os.path.abspath(atomic_write(path, buffer.getvalue())))

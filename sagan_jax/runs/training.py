@@ -21,7 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from sagan_jax import data as data_lib
-from sagan_jax import sharding, viz
+from sagan_jax import sharding
 from sagan_jax.eval.evaluator import min_generated_samples
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan, is_conditional
@@ -32,7 +32,7 @@ from sagan_jax.runtime.compilation import RUN_ONCE, CompiledByShape, compile_rep
 from sagan_jax.runs.errors import NonFiniteLossError
 from sagan_jax.runtime.metric_writer import MetricWriter
 from sagan_jax.runtime.progress import ConsoleProgress
-from sagan_jax.runs.sampling import ATTENTION_FIGURE_SAMPLES, Sampler, attention_layer_caption
+from sagan_jax.runs.sampling import Sampler
 from sagan_jax.runtime.stop_signals import GracefulStop, TrainingStopped, signal_name
 from sagan_jax.runtime.workdir import WorkdirError
 from sagan_jax.runtime.workdir_lock import WorkdirLock, WorkdirLockedError
@@ -272,37 +272,16 @@ def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, work
 
 def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: MetricWriter) -> None:
   """Sample grid and attention figure of ``state`` (process 0 only), from the
-  run's fixed noise (seed ``config.seed``: what ``sample.py --seed`` redraws)."""
+  run's fixed noise (seed ``config.seed``: what ``sample.py --seed`` redraws), by
+  the one sample-writing path (`sampling.write_training_samples`)."""
   if jax.process_index() != 0:
     return
   step = int(state.step)
-  config = trainer.config
-  variables = state.generator_variables(config.ema.use_for_eval)
-  if trainer.num_classes is None:
-    z = np.asarray(sampling.latents(config.seed, jnp.arange(config.num_samples),
-                                    config.model.z_dim))
-    labels, ncols = None, None
-  else:  # a row per class, one z per column (as sample.py --class_grid)
-    per_class = max(1, config.num_samples // trainer.num_classes)
-    z, labels = sampling.class_grid_inputs(config.model.z_dim, trainer.num_classes,
-                                           per_class, config.seed)
-    ncols = per_class
-  images = np.asarray(trainer.sampler.generate(variables, z, labels).images)
-  grid = viz.image_grid(images, ncols=ncols)
-  samples_dir = workdir_lib.samples_dir(workdir)
-  viz.save_png(os.path.join(samples_dir, f"samples_{step:06d}.png"), grid)
-  figures = {"samples": grid}
-  written = [os.path.join(samples_dir, f"samples_{step:06d}.png")]
-  shown = min(ATTENTION_FIGURE_SAMPLES, len(z))
-  maps = trainer.attention_sampler.generate(
-      variables, z[:shown], None if labels is None else labels[:shown]).attention
-  if maps:  # the last attention layer, at the highest resolution
-    figures["attention"] = viz.attention_figure(
-        images[:shown], np.asarray(maps[-1]), caption=attention_layer_caption(maps, step))
-    written.append(viz.save_png(os.path.join(samples_dir, f"attention_{step:06d}.png"),
-                                figures["attention"]))
-  writer.write_images(step, figures)
-  logger.info("step %d: wrote %s", step, " and ".join(written))
+  written = sampling.write_training_samples(
+      trainer.sampler, trainer.attention_sampler,
+      state.generator_variables(trainer.config.ema.use_for_eval), trainer.config, workdir, step)
+  writer.write_images(step, written.figures)
+  logger.info("step %d: wrote %s", step, " and ".join(f.path for f in written.files))
 
 
 def _batch_description(batcher: data_lib.Batcher) -> str:

@@ -55,14 +55,36 @@ _ORBAX_FAILURE_ECHOES = _OrbaxFailureEchoes()
 
 
 def _unraisable(unraisable) -> None:
-  """``sys.unraisablehook`` without the echoes of a failed save: tensorstore writes
-  still in flight when orbax's event loop closed report "Event loop is closed"
-  from their callbacks, one traceback each. Everything else as by default."""
+  """``sys.unraisablehook`` without orbax's echoes of a failure already handled:
+
+  * a failed save: tensorstore writes still in flight when orbax's event loop
+    closed report "Event loop is closed" from their callbacks, one traceback each;
+  * a read whose step a trainer deleted meanwhile (`_closing_an_abandoned_orbax_read`).
+
+  Everything else as by default."""
   frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
   if (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
       and frames and frames[-1].filename.endswith(os.path.join("asyncio", "base_events.py"))):
     return
+  if _closing_an_abandoned_orbax_read(unraisable):
+    return
   sys.__unraisablehook__(unraisable)
+
+
+def _closing_an_abandoned_orbax_read(unraisable) -> bool:
+  """Whether ``unraisable`` is orbax turning the close of an abandoned read into an error.
+
+  Orbax reads a checkpoint's arrays concurrently and wraps *any* interruption of one
+  (``except BaseException``, orbax/_src/serialization/serialization.py) in a new
+  ``Exception``. When one read fails — its step was deleted by a trainer's
+  ``keep_checkpoints`` — the others are abandoned and closed when collected; each
+  close (``GeneratorExit``) becomes that exception, which Python can only print as
+  "Exception ignored in: <coroutine …>" with the whole TensorStore spec (~60 lines
+  each). The failed read itself reached the reader, which read the newest step
+  instead (`sagan_jax.train.checkpoint.Checkpointer.read_newest`)."""
+  error = unraisable.exc_value
+  return (isinstance(error, Exception) and isinstance(error.__cause__, GeneratorExit)
+          and _raised_in_orbax((unraisable.exc_type, error, unraisable.exc_traceback)))
 
 
 def quiet_logging() -> None:

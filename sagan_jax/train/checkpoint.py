@@ -159,7 +159,23 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
-    return list(self._manager.all_steps())
+    """The steps orbax lists. A listing that races a trainer's rotation
+    (``keep_checkpoints``: the new step renamed into place, then the old one moved
+    to the trash) can see neither; when it shows no step but a step's folder is on
+    disk, the folder is listed again."""
+    steps = list(self._manager.all_steps())
+    for _ in range(MAX_VANISHED_RETRIES):
+      if steps or not self._step_folder_on_disk():
+        break
+      self.reload()
+      steps = list(self._manager.all_steps())
+    return steps
+
+  def _step_folder_on_disk(self) -> bool:
+    try:
+      return any(name.isdigit() for name in os.listdir(self.directory))
+    except OSError:
+      return False
 
   def step_directory(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -205,8 +221,8 @@ class Checkpointer:
           if not os.path.isdir(self.step_directory(step)):
             # Deleted under us (a trainer's keep_checkpoints): not damage; start again
             # from the newest step, which the trainer keeps longest.
-            logger.info("Checkpoint step %d was deleted while being read; reading the "
-                        "newest one.", step)
+            logger.debug("Checkpoint step %d was deleted while being read; reading the "
+                         "newest one.", step)  # a reader prints nothing but its result
             vanished = True
             break
           damaged[step] = Damaged(step, self._damage(step, error))

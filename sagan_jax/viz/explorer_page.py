@@ -26,7 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from sagan_jax.viz import _VIRIDIS_ANCHORS, to_uint8  # pylint: disable=protected-access
+from sagan_jax.viz.colormap import VIRIDIS_ANCHORS
+from sagan_jax.viz.grids import to_uint8
 
 __all__ = ["explorer_html", "map_mosaic", "quantized_rows"]
 
@@ -83,7 +84,7 @@ def explorer_html(images: Any, attention_maps: Sequence[Any], *, title: str,
                    "mosaics": [_png_data_uri(map_mosaic(m)) for m in maps]})
   data = {"images": [_png_data_uri(p) for p in pixels], "height": images.shape[1],
           "width": images.shape[2], "layers": layers,
-          "viridis": np.round(_VIRIDIS_ANCHORS * 255).astype(int).tolist()}
+          "viridis": np.round(VIRIDIS_ANCHORS * 255).astype(int).tolist()}
   return (_PAGE.replace("__TITLE__", html.escape(title))
           .replace("__CAPTION__", html.escape(caption))
           .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
