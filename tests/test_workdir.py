@@ -36,8 +36,8 @@ def test_paths_are_accepted(tmp_path):
 ], ids=lambda c: c[0])
 def test_every_cli_refuses_a_url_workdir_in_one_line(tmp_path, command):
   proc = subprocess.run([sys.executable, str(ROOT / command[0]), *command[1:],
-                         "--workdir", "gs://bucket/run"],
-                        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)  # only reached if it hangs
+                         "--workdir", "gs://bucket/run"],  # timeout: reached only if it hangs
+                        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 1, proc.stderr[-2000:]
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("error: workdir gs://bucket/run is a URL") and "gcsfuse" in last
