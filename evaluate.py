@@ -6,8 +6,9 @@ Loads the workdir's latest checkpoint (or ``--step``), generates
 through the packaged MNIST classifier: FID, KID, precision/recall,
 classifier score, the share of samples read confidently as the run's digits,
 and the same numbers for real-vs-real (the floor). Writes
-``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars ``eval/*``, and
-prints a table.
+``<workdir>/eval/eval_<step>_<features>_<reference>_n<samples>.json`` (one file per
+evaluation: another reference or sample count never replaces a report) and TensorBoard
+scalars ``eval/*``, and prints a table.
 
 The standard protocol (numbers comparable with the literature): the FID
 Inception network (pytorch-fid's weight file, never downloaded here) and a
@@ -70,7 +71,7 @@ flags.DEFINE_string("tfds_data_dir", None, "stats: TFDS's data folder (default: 
 flags.DEFINE_bool("tfds_download", base_config().data.tfds_download,
                   "stats: let TFDS download the dataset if it is not there.")
 flags.DEFINE_bool("ema", True, "Score the run's EMA generator when it keeps one (--noema: the "
-                  "trained weights, written to eval_<step>_weights.json).")
+                  "trained weights, written to eval_<step>_…_weights.json).")
 FLAGS = flags.FLAGS
 
 

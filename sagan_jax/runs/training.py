@@ -269,7 +269,7 @@ def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
 
 def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
                    writer: MetricWriter) -> dict[str, Any]:
-  """Scores ``state``'s generator against held-out data → eval/eval_<step>.json; returns
+  """Scores ``state``'s generator against held-out data → eval/eval_<step>_….json; returns
   the result."""
   config = trainer.config
   result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
