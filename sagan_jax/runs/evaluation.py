@@ -5,8 +5,8 @@ through the one sampling path (`sagan_jax.runs.sampling`), scores them with
 an `Evaluator` against the held-out part of the run's own data (its config
 says which classes, how many and at what size), and writes
 ``<workdir>/eval/eval_<step>_<features>_<reference>_n<samples>.json`` (`report_name`) and
-TensorBoard scalars ``eval/*``. `evaluate_generator` is the core, for generators from anywhere (a converted
-PyTorch ``state_dict``: `evaluate_torch_generator`).
+TensorBoard scalars ``eval/*``. `evaluate_generator` is the core, for generators from
+anywhere (a converted PyTorch ``state_dict``: `evaluate_torch_generator`).
 
 Features: the packaged MNIST classifier (default), or the FID Inception
 (`make_extractor('inception', weights)`) for numbers comparable with the
@@ -202,8 +202,8 @@ def write_results(workdir: str, result: Mapping[str, Any],
   JSON file's path."""
   step = int(result["step"])
   payload = {**result, "features": features_name(result.get("extractor"))}
-  path = _write_json(os.path.join(workdir_lib.eval_dir(workdir), report_name(result, suffix)),
-                     payload)
+  path = _write_json(os.path.join(os.path.abspath(workdir_lib.eval_dir(workdir)),
+                                  report_name(result, suffix)), payload)
   values = scalars(result, f"eval{suffix}/")
   if writer is not None:
     writer.write_scalars(step, values)

@@ -75,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.tfds_data_dir = config_dict.placeholder(str)  # None: TFDS's default folder
   c.data.tfds_download = False  # never reach for the network unless asked
   c.data.class_folders = False  # image_folder: one subfolder per class (labels: sorted names)
-  c.data.skip_bad_images = False  # image_folder: leave out unreadable files (else: stop, naming one)
+  c.data.skip_bad_images = False  # image_folder: leave out unreadable files (else: stop)
 
   # How to batch it.
   c.batching = ml_collections.ConfigDict()
