@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import hashlib
 import logging
 import os
 import pathlib
@@ -45,6 +46,9 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError
 _CHECK_THREADS = 16
 # Bad files named in the log when they are skipped (the count is always given).
 _NAMED_BAD_FILES = 5
+# A file's content fingerprint reads this many bytes at each end (plus its size): cheap
+# for any folder, and an image edited or replaced changes it (compressed data, headers).
+_SAMPLED_BYTES = 4096
 
 
 def list_image_files(root: pathlib.Path) -> list[pathlib.Path]:
@@ -99,9 +103,34 @@ def _problem(path: pathlib.Path, channels: int) -> Optional[str]:
   return None
 
 
+def _content_sample(path: pathlib.Path) -> bytes:
+  """The file's size and its first and last `_SAMPLED_BYTES` bytes, hashed (16 bytes)."""
+  with open(path, "rb") as f:
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(_SAMPLED_BYTES)
+    f.seek(max(size - _SAMPLED_BYTES, 0))
+    tail = f.read(_SAMPLED_BYTES)
+  return hashlib.sha256(size.to_bytes(8, "little") + head + tail).digest()[:16]
+
+
+def _check_file(path: pathlib.Path, channels: int) -> tuple[Optional[str], bytes]:
+  """``(_problem(path), _content_sample(path))``; the sample is empty for a bad file."""
+  problem = _problem(path, channels)
+  if problem is not None:
+    return problem, b""
+  try:
+    return None, _content_sample(path)
+  except OSError as e:
+    return f"cannot be read ({e.strerror})", b""
+
+
 def check_image_files(files: Sequence[pathlib.Path], channels: int,
-                      skip_bad: bool = False) -> list[pathlib.Path]:
-  """Checks every file's header in parallel (see `_problem`); returns the good files.
+                      skip_bad: bool = False) -> tuple[list[pathlib.Path], list[bytes]]:
+  """Checks every file's header in parallel (see `_problem`).
+
+  Returns:
+    ``(good files, a content sample of each)``: the samples (hashes of each file's size,
+    first and last bytes) make the folder's fingerprint (`sagan_jax.data.data_record`).
 
   Args:
     files: image files.
@@ -115,10 +144,12 @@ def check_image_files(files: Sequence[pathlib.Path], channels: int,
   """
   with concurrent.futures.ThreadPoolExecutor(
       max_workers=_CHECK_THREADS, thread_name_prefix="image-check") as pool:
-    problems = list(pool.map(functools.partial(_problem, channels=channels), files))
+    checked = list(pool.map(functools.partial(_check_file, channels=channels), files))
+  problems = [problem for problem, _ in checked]
+  samples = [sample for problem, sample in checked if problem is None]
   bad = [(f, p) for f, p in zip(files, problems) if p is not None]
   if not bad:
-    return list(files)
+    return list(files), samples
   more = f" ({len(bad)} of {len(files)} files are bad)" if len(bad) > 1 else ""
   if not skip_bad:
     path, problem = bad[0]
@@ -128,7 +159,7 @@ def check_image_files(files: Sequence[pathlib.Path], channels: int,
                  len(bad), len(files), "; ".join(f"{f} {p}" for f, p in bad[:_NAMED_BAD_FILES])
                  + (f"; … {len(bad) - _NAMED_BAD_FILES} more" if len(bad) > _NAMED_BAD_FILES
                     else ""))
-  return [f for f, p in zip(files, problems) if p is None]
+  return [f for f, p in zip(files, problems) if p is None], samples
 
 
 class ImageFolderSource:
@@ -181,8 +212,10 @@ class ImageFolderSource:
           f"image folder {self.root} holds no image files (looked recursively for "
           f"{', '.join(IMAGE_EXTENSIONS)}, any case; hidden files skipped)")
     self.skipped = 0  # files left out by the header check
+    # A digest of every file's relative path and content sample (None: not checked).
+    self.fingerprint = None
     if check_files:
-      good = check_image_files(self.files, self.channels, skip_bad=skip_bad_images)
+      good, samples = check_image_files(self.files, self.channels, skip_bad=skip_bad_images)
       if len(good) != len(self.files):
         self.skipped = len(self.files) - len(good)
         if self.labels is not None:
@@ -191,6 +224,10 @@ class ImageFolderSource:
         self.files = good
       if not self.files:
         raise DataError(f"image folder {self.root}: every image file failed the check")
+      hasher = hashlib.sha256()
+      for path, sample in zip(self.files, samples):
+        hasher.update(path.relative_to(self.root).as_posix().encode() + b"\0" + sample)
+      self.fingerprint = hasher.hexdigest()[:16]
     self.image_shape = (self.image_size, self.image_size, self.channels)
     classes = ""
     if self.class_names is not None:

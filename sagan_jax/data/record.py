@@ -6,9 +6,10 @@ files — is noticed (`sagan_jax.train.checkpoint.Checkpointer.check_compatible`
 instead of silently training on.
 
 The record is cheap to make: no image is decoded. An image folder is identified by
-its images' count and a digest of their paths relative to the folder (so moving
-the folder keeps the identity; adding, removing or renaming a file changes it); a
-source with labels also by a digest of them. ``path`` says where the data was, for
+its images' count and a digest of their paths relative to the folder, their sizes and
+their first and last 4 KiB (read by the header check: `ImageFolderSource.fingerprint`),
+so moving the folder keeps the identity while adding, removing, renaming or replacing
+a file changes it; a source with labels also by a digest of them. ``path`` says where the data was, for
 the messages, and is not compared.
 """
 
@@ -44,7 +45,9 @@ def data_record(source: Any, data_config: Mapping[str, Any]) -> dict[str, Any]:
   root = getattr(source, "root", None)
   if files is not None and root is not None:
     record["path"] = str(root)
-    record["files"] = _digest(f.relative_to(root).as_posix().encode() for f in files)
+    fingerprint = getattr(source, "fingerprint", None)  # names, sizes and sampled bytes
+    record["files"] = fingerprint or _digest(f.relative_to(root).as_posix().encode()
+                                             for f in files)
   if record["source"] in ("tfds", "tfds_stream"):
     record["tfds"] = f"{data_config['tfds_name']}[{data_config['tfds_split']}]"
   labels = getattr(source, "labels", None)
