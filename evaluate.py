@@ -6,8 +6,9 @@ Loads the workdir's latest checkpoint (or ``--step``), generates
 through the packaged MNIST classifier: FID, KID, precision/recall,
 classifier score, the share of samples read confidently as the run's digits,
 and the same numbers for real-vs-real (the floor). Writes
-``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars ``eval/*``, and
-prints a table.
+``<workdir>/eval/eval_<step>_<features>_<reference>_n<samples>.json`` (one file per
+evaluation: another reference or sample count never replaces a report) and TensorBoard
+scalars ``eval/*``, and prints a table.
 
 The standard protocol (numbers comparable with the literature): the FID
 Inception network (pytorch-fid's weight file, never downloaded here) and a
@@ -30,12 +31,16 @@ A generator trained with the chapter's PyTorch code (``benchmarks/torch_chapter.
 which writes ``generator_002100_eval.json`` beside the file.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sagan_jax import runs
+from sagan_jax import data, runs
+from sagan_jax.eval import EvalError, reference_stats
+from sagan_jax.eval.evaluator import features_name
+from sagan_jax.eval.inception_weights import check_weights_file
 from sagan_jax.runtime import compilation_cache, console
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.train.config import base_config
@@ -71,7 +76,7 @@ flags.DEFINE_string("tfds_data_dir", None, "stats: TFDS's data folder (default: 
 flags.DEFINE_bool("tfds_download", base_config().data.tfds_download,
                   "stats: let TFDS download the dataset if it is not there.")
 flags.DEFINE_bool("ema", True, "Score the run's EMA generator when it keeps one (--noema: the "
-                  "trained weights, written to eval_<step>_weights.json).")
+                  "trained weights, written to eval_<step>_…_weights.json).")
 FLAGS = flags.FLAGS
 
 
@@ -81,6 +86,53 @@ def _features(standard: bool) -> str:
   return "inception" if standard or FLAGS.inception_weights or FLAGS.ref_stats else "mnist"
 
 
+def _input_problems(stats: bool) -> list[str]:
+  """Every problem with the command's inputs (files that are missing or unreadable), found
+  before any work, so one run reports them all rather than the first after minutes."""
+  problems = []
+  if not stats:
+    try:  # the counts evaluate_run checks first, with the same words
+      runs.evaluation._check_counts(  # pylint: disable=protected-access
+          FLAGS.num_samples, FLAGS.batch_size, FLAGS.seed)
+    except EvalError as error:
+      problems.append(str(error))
+  features = _features(stats)
+  if features == "inception":
+    try:
+      check_weights_file(FLAGS.inception_weights)
+    except EvalError as error:
+      problems.append(str(error))
+  elif FLAGS.inception_weights is not None:
+    problems.append("--inception_weights is given but the features are 'mnist': choose "
+                    "--features inception")
+  if FLAGS.ref_stats is not None:
+    try:
+      reference_stats.load(FLAGS.ref_stats)
+    except EvalError as error:
+      problems.append(str(error))
+  if FLAGS.workdir is not None:
+    config_file = os.path.join(os.path.abspath(FLAGS.workdir), workdir_lib.CONFIG_FILE)
+    if not os.path.isfile(config_file):
+      problems.append(f"{config_file} not found: is {os.path.abspath(FLAGS.workdir)} a "
+                      "training workdir?")
+  if FLAGS.torch_generator is not None and not os.path.isfile(FLAGS.torch_generator):
+    problems.append(f"no PyTorch generator file at {os.path.abspath(FLAGS.torch_generator)}")
+  if stats:
+    kind, _, rest = FLAGS.source.partition(":")
+    folder = rest if kind == "folder" else (None if kind == "tfds" and rest else FLAGS.source)
+    if folder is not None and not os.path.isdir(folder):
+      problems.append(f"--source {FLAGS.source!r} is neither tfds:NAME nor an existing folder "
+                      "(folder:PATH)")
+    elif folder is not None:
+      try:  # a listing: an empty folder is a problem too (each file is checked later)
+        data.image_folder(folder, image_size=1, channels=3, check_files=False)
+      except data.DataError as error:
+        problems.append(str(error))
+    if not FLAGS.out.endswith(".npz"):
+      problems.append(f"--out must name an .npz file, got {FLAGS.out!r}")
+  return problems
+
+
 def _stats():
   path, reference = runs.write_dataset_statistics(
       FLAGS.source, FLAGS.out, features=_features(True),
@@ -88,8 +140,8 @@ def _stats():
       batch_size=FLAGS.batch_size, keep_features=FLAGS.keep_features,
       tfds_data_dir=FLAGS.tfds_data_dir, tfds_download=FLAGS.tfds_download)
   print(f"{reference.description}: {reference.num_images} images, {reference.dim}-d "
-        f"{reference.extractor} features")
-  print(path)
+        f"{features_name(reference.extractor)} features")
+  print(os.path.abspath(path))
 
 
 def _evaluate():
@@ -105,7 +157,7 @@ def _evaluate():
     result = runs.evaluate_torch_generator(FLAGS.torch_generator, FLAGS.config, **options)
   logging.info("wrote %s", result["path"])
   print(runs.format_table(result))
-  print(result["path"])
+  print(os.path.abspath(result["path"]))
 
 
 def main(argv):
@@ -124,6 +176,9 @@ def main(argv):
   console.quiet_logging()
   if FLAGS.config is not None:
     console.require_config(FLAGS.config)
+  problems = _input_problems(stats)
+  if problems:
+    sys.exit("\n".join(f"error: {problem}" for problem in problems))
   compilation_cache.enable()
   try:
     if stats:

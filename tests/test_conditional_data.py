@@ -148,7 +148,7 @@ def test_tfds_stream_errors_are_one_line():
   with tfds.testing.mock_data(num_examples=2):
     with pytest.raises(data.DataError, match="no feature 'picture'"):
       data.tfds_stream("cifar10", image_size=8, channels=3, image_key="picture")
-  with pytest.raises(data.DataError, match="cannot open tfds 'no_such_dataset_xyz'"):
+  with pytest.raises(data.DataError, match="no tfds dataset 'no_such_dataset_xyz'"):
     data.tfds_stream("no_such_dataset_xyz", image_size=8, channels=3)
 
 

@@ -86,7 +86,7 @@ def test_evaluate_run_writes_json_and_scalars(workdir, result):
   assert 1.0 <= result["classifier_score"] <= 10.0
   assert result["count_7"] + result["count_8"] == round(result["confident_fraction"] * 64)
 
-  path = os.path.join(workdir, "eval", "eval_000002.json")
+  path = os.path.join(workdir, "eval", "eval_000002_mnist_heldout_n64.json")
   assert result["path"] == path
   with open(path) as f:
     written = json.load(f)  # strict JSON: no NaN/Infinity

@@ -125,8 +125,9 @@ def test_evaluate_py_says_where_the_weights_are_published(tmp_path):
                         capture_output=True, text=True, cwd=ROOT, timeout=120)
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
   last = proc.stderr.strip().splitlines()[-1]
-  # The folder is checked first: it is empty, and that is the one line.
+  # Every input is checked before work: the missing weights, and the empty folder.
   assert last.startswith("error: ") and "holds no image files" in last
+  assert f"error: FID Inception weights {missing} not found" in proc.stderr
   (tmp_path / "x.png").write_bytes(b"")
   proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "stats", "--source",
                          f"folder:{tmp_path}", "--out", str(tmp_path / "s.npz"),

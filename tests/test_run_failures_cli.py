@@ -208,9 +208,13 @@ def test_workdir_and_output_errors_are_one_line(tmp_path, env):
                 str(a_file / "grid.png")], env)
   assert_one_line_error(
       result, f"error: cannot write {a_file / 'grid.png'}: {a_file} is a file, not a folder")
-  # evaluate.py: precision/recall's k = 3 needs 4 samples — said before anything is read.
+  # evaluate.py: precision/recall's k = 3 needs 4 samples — said before anything is read,
+  # with every other problem of the inputs (here: the workdir holds no run).
   result = run([sys.executable, "evaluate.py", "--workdir", str(tmp_path / "run"),
                 "--num_samples", "2", "--batch_size", "2"], env)
-  assert_one_line_error(result, "error: num_samples must be an integer >= 4, got 2 "
-                                "(precision/recall measure each sample's distance to its k-th "
-                                "nearest other one, k=3)")
+  assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert error_lines(result.stderr) == [
+      "error: num_samples must be an integer >= 4, got 2 (precision/recall measure each "
+      "sample's distance to its k-th nearest other one, k=3)",
+      f"error: {tmp_path / 'run' / 'config.json'} not found: is {tmp_path / 'run'} a training "
+      "workdir?"], result.stderr[-3000:]

@@ -20,6 +20,7 @@ from sagan_jax.data.labels import check_class_labels, check_label_range, source_
 from sagan_jax.data.image_folder import IMAGE_EXTENSIONS, ImageFolderSource, image_folder
 from sagan_jax.data.mnist import load_mnist_5k, mnist_classes, mnist_digits
 from sagan_jax.data.prefetch import Prefetcher, prefetch_batches
+from sagan_jax.data.record import data_record, describe_record
 from sagan_jax.data.source import ArraySource, Source
 from sagan_jax.data.tfds_source import tfds_dataset, tfds_image_shape
 from sagan_jax.data.tfds_stream import TfdsStreamSource, tfds_stream
@@ -38,6 +39,8 @@ __all__ = [
     "Source",
     "check_class_labels",
     "check_label_range",
+    "data_record",
+    "describe_record",
     "image_folder",
     "load_mnist_5k",
     "make_source",

@@ -17,7 +17,7 @@ Fields per source (``builder keyword ← config field``):
 * ``mnist`` → `mnist_classes`: the same fields (labels: class indices into
   ``digits``, for class-conditional models);
 * ``image_folder`` → `image_folder`: ``path``, ``image_size``, ``channels``,
-  ``class_folders``;
+  ``class_folders``, ``skip_bad_images``;
 * ``tfds`` → `tfds_dataset`: ``tfds_name``, ``tfds_split``, ``tfds_image_key``,
   ``tfds_label_key``, ``tfds_data_dir`` (``None``: TFDS's default folder),
   ``tfds_download``, ``image_size``, ``channels`` (the split in memory);
@@ -46,7 +46,8 @@ _SOURCES: dict[str, tuple[Callable[..., Source], dict[str, str]]] = {
     "mnist78": (mnist_digits, _MNIST_FIELDS),
     "mnist": (mnist_classes, _MNIST_FIELDS),
     "image_folder": (image_folder, {"path": "path", "image_size": "image_size",
-                                    "channels": "channels", "class_folders": "class_folders"}),
+                                    "channels": "channels", "class_folders": "class_folders",
+                                    "skip_bad_images": "skip_bad_images"}),
     "tfds": (tfds_dataset, _TFDS_FIELDS),
     "tfds_stream": (tfds_stream, _TFDS_FIELDS),
 }

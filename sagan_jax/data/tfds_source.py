@@ -10,6 +10,9 @@ repository's checkout (the package is not on PyPI)::
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import logging
 import os
 
 import numpy as np
@@ -29,6 +32,76 @@ def import_tfds():
   except ImportError as e:
     raise DataError(f"{INSTALL_HINT} (import failed: {e})") from e
   return tfds
+
+
+# What a failure of TFDS is, in one line each (TFDS's own errors run to hundreds of lines:
+# an unknown name lists every dataset; an unprepared one is an AssertionError).
+
+def _missing_module(error: ModuleNotFoundError, doing: str) -> DataError:
+  """One line for a module TFDS needs for ``doing`` but cannot import."""
+  module = (error.name or "").split(".")[0]
+  if module in ("tensorflow", "tensorflow_datasets", "importlib_resources", "array_record"):
+    fix = "pip install 'sagan-jax[tfds]'"  # every one of them is in the extra
+  else:
+    fix = f"pip install {module}"
+  return DataError(f"{doing} needs the Python module '{module}', which is not installed: {fix}")
+
+
+def _unknown_name(tfds, name: str) -> DataError:
+  """One line for a name TFDS does not know, with the nearest known names."""
+  try:
+    known = tfds.list_builders(with_community_datasets=False)
+  except Exception:  # pylint: disable=broad-except  # the hint is optional; the error is not
+    known = []
+  near = difflib.get_close_matches(name.split("/")[0].split(":")[0], known, n=5, cutoff=0.6)
+  hint = (f"; nearest names: {', '.join(near)}" if near
+          else "; `tfds.list_builders()` lists them")
+  return DataError(f"no tfds dataset {name!r}{hint}")
+
+
+@contextlib.contextmanager
+def quiet_tfds():
+  """TFDS's absl warnings off (e.g. "Variant folder … has no dataset_info.json" for
+  a dataset not prepared yet): what matters reaches the user as our one line."""
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(level)
+
+
+def tfds_failure(tfds, name: str, error: BaseException,
+                 data_dir: str | os.PathLike | None, download: bool,
+                 file_format: str | None = None) -> DataError:
+  """``error``, raised by TFDS opening ``name``, as one line saying what to do: a missing
+  module (naming it and the install command), an unknown name (with the nearest names),
+  a dataset not prepared (with the command that prepares it), a failed download.
+  ``file_format``: the format the reader needs (``array_record`` for random access)."""
+  if isinstance(error, ModuleNotFoundError):
+    return _missing_module(error, f"{'downloading' if download else 'reading'} tfds '{name}'")
+  if type(error).__name__ == "DatasetNotFoundError":
+    return _unknown_name(tfds, name)
+  first = (str(error).strip().splitlines() or [""])[0][:300]
+  try:
+    with quiet_tfds():
+      builder = tfds.builder(name, data_dir=data_dir)
+      prepared, where = builder.is_prepared(), builder.data_dir
+  except Exception:  # pylint: disable=broad-except  # the original error is the one to tell
+    prepared, where = True, data_dir
+  build = (f"tfds build {name}" + (f" --data_dir {data_dir}" if data_dir is not None else "")
+           + (f" --file_format={file_format}" if file_format else ""))
+  if prepared:
+    needs = (f"; reading by index needs it prepared as {file_format}: run `{build}`"
+             if file_format else "")
+    return DataError(f"cannot read tfds '{name}': {type(error).__name__}: {first}{needs}")
+  if download:
+    return DataError(f"downloading and preparing tfds '{name}' into {where} failed: "
+                     f"{type(error).__name__}: {first}")
+  return DataError(
+      f"tfds '{name}' is not prepared in {where}: run `{build}` once (or set "
+      "--config.data.tfds_download=True to let TFDS download and prepare it)")
 
 
 def to_pil(image: np.ndarray, name: str, image_key: str) -> Image.Image:
@@ -81,8 +154,9 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
   tfds = import_tfds()
   images, labels = [], []
   try:
-    dataset, info = tfds.load(name, split=split, data_dir=data_dir, download=download,
-                              with_info=True)
+    with quiet_tfds():
+      dataset, info = tfds.load(name, split=split, data_dir=data_dir, download=download,
+                                with_info=True)
     for example in tfds.as_numpy(dataset):
       if image_key not in example:
         raise DataError(f"tfds '{name}' has no feature '{image_key}'; features: "
@@ -91,11 +165,10 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
       images.append(transforms.pil_to_array(pil, image_size, channels))
       if label_key is not None and label_key in example:
         labels.append(int(example[label_key]))
-  except ModuleNotFoundError as e:
-    # tensorflow_datasets imports without TensorFlow but cannot read data.
-    if (e.name or "").split(".")[0] in ("tensorflow", "tensorflow_datasets"):
-      raise DataError(f"{INSTALL_HINT} (missing module: {e.name})") from e
+  except DataError:
     raise
+  except Exception as e:  # pylint: disable=broad-except  # TFDS raises many types: told in one line
+    raise tfds_failure(tfds, name, e, data_dir, download) from e
   if not images:
     raise DataError(f"tfds '{name}' split '{split}' is empty")
   description = (f"tfds {name} split '{split}': {len(images)} images in memory, "
@@ -119,11 +192,10 @@ def tfds_image_shape(name: str, image_key: str = "image",
   """
   tfds = import_tfds()
   try:
-    features = tfds.builder(name, data_dir=data_dir).info.features
-  except ModuleNotFoundError as e:
-    raise DataError(f"{INSTALL_HINT} (missing module: {e.name})") from e
-  except Exception as e:  # TFDS raises its own types for unknown names
-    raise DataError(f"no tfds dataset {name!r}: {type(e).__name__}: {e}") from e
+    with quiet_tfds():
+      features = tfds.builder(name, data_dir=data_dir).info.features
+  except Exception as e:  # pylint: disable=broad-except  # TFDS raises its own types
+    raise tfds_failure(tfds, name, e, data_dir, download=False) from e
   if image_key not in features:
     raise DataError(f"tfds '{name}' has no feature '{image_key}'; features: {sorted(features)}")
   return tuple(features[image_key].shape)

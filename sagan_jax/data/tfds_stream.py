@@ -31,7 +31,7 @@ import numpy as np
 from sagan_jax.data import transforms
 from sagan_jax.data.errors import DataError
 from sagan_jax.data.source import as_indices
-from sagan_jax.data.tfds_source import import_tfds, to_pil
+from sagan_jax.data.tfds_source import import_tfds, quiet_tfds, tfds_failure, to_pil
 
 
 class TfdsStreamSource:
@@ -60,11 +60,12 @@ class TfdsStreamSource:
     self.name, self.image_key, self.label_key = name, image_key, label_key
     tfds = import_tfds()
     try:
-      self._records = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+      with quiet_tfds():
+        self._records = tfds.data_source(name, split=split, data_dir=data_dir,
+                                         download=download)
     except Exception as error:  # TFDS raises many types for an unprepared or unknown split
-      raise DataError(f"cannot open tfds '{name}' split '{split}' for random access "
-                      f"({type(error).__name__}: {error}); prepare it with `tfds build {name} "
-                      "--file_format=array_record` or set tfds_download=True") from error
+      raise tfds_failure(tfds, name, error, data_dir, download,
+                         file_format="array_record") from error
     features = self._records.dataset_info.features
     if image_key not in features:
       raise DataError(f"tfds '{name}' has no feature '{image_key}'; features: "

@@ -362,14 +362,30 @@ def scalars(result: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float
   return out
 
 
+# The name each feature network goes by for users (evaluate.py --features, the table, report
+# file names). The networks' own names (``extractor`` in a result and in reference
+# statistics files, which are compared on load) stay as they are.
+FEATURES_BY_EXTRACTOR = {"mnist_classifier": "mnist", "fid_inception": "inception"}
+
+
+def features_name(extractor: Any) -> str:
+  """The user-facing name (``--features``) of the feature network named ``extractor``."""
+  return FEATURES_BY_EXTRACTOR.get(str(extractor), str(extractor))
+
+
 def _fmt(value: Any, std: Any = None) -> str:
   if value is None:
     return "-"
   if isinstance(value, int) and not isinstance(value, bool):
     return str(value)
-  text = f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+  small = abs(value) < 1e-3 and value != 0
+  text = f"{value:.2e}" if small else f"{value:.4g}"
   if std is not None:
-    text += f" ± {std:.2g}"
+    # The std to the value's last shown digit: a spread below it is summation-order
+    # noise (e.g. KID of real vs real, where every subset is the whole set), shown as 0.
+    last_digit = (10.0 ** (math.floor(math.log10(abs(value))) - (2 if small else 3))
+                  if value != 0 else 0.0)
+    text += " ± 0" if std < last_digit / 2 else f" ± {std:.2g}"
   return text
 
 
@@ -403,11 +419,12 @@ def format_table(result: Mapping[str, Any]) -> str:
             else os.path.basename(str(result.get("torch_generator", "generator"))))
   if real is None:  # against reference statistics
     lines = [f"{source}: {result.get('num_samples')} samples vs {result.get('real_data')} "
-             f"({result.get('extractor')} features)",
+             f"({features_name(result.get('extractor'))} features)",
              f"{'metric':<28}{'generated':>20}"]
   else:
     lines = [f"{source}: {result.get('num_samples')} samples vs "
-             f"{result.get('num_real')} held-out real ({result.get('extractor')} features)",
+             f"{result.get('num_real')} held-out real ({features_name(result.get('extractor'))} "
+             "features)",
              f"{'metric':<28}{'generated':>20}{'real vs real':>20}"]
   for label, key, std in rows:
     if key not in result:

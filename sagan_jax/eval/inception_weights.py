@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 from typing import Any, Mapping, Optional
 
 import jax
@@ -32,12 +33,13 @@ from sagan_jax.eval.errors import EvalAssetNotFoundError, EvalError
 from sagan_jax.eval.inception_net import FIDInceptionV3
 from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
 
-__all__ = ["BN_EPS", "WEIGHTS_FILE", "WEIGHTS_URL", "default_weights_path", "from_state_dict",
-           "load_weights", "torch_shapes"]
+__all__ = ["BN_EPS", "WEIGHTS_FILE", "WEIGHTS_URL", "check_weights_file", "default_weights_path",
+           "from_state_dict", "load_weights", "torch_shapes"]
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                + WEIGHTS_FILE)
+WEIGHTS_MIB = 91  # the published file's size, for messages
 BN_EPS = 0.001  # torchvision's BasicConv2d: BatchNorm2d(eps=0.001)
 _BN_STATS = ("weight", "bias", "running_mean", "running_var")
 _IGNORED_SUFFIX = ".num_batches_tracked"
@@ -121,6 +123,33 @@ def from_state_dict(state_dict: Mapping[str, Any], where: str = "the state_dict"
   return params
 
 
+def check_weights_file(path: Optional[str | os.PathLike] = None) -> str:
+  """The weight file's path (default `default_weights_path`), checked to exist.
+
+  Raises:
+    EvalAssetNotFoundError: no file there (the message says where to download it).
+  """
+  path = default_weights_path() if path is None else os.fspath(path)
+  if not os.path.isfile(path):
+    raise EvalAssetNotFoundError(
+        f"FID Inception weights {path} not found: download {WEIGHTS_URL} and pass its path "
+        "(--inception_weights)")
+  return path
+
+
+def _unreadable(path: str) -> str:
+  """Why ``path`` does not read as a weight file, in terms the user can act on: the
+  reader's own error (pickle opcodes, zip records) is no help; the file's size and
+  whether it is a zip archive cut short are."""
+  with open(path, "rb") as f:
+    zip_start = f.read(4) == b"PK\x03\x04"
+  what = ("a zip archive without its end: truncated" if zip_start and not zipfile.is_zipfile(path)
+          else "truncated, damaged or another kind of file")
+  return (f"{path} ({os.path.getsize(path):,} bytes) is not a readable PyTorch weight file "
+          f"({what}; pytorch-fid's is a {WEIGHTS_MIB} MiB zip archive): download "
+          f"{WEIGHTS_URL} again")
+
+
 def load_weights(path: Optional[str | os.PathLike] = None) -> Any:
   """The Flax ``params`` from pytorch-fid's weight file (default `default_weights_path`).
 
@@ -129,15 +158,11 @@ def load_weights(path: Optional[str | os.PathLike] = None) -> Any:
       pytorch-fid publishes it).
     EvalError: the file is unreadable or not the FID Inception's ``state_dict``.
   """
-  path = default_weights_path() if path is None else os.fspath(path)
-  if not os.path.isfile(path):
-    raise EvalAssetNotFoundError(
-        f"FID Inception weights {path} not found: download {WEIGHTS_URL} and pass its path "
-        "(--inception_weights)")
+  path = check_weights_file(path)
   try:
     state_dict = read_state_dict(path)
   except TorchFileError as error:
-    raise EvalError(f"{path} is not a readable PyTorch weight file: {error}") from error
+    raise EvalError(_unreadable(path)) from error
   if not isinstance(state_dict, Mapping):
     raise EvalError(f"{path} is not the FID Inception: it holds a "
                     f"{type(state_dict).__name__}, not a state_dict")

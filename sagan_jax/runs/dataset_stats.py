@@ -22,6 +22,7 @@ than the first are resized (PIL bicubic) here, where pytorch-fid would stop.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Iterator, Optional
 
@@ -36,6 +37,8 @@ from sagan_jax.eval.reference_stats import ReferenceStats
 from sagan_jax.runs.evaluation import make_extractor
 
 __all__ = ["dataset_source", "dataset_statistics", "write_dataset_statistics"]
+
+logger = logging.getLogger(__name__)
 
 
 def _square_size(shape: tuple, what: str) -> int:
@@ -66,7 +69,8 @@ def dataset_source(spec: str, split: str = "train", image_size: Optional[int] = 
     raise EvalError(f"--source {spec!r} is neither tfds:NAME nor an existing folder "
                     "(folder:PATH)")
   if image_size is None:
-    files = data.image_folder(path, image_size=1, channels=3).files  # a listing, no decoding
+    # A listing (no check, no decoding): the source below checks every file.
+    files = data.image_folder(path, image_size=1, channels=3, check_files=False).files
     try:
       with Image.open(files[0]) as first:
         image_size = _square_size(first.size[::-1], f"folder {path} ({files[0].name})")
@@ -102,9 +106,18 @@ def dataset_statistics(source: data.Source, extractor: FeatureExtractor, *,
   as_uint8 = bool(getattr(extractor, "reads_uint8", False))
   features = extract(extractor, _batches(source, batch_size, as_uint8),
                      keep=max(keep_features, 1))
-  return reference_stats.from_features(
+  reference = reference_stats.from_features(
       features, str(getattr(extractor, "name", type(extractor).__name__)), source.description,
       keep_features=keep_features > 0)
+  if reference.num_images <= reference.dim:
+    # As pytorch-fid, which computes such statistics and warns when the FID's matrix square
+    # root meets the singular covariance (it then adds 1e-6 to the diagonals).
+    logger.warning(
+        "Only %d images for %d-d features: the covariance has rank at most %d, so an FID "
+        "against these statistics mostly measures that deficit (pytorch-fid warns the same); "
+        "use more than %d images (10,000 or more is usual).", reference.num_images,
+        reference.dim, reference.num_images - 1, reference.dim)
+  return reference
 
 
 def write_dataset_statistics(spec: str, out: str, *, features: str = "inception",

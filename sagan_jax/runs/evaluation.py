@@ -4,9 +4,9 @@
 through the one sampling path (`sagan_jax.runs.sampling`), scores them with
 an `Evaluator` against the held-out part of the run's own data (its config
 says which classes, how many and at what size), and writes
-``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars ``eval/*``.
-`evaluate_generator` is the core, for generators from anywhere (a converted
-PyTorch ``state_dict``: `evaluate_torch_generator`).
+``<workdir>/eval/eval_<step>_<features>_<reference>_n<samples>.json`` (`report_name`) and
+TensorBoard scalars ``eval/*``. `evaluate_generator` is the core, for generators from
+anywhere (a converted PyTorch ``state_dict``: `evaluate_torch_generator`).
 
 Features: the packaged MNIST classifier (default), or the FID Inception
 (`make_extractor('inception', weights)`) for numbers comparable with the
@@ -23,6 +23,7 @@ Typical use::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -36,7 +37,7 @@ from sagan_jax.checks import require_int
 from sagan_jax.data import make_source, to_model_range
 from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, FIDInception, MnistClassifier,
                             RealImages, reference_stats, scalars)
-from sagan_jax.eval.evaluator import PRECISION_RECALL_K, min_generated_samples
+from sagan_jax.eval.evaluator import PRECISION_RECALL_K, features_name, min_generated_samples
 from sagan_jax.interop.torch import from_torch
 from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
 from sagan_jax.models import build_generator
@@ -46,7 +47,8 @@ from sagan_jax.runs.sampling import Sampler, default_labels, restore_generator
 from sagan_jax.train.config import HELDOUT_SOURCES, image_shape, uses_ema, validate
 
 __all__ = ["FEATURES", "evaluate_generator", "evaluate_run", "evaluate_torch_generator",
-           "heldout_images", "make_evaluator", "make_extractor", "write_results"]
+           "heldout_images", "make_evaluator", "make_extractor", "report_name",
+           "write_results"]
 
 FEATURES = ("mnist", "inception")  # the feature networks `make_extractor` knows
 
@@ -174,14 +176,34 @@ def _write_json(path: str, payload: Mapping[str, Any]) -> str:
                              + "\n").encode())
 
 
+def report_name(result: Mapping[str, Any], suffix: str = "") -> str:
+  """The file name of ``result``'s report: one per evaluation, so a report never replaces
+  a different one — ``eval_<step:06d>_<features>_<reference>_n<samples>[_seed<s>]<suffix>``
+  ``.json``, e.g. ``eval_000300_mnist_heldout_n2000.json`` or
+  ``eval_000300_inception_ref-1a2b3c4d_n50000.json``:
+  ``reference`` is ``heldout`` (the run's held-out images) or ``ref-`` and a digest of the
+  reference statistics' description (the same statistics, the same name)."""
+  features = features_name(result.get("extractor"))
+  if result.get("real") is not None:
+    reference = "heldout"
+  else:
+    digest = hashlib.sha256(str(result.get("real_data")).encode()).hexdigest()[:8]
+    reference = f"ref-{digest}"
+  seed = int(result.get("seed") or 0)
+  return (f"eval_{int(result['step']):06d}_{features}_{reference}_n{result.get('num_samples')}"
+          f"{f'_seed{seed}' if seed else ''}{suffix}.json")
+
+
 def write_results(workdir: str, result: Mapping[str, Any],
                   writer: Optional[MetricWriter] = None, suffix: str = "") -> str:
-  """Writes ``<workdir>/eval/eval_<step:06d><suffix>.json`` atomically, and the ``eval<suffix>/*``
-  scalars to ``writer`` (None: a writer of its own on ``workdir``, beside the
-  training curves). Returns the JSON file's path."""
+  """Writes ``<workdir>/eval/`` `report_name` ``(result, suffix)`` atomically (with the
+  user-facing ``features`` name added), and the ``eval<suffix>/*`` scalars to ``writer``
+  (None: a writer of its own on ``workdir``, beside the training curves). Returns the
+  JSON file's path."""
   step = int(result["step"])
-  path = _write_json(os.path.join(workdir_lib.eval_dir(workdir), f"eval_{step:06d}{suffix}.json"),
-                     result)
+  payload = {**result, "features": features_name(result.get("extractor"))}
+  path = _write_json(os.path.join(os.path.abspath(workdir_lib.eval_dir(workdir)),
+                                  report_name(result, suffix)), payload)
   values = scalars(result, f"eval{suffix}/")
   if writer is not None:
     writer.write_scalars(step, values)
@@ -199,8 +221,9 @@ def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
 
   Arguments as `evaluate_generator`'s, plus ``workdir``, ``step``, ``use_ema`` (see
   `restore_generator`: a run's EMA generator by default) and ``write`` (write
-  ``<workdir>/eval/eval_<step>.json`` and TensorBoard scalars ``eval/*``; for the trained
-  weights of a run that keeps an EMA, ``eval_<step>_weights.json`` and ``eval_weights/*``).
+  ``<workdir>/eval/`` `report_name` and TensorBoard scalars ``eval/*``; for the trained
+  weights of a run that keeps an EMA, the name ends ``_weights.json``, the scalars
+  ``eval_weights/*``).
 
   Returns:
     The metrics (see `sagan_jax.eval.evaluator`), with ``step``, ``workdir``

@@ -99,6 +99,7 @@ class Trainer:
     self.config = config
     self.mesh = mesh if mesh is not None else sharding.make_mesh()
     self.source = data_lib.make_source(config.data)
+    self.data_record = data_lib.data_record(self.source, config.data)  # kept with checkpoints
     self.batcher = data_lib.Batcher(
         self.source, config.batching.batch_size, config.seed,
         drop_remainder=config.batching.drop_remainder, random_flip=config.data.random_flip,
@@ -252,7 +253,7 @@ def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
 
 def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
                    writer: MetricWriter) -> dict[str, Any]:
-  """Scores ``state``'s generator against held-out data → eval/eval_<step>.json; returns
+  """Scores ``state``'s generator against held-out data → eval/eval_<step>_….json; returns
   the result."""
   config = trainer.config
   result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
@@ -302,7 +303,7 @@ def _restore_newest(trainer: Trainer, workdir: str):
   reader = Checkpointer(workdir, read_only=True)
   try:
     def read(step):
-      reader.check_compatible(trainer.config, step)  # before anything is traced
+      reader.check_compatible(trainer.config, step, trainer.data_record)  # before any tracing
       abstract = abstract_like(trainer.abstract_state(), sharding.replicated(trainer.mesh))
       return reader.restore(step, abstract)
     step, state, damaged = reader.read_newest(read, propagate=(IncompatibleCheckpointError,))
@@ -369,7 +370,8 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
   config = trainer.config
   is_chief = jax.process_index() == 0
   latest, state, damaged = _restore_newest(trainer, workdir)
-  checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints)
+  checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints,
+                              data_record=trainer.data_record)
   if (latest or 0) < trainer.total_steps:
     trainer.compile_first_step_in_background()
   _move_damaged_aside(checkpointer, damaged)
@@ -378,7 +380,8 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
   else:
     state = trainer.init_state()
   if is_chief:
-    workdir_lib.write_config(config, workdir)
+    workdir_lib.write_config(config, workdir, start_step=latest or 0,
+                             data_record=trainer.data_record)
   start = int(state.step)
   total = trainer.total_steps
   logger.info("Data: %s; %d steps of %s on %d device(s) (%d step(s) per epoch).",

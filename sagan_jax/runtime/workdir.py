@@ -1,9 +1,11 @@
 """A run's folder: ``config.json``, and where checkpoints, samples and evaluations go.
 
-    <workdir>/config.json        the full config (what sampling and evaluation rebuild)
+    <workdir>/config.json        the full config of the latest start (what sampling and
+                                 evaluation rebuild)
+    <workdir>/config_history.jsonl  one line per start: time, step, config, data record
     <workdir>/checkpoints/<step> orbax checkpoints of the whole state
     <workdir>/samples/           sample grids and attention figures
-    <workdir>/eval/              eval_<step>.json
+    <workdir>/eval/              eval_<step>_<features>_<reference>_n<samples>.json
     <workdir>/events.out.*       TensorBoard
     <workdir>/trainer.lock       held by the running trainer (see workdir_lock.py)
 
@@ -16,15 +18,18 @@ trainer per workdir holds only where the filesystem's ``flock`` reaches across h
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
+from typing import Any, Optional
 
 import ml_collections
 
 from sagan_jax.atomic_file import atomic_write
 
 CONFIG_FILE = "config.json"
+CONFIG_HISTORY_FILE = "config_history.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 EVAL_DIR = "eval"
@@ -66,9 +71,51 @@ def prepare(workdir: str) -> None:
       raise WorkdirError(f"cannot create the folder {path}: {error.strerror}") from error
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """``<workdir>/config.json``, written atomically."""
-  return atomic_write(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2).encode())
+def write_config(config: ml_collections.ConfigDict, workdir: str, *,
+                 start_step: Optional[int] = None,
+                 data_record: Optional[dict[str, Any]] = None) -> str:
+  """``<workdir>/config.json`` (written atomically: the latest start's config), and one
+  line appended to ``config_history.jsonl`` — when, from which step, with which config
+  and on which data (`sagan_jax.data.data_record`) — so a resume with other settings
+  loses no earlier start's. A workdir from before the history keeps its old
+  ``config.json`` as the history's first line."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  history = os.path.join(workdir, CONFIG_HISTORY_FILE)
+  if os.path.exists(path) and not os.path.exists(history):
+    with open(path) as f:
+      _append_line(history, {"started": None, "start_step": None,
+                             "config": json.load(f), "data": None})
+  _append_line(history, {
+      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "start_step": start_step, "config": json.loads(config.to_json()), "data": data_record})
+  return atomic_write(path, config.to_json(indent=2).encode())
+
+
+def _append_line(path: str, record: dict[str, Any]) -> None:
+  """Appends ``record`` as one JSON line, in one write (a kill leaves whole lines), synced."""
+  line = (json.dumps(record, sort_keys=True) + "\n").encode()
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  try:
+    os.write(fd, line)
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def config_history(workdir: str) -> list[dict[str, Any]]:
+  """Every start's record from ``config_history.jsonl``, oldest first (a torn last line,
+  from a kill mid-write, is left out)."""
+  path = os.path.join(workdir, CONFIG_HISTORY_FILE)
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path) as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return records
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

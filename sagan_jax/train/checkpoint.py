@@ -8,9 +8,11 @@ deleted the same way in reverse: first renamed into ``checkpoints/.trash``
 (atomic), then removed there, so a kill during a deletion cannot leave a
 half-deleted step that looks complete either.
 
-The config is stored beside the state; resuming in a workdir whose checkpoint
-was made by an incompatible config (another model shape, loss, data, …) is an
-error rather than a silent mix.
+The config is stored beside the state, with the record of the data it trained
+on (`sagan_jax.data.record`); resuming in a workdir whose checkpoint was made by
+an incompatible config (another model shape, loss, data source, …) or on other
+data (another folder's files, a changed count or labels) is an error rather than
+a silent mix — other data only with ``config.resume_on_new_data``.
 
 Damage (a truncated data file, a deleted ``_METADATA``, a missing item, an
 empty step folder) is found by reading: `read_newest` tries the steps newest
@@ -36,6 +38,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from sagan_jax.data.record import describe_record, record_differences
+
 # Fields that may change between a run and its resumption; everything else
 # must match, or the restored state would mean something else.
 RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
@@ -43,8 +47,14 @@ RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
                     "data.path", "data.tfds_data_dir", "data.tfds_download",
                     "model.attention_chunk_size", "model.conv_implementation",
                     "model.compute_dtype", "steps_per_dispatch", "eval_every",
-                    "eval_num_samples", "eval_batch_size", "ema.use_for_eval")
+                    "eval_num_samples", "eval_batch_size", "ema.use_for_eval",
+                    # The data itself is compared through its record (`check_compatible`).
+                    "data.skip_bad_images", "resume_on_new_data")
 
+
+# The key, beside the config's fields in a checkpoint's "config" item, of the record of
+# the data the state was trained on (absent from checkpoints older than the record).
+TRAINED_ON = "trained_on"
 
 # Old steps are renamed into this subfolder, then removed (see module docstring).
 # Its name is not a step number, so orbax never lists it as a checkpoint.
@@ -134,12 +144,15 @@ class Checkpointer:
   ``read_only=True`` (sampling, evaluation, the compatibility check before a
   resume) never writes or deletes anything, so it is safe beside a running
   trainer: a writable one would clean up the trainer's in-progress save.
+  ``data_record``: what the run trains on (`sagan_jax.data.data_record`), kept
+  with every checkpoint this checkpointer saves.
   """
 
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False,
-               subdir: str = "checkpoints"):
+               subdir: str = "checkpoints", data_record: Optional[dict] = None):
     self.directory = os.path.abspath(os.path.join(workdir, subdir))
     self.read_only = read_only
+    self.data_record = data_record
     if read_only:
       options = ocp.CheckpointManagerOptions(
           read_only=True, create=False, save_interval_steps=0, max_to_keep=None,
@@ -269,18 +282,26 @@ class Checkpointer:
     Raises:
       CheckpointError: this save or the previous one failed (its cause in one line).
     """
+    stored = config_fingerprint(config)
+    if self.data_record is not None:
+      stored[TRAINED_ON] = self.data_record
     try:
       self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state),
-          config=ocp.args.JsonSave(config_fingerprint(config))), force=True)
+          config=ocp.args.JsonSave(stored)), force=True)
     except Exception as error:  # pylint: disable=broad-except
       self._save_failed(error)
     # `save` first waited for the previous save, whose clean-up moved old steps here.
     self._empty_trash()
 
-  def check_compatible(self, config: ml_collections.ConfigDict, step: int) -> None:
-    stored = self._manager.restore(step, args=ocp.args.Composite(
-        config=ocp.args.JsonRestore()))["config"]
+  def check_compatible(self, config: ml_collections.ConfigDict, step: int,
+                       data_record: Optional[dict] = None) -> None:
+    """Raises `IncompatibleCheckpointError` if ``step`` was saved by another config (a
+    field outside `RESUMABLE_FIELDS` differs) or, given ``data_record``, on other data
+    (unless ``config.resume_on_new_data``, which logs the change instead)."""
+    stored = dict(self._manager.restore(step, args=ocp.args.Composite(
+        config=ocp.args.JsonRestore()))["config"])
+    trained_on = stored.pop(TRAINED_ON, None)
     current = config_fingerprint(config)
     diffs = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     if diffs:
@@ -289,6 +310,20 @@ class Checkpointer:
       raise IncompatibleCheckpointError(
           f"{self.directory} holds step {step} of a run with another config ({detail}). "
           f"Use a new --workdir, or the original config; nothing was overwritten.")
+    if data_record is None or trained_on is None:  # (a checkpoint older than data records)
+      return
+    changed = record_differences(trained_on, data_record)
+    if not changed:
+      return
+    if config.get("resume_on_new_data", False):
+      logger.warning("Resuming step %d, trained on %s, on %s (config.resume_on_new_data).",
+                     step, describe_record(trained_on), describe_record(data_record))
+      return
+    raise IncompatibleCheckpointError(
+        f"{self.directory} holds step {step} trained on {describe_record(trained_on)}, but "
+        f"this run's data is {describe_record(data_record)} ({', '.join(changed)} differ). "
+        "To continue on the new data on purpose: --config.resume_on_new_data=True; "
+        "else use a new --workdir or the original data. Nothing was overwritten.")
 
   def restore(self, step: int, abstract_state: Any) -> Any:
     """The state saved at ``step``, laid out like ``abstract_state``

@@ -83,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Augmentation of the training batches, any source (sagan_jax/data/augment.py): mirror
   # each image left to right with probability 1/2, drawn from (seed, epoch, image index).
   c.data.random_flip = False
+  c.data.skip_bad_images = False  # image_folder: leave out unreadable files (else: stop)
 
   # How to batch it.
   c.batching = ml_collections.ConfigDict()
@@ -117,6 +118,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.sample_every = 300  # steps between sample grids (and at the end)
   c.checkpoint_every = 300  # steps between checkpoints (and at the end)
   c.keep_checkpoints = 3
+  # Resume a checkpoint although the data differs from what it trained on (other files,
+  # count or labels): refused otherwise, naming both.
+  c.resume_on_new_data = False
   c.num_samples = 64  # images in a sample grid (fixed noise)
 
   # Evaluation against held-out real digits during training (see evaluate.py).
@@ -191,7 +195,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if decay is not None and not (isinstance(decay, (int, float)) and 0 <= decay < 1):
     raise ConfigError(f"config.ema.decay must be None (no EMA) or in [0, 1), got {decay!r}")
   if config.optimizer.d_steps > 1 and not config.batching.drop_remainder:
-    raise ConfigError("config.optimizer.d_steps > 1 stacks equal-sized batches: set "
+    raise ConfigError("config.optimizer.d_steps > 1 stacks equal-sized batches, so an epoch's "
+                      "partial last batch cannot be used: set "
                       "config.batching.drop_remainder=True")
   if config.num_steps is not None:
     _positive_int(config, "num_steps")
