@@ -42,8 +42,9 @@ RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
                     "checkpoint_every", "keep_checkpoints", "num_samples", "batching.prefetch",
                     "data.path", "data.tfds_data_dir", "data.tfds_download",
                     "model.attention_chunk_size", "model.conv_implementation",
-                    "model.compute_dtype", "steps_per_dispatch", "eval_every",
-                    "eval_num_samples", "eval_batch_size", "ema.use_for_eval")
+                    "model.compute_dtype", "steps_per_dispatch", "ema.use_for_eval")
+# Whole sections a resume may change: where metrics go, how evaluation runs.
+RESUMABLE_SECTIONS = ("logging.", "eval.")
 
 
 # Old steps are renamed into this subfolder, then removed (see module docstring).
@@ -124,7 +125,8 @@ def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
 def config_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The config as flat JSON-able fields, without those a resume may change."""
   flat = _flat(json.loads(config.to_json()))
-  return {k: v for k, v in flat.items() if k not in RESUMABLE_FIELDS}
+  return {k: v for k, v in flat.items()
+          if k not in RESUMABLE_FIELDS and not k.startswith(RESUMABLE_SECTIONS)}
 
 
 class Checkpointer:
