@@ -23,7 +23,7 @@ flags.DEFINE_integer("num_samples", 64, "Images in the grid.")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.DEFINE_bool("best", False, "Sample the best evaluated checkpoint (best_checkpoint/, kept "
-                  "when training with --config.eval_every) instead of the latest.")
+                  "when training with --config.eval.every) instead of the latest.")
 flags.DEFINE_string("out", None, "Output PNG (default: <workdir>/samples/sample_step…png).")
 flags.DEFINE_bool("attention", False, "Also write the attention-map figure.")
 flags.DEFINE_string("explorer", None, "Also write the attention explorer: one self-contained "

@@ -1,4 +1,4 @@
-"""With eval_every set, the best evaluated step is kept in best_checkpoint/ whatever
+"""With eval.every set, the best evaluated step is kept in best_checkpoint/ whatever
 keep_checkpoints deletes, survives a resume, and restore_generator(best=True) reads it."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from sagan_jax.runs import best_checkpoint
 def test_best_checkpoint_is_kept_apart(tmp_path, monkeypatch):
   config = tiny.get_config()
   config.num_steps = 6
-  config.eval_every = 2
-  config.eval_num_samples = 16
-  config.eval_batch_size = 16
+  config.eval.every = 2
+  config.eval.num_samples = 16
+  config.eval.batch_size = 16
   config.checkpoint_every = 2
   config.keep_checkpoints = 1
   config.sample_every = 6

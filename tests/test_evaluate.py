@@ -158,6 +158,9 @@ def test_bad_arguments_are_eval_errors(workdir):
   config = _tiny_config()
   config.data.source = "image_folder"
   with pytest.raises(eval_lib.EvalError, match="mnist78"):
+    runs.heldout_images(config)
+  with pytest.raises(eval_lib.EvalError, match=r"no held-out images: give reference "
+                     r"statistics \(config\.eval\.ref_stats"):
     runs.make_evaluator(config, extractor=lambda x: x)
   with pytest.raises(FileNotFoundError, match="config.json"):
     runs.evaluate_run(os.path.join(workdir, "missing"), num_samples=8)
