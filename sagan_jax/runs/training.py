@@ -424,15 +424,15 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
     checkpointer.close()
     return state
 
+  evaluator = best = None
+  if config.eval.every and is_chief:  # first: a missing weight file stops before any writer
+    evaluator = evaluation.make_evaluator(config, workdir=workdir,
+                                          batch_size=config.eval.batch_size, seed=config.seed)
+    best = BestCheckpoint(workdir, config.eval.best_metric)
   writer = evaluation.run_writer(config, workdir, enabled=is_chief,
                                  resume_step=start if start else None)
   writer.write_hparams(flat_hparams(config.to_dict()))
   progress = ConsoleProgress(total)
-  evaluator = best = None
-  if config.eval.every and is_chief:
-    evaluator = evaluation.make_evaluator(config, workdir=workdir,
-                                          batch_size=config.eval.batch_size, seed=config.seed)
-    best = BestCheckpoint(workdir, config.eval.best_metric)
   last_checkpoint = latest
   pending = None  # (step, metrics) checked one dispatch late so the device never idles
   group: list[dict[str, Any]] = []
