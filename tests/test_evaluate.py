@@ -20,7 +20,7 @@ from tensorboardX.proto import event_pb2
 from sagan_jax import eval as eval_lib
 from sagan_jax import runs
 from sagan_jax.eval import mnist_classifier as mc
-from sagan_jax.runs import restore_generator, train_and_evaluate
+from sagan_jax.runs import evaluation, restore_generator, train_and_evaluate
 from sagan_jax.train.config import EVAL_FEATURES, ConfigError, base_config, validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -279,7 +279,7 @@ def test_a_config_of_an_earlier_release_keeps_its_eval_settings():
   old = _tiny_config().to_dict()
   del old["eval"], old["logging"]
   old.update(eval_every=300, eval_num_samples=123, eval_batch_size=50)
-  settings = runs.eval_settings(ml_collections.ConfigDict(old))
+  settings = evaluation.eval_settings(ml_collections.ConfigDict(old))
   assert (settings.every, settings.num_samples, settings.batch_size) == (300, 123, 50)
   assert settings.features == "mnist"  # the default of then and now
   with pytest.raises(ConfigError, match=r"config\.eval_every is now config\.eval\.every"):
