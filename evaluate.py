@@ -2,13 +2,16 @@
 
 Intentionally kept short: the logic is ``sagan_jax.runs.evaluate_run``.
 Loads the workdir's latest checkpoint (or ``--step``), generates
-``--num_samples`` images and compares them with the held-out real digits
-through the packaged MNIST classifier: FID, KID, precision/recall,
+``--num_samples`` images and scores them as the run's ``config.eval`` says
+(flags override it). For an MNIST run: against the held-out real digits
+through the packaged MNIST classifier — FID, KID, precision/recall,
 classifier score, the share of samples read confidently as the run's digits,
-and the same numbers for real-vs-real (the floor). Writes
+and the same numbers for real-vs-real (the floor). For other data: through the
+FID Inception against ``config.eval.ref_stats`` or the training data's
+statistics (computed once, cached in ``<workdir>/eval/``). Writes
 ``<workdir>/eval/eval_<step>_<features>_<reference>_n<samples>.json`` (one file per
-evaluation: another reference or sample count never replaces a report) and TensorBoard
-scalars ``eval/*``, and prints a table.
+evaluation: another reference or sample count never replaces a report) and the scalars
+``eval/*`` through the run's writers (``config.logging``), and prints a table.
 
 The standard protocol (numbers comparable with the literature): the FID
 Inception network (pytorch-fid's weight file, never downloaded here) and a
@@ -33,6 +36,7 @@ which writes ``generator_002100_eval.json`` beside the file.
 
 import os
 import sys
+from typing import Optional
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -58,12 +62,15 @@ flags.DEFINE_integer("seed", 0, "Noise seed of the generated images.")
 flags.DEFINE_enum("features", None, runs.FEATURES,
                   "Feature network: 'mnist' (the packaged classifier) or 'inception' (the FID "
                   "Inception). Default: 'inception' for `stats` and with --ref_stats or "
-                  "--inception_weights, else 'mnist'.")
+                  "--inception_weights, else the run's config.eval.features.")
 flags.DEFINE_string("inception_weights", None,
-                    "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: torch hub's "
-                    "cache, where pytorch-fid downloads it).")
+                    "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: the run's "
+                    "config.eval.inception_weights, else torch hub's cache, where pytorch-fid "
+                    "downloads it).")
 flags.DEFINE_string("ref_stats", None, "Score against these reference statistics (.npz from "
-                    "`evaluate.py stats` or pytorch-fid) instead of held-out images.")
+                    "`evaluate.py stats` or pytorch-fid). Default: the run's "
+                    "config.eval.ref_stats, else its held-out digits (MNIST sources) or its "
+                    "training data's statistics (cached in <workdir>/eval/).")
 # `stats`: reference statistics of a dataset.
 flags.DEFINE_string("source", None, "stats: tfds:NAME or folder:PATH (or a folder).")
 flags.DEFINE_string("split", "train", "stats: the TFDS split.")
@@ -80,10 +87,11 @@ flags.DEFINE_bool("ema", True, "Score the run's EMA generator when it keeps one 
 FLAGS = flags.FLAGS
 
 
-def _features(standard: bool) -> str:
+def _features(standard: bool) -> Optional[str]:
+  """The --features to use; None: the run's config.eval.features."""
   if FLAGS.features is not None:
     return FLAGS.features
-  return "inception" if standard or FLAGS.inception_weights or FLAGS.ref_stats else "mnist"
+  return "inception" if standard or FLAGS.inception_weights or FLAGS.ref_stats else None
 
 
 def _input_problems(stats: bool) -> list[str]:
@@ -147,7 +155,9 @@ def _stats():
 def _evaluate():
   if FLAGS.workdir is not None:
     workdir_lib.require_local(FLAGS.workdir)  # before the extractor loads
-  extractor = runs.make_extractor(_features(False), FLAGS.inception_weights)
+  features = _features(False)
+  extractor = (None if features is None  # the run's config.eval says
+               else runs.make_extractor(features, FLAGS.inception_weights))
   options = dict(num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
                  extractor=extractor, ref_stats=FLAGS.ref_stats)
   if FLAGS.torch_generator is None:

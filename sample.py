@@ -31,7 +31,7 @@ flags.DEFINE_integer("num_samples", 64, "Images in the grid (and the .npz).")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.DEFINE_bool("best", False, "Sample the best evaluated checkpoint (best_checkpoint/, kept "
-                  "when training with --config.eval_every) instead of the latest.")
+                  "when training with --config.eval.every) instead of the latest.")
 flags.DEFINE_bool("grid", None, "Write the sample grid PNG (default: yes, unless only "
                   "--explorer or --npz are asked for).")
 flags.DEFINE_string("out", None, "Output PNG (default: <workdir>/samples/<kind>_<step>_seed"

@@ -48,4 +48,7 @@ def get_config():
   config.sample_every = 5_000
   config.checkpoint_every = 5_000
   config.num_samples = 64
+  # Evaluation as published (FID/IS on the FID Inception), on with --config.eval.every=N,
+  # --config.eval.inception_weights=pt_inception-….pth and (optional) --config.eval.ref_stats
+  config.eval.features = "inception"
   return config

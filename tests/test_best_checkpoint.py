@@ -1,4 +1,4 @@
-"""With eval_every set, the best evaluated step is kept in best_checkpoint/ whatever
+"""With eval.every set, the best evaluated step is kept in best_checkpoint/ whatever
 keep_checkpoints deletes, survives a resume, and restore_generator(best=True) reads it."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 from configs import tiny
 from sagan_jax import runs
@@ -17,9 +18,9 @@ from sagan_jax.runs import best_checkpoint
 def test_best_checkpoint_is_kept_apart(tmp_path, monkeypatch):
   config = tiny.get_config()
   config.num_steps = 6
-  config.eval_every = 2
-  config.eval_num_samples = 16
-  config.eval_batch_size = 16
+  config.eval.every = 2
+  config.eval.num_samples = 16
+  config.eval.batch_size = 16
   config.checkpoint_every = 2
   config.keep_checkpoints = 1
   config.sample_every = 6
@@ -46,3 +47,44 @@ def test_best_checkpoint_is_kept_apart(tmp_path, monkeypatch):
   assert any(differs)
   # A resumed run keeps comparing against the recorded best.
   assert best_checkpoint.BestCheckpoint(workdir).best == {"step": 2, "fid": 1.0}
+
+
+class _FakeCheckpointer:
+  """Stands in for orbax: records the steps saved (one kept, as ``keep=1``)."""
+
+  def __init__(self, workdir, keep, subdir):
+    self.directory = os.path.join(workdir, subdir)
+    self.keep = keep
+
+  def save(self, step, state, config):
+    del state, config
+    os.makedirs(os.path.join(self.directory, str(step)))
+
+  def wait(self):
+    pass
+
+  def close(self):
+    pass
+
+
+def test_best_by_a_higher_is_better_metric_and_a_changed_metric(tmp_path, monkeypatch):
+  monkeypatch.setattr(best_checkpoint, "Checkpointer", _FakeCheckpointer)
+  workdir = str(tmp_path)
+  by_fid = best_checkpoint.BestCheckpoint(workdir)  # default: FID, lower is better
+  assert by_fid.update(2, {"fid": 5.0}, None, None)
+  assert not by_fid.update(4, {"fid": 6.0}, None, None)
+  assert not by_fid.update(5, {"fid": float("nan")}, None, None)
+  assert by_fid.update(6, {"fid": 4.0}, None, None)
+  assert best_checkpoint.read_best(workdir) == {"step": 6, "fid": 4.0}
+
+  # A resume that selects by the Inception score keeps the FID record's checkpoint aside.
+  by_is = best_checkpoint.BestCheckpoint(workdir, "inception_score")
+  assert by_is.best is None
+  kept = tmp_path / "best_checkpoint.by_fid.step_6"
+  assert (kept / "best.json").exists() and (kept / "6").is_dir()
+  assert by_is.update(8, {"inception_score": 2.0}, None, None)
+  assert not by_is.update(10, {"inception_score": 1.5}, None, None)
+  assert by_is.update(12, {"inception_score": 2.5}, None, None)
+  assert best_checkpoint.read_best(workdir) == {"step": 12, "inception_score": 2.5}
+  with pytest.raises(ValueError, match="best metric must be one of"):
+    best_checkpoint.BestCheckpoint(workdir, "accuracy")

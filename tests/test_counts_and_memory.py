@@ -62,9 +62,9 @@ def test_evaluation_counts_are_checked_first(tmp_path, no_restore, options, mess
 
 
 def test_eval_during_training_needs_enough_samples_too():
-  with pytest.raises(ConfigError, match=r"config\.eval_num_samples must be at least 4 "
+  with pytest.raises(ConfigError, match=r"config\.eval\.num_samples must be at least 4 "
                                         r"\(precision/recall's k-NN\), got 3"):
-    loop.Trainer(tiny_config(eval_every=2, eval_num_samples=3))
+    loop.Trainer(tiny_config(eval__every=2, eval__num_samples=3))
 
 
 def test_the_trainer_logs_the_batch_it_really_uses():

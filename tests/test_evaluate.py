@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
@@ -18,8 +19,8 @@ from tensorboardX.proto import event_pb2
 from sagan_jax import eval as eval_lib
 from sagan_jax import runs
 from sagan_jax.eval import mnist_classifier as mc
-from sagan_jax.runs import restore_generator, train_and_evaluate
-from sagan_jax.train.config import base_config
+from sagan_jax.runs import evaluation, restore_generator, train_and_evaluate
+from sagan_jax.train.config import EVAL_FEATURES, ConfigError, base_config, validate
 from tests.tiny_configs import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -153,6 +154,9 @@ def test_bad_arguments_are_eval_errors(workdir):
   config = _tiny_config()
   config.data.source = "image_folder"
   with pytest.raises(eval_lib.EvalError, match="mnist78"):
+    runs.heldout_images(config)
+  with pytest.raises(eval_lib.EvalError, match=r"no held-out images: give reference "
+                     r"statistics \(config\.eval\.ref_stats"):
     runs.make_evaluator(config, extractor=lambda x: x)
   with pytest.raises(FileNotFoundError, match="config.json"):
     runs.evaluate_run(os.path.join(workdir, "missing"), num_samples=8)
@@ -224,3 +228,72 @@ def test_evaluate_run_against_reference_statistics(workdir, classifier, tmp_path
   assert result["fid"] == pytest.approx(held_out["fid"], rel=1e-6)
   assert result["classifier_score_1split"] == pytest.approx(held_out["classifier_score_1split"])
   assert "real vs real" not in runs.format_table(result)
+
+
+def _pixels(images):
+  """A cheap feature network: every 8th pixel (no class probabilities)."""
+  x = np.asarray(images, np.float32)
+  return {"features": x[:, ::8, ::8, :].reshape(len(x), -1), "probs": None}
+
+
+_pixels.name = "pixels"
+
+
+def test_any_source_is_scored_against_its_cached_training_statistics(tmp_path, caplog):
+  """A folder run (no held-out split, no ref_stats): the training images' statistics are
+  computed once, with a line saying so, cached in the workdir and found by a rerun."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / "images"
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(12):
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(folder / f"{i}.png")
+  config = _tiny_config()
+  config.data.update(source="image_folder", path=str(folder), image_size=16, channels=3)
+  workdir = str(tmp_path / "run")
+  with caplog.at_level("INFO", logger="sagan_jax.runs.evaluation"):
+    evaluator = runs.make_evaluator(config, _pixels, workdir=workdir, kid_subsets=2)
+  assert "No config.eval.ref_stats: computing the reference statistics" in caplog.text
+  cached = list(pathlib.Path(workdir, "eval").glob("reference_pixels_*.npz"))
+  assert len(cached) == 1
+  assert evaluator.real.num_images == 12 and evaluator.classes == ()
+  out = evaluator.evaluate([rng.uniform(-1, 1, (6, 16, 16, 3)).astype(np.float32)])
+  assert math.isfinite(out["fid"]) and "real" not in out and out["num_real"] == 12
+
+  caplog.clear()
+  with caplog.at_level("INFO", logger="sagan_jax.runs.evaluation"):
+    again = runs.make_evaluator(config, _pixels, workdir=workdir)
+  assert "cached in" in caplog.text and "computing" not in caplog.text
+  np.testing.assert_array_equal(again.real.mu, evaluator.real.mu)
+  config.data.image_size = 8  # other data: other statistics, beside the first
+  runs.make_evaluator(config, _pixels, workdir=workdir)
+  assert len(list(pathlib.Path(workdir, "eval").glob("reference_pixels_*.npz"))) == 2
+
+
+def test_a_config_of_an_earlier_release_keeps_its_eval_settings():
+  old = _tiny_config().to_dict()
+  del old["eval"], old["logging"]
+  old.update(eval_every=300, eval_num_samples=123, eval_batch_size=50)
+  settings = evaluation.eval_settings(ml_collections.ConfigDict(old))
+  assert (settings.every, settings.num_samples, settings.batch_size) == (300, 123, 50)
+  assert settings.features == "mnist"  # the default of then and now
+  with pytest.raises(ConfigError, match=r"config\.eval_every is now config\.eval\.every"):
+    validate(ml_collections.ConfigDict({**_tiny_config().to_dict(), "eval_every": 3}))
+
+
+def test_eval_config_errors_are_one_line():
+  config = _tiny_config()
+  config.data.source = "image_folder"
+  config.eval.every = 10
+  with pytest.raises(ConfigError, match=r"config\.eval\.features='mnist' reads MNIST digits.*"
+                     r"set config\.eval\.features='inception'"):
+    validate(config)
+  config = _tiny_config()
+  config.eval.best_metric = "fidd"
+  with pytest.raises(ConfigError, match=r"config\.eval\.best_metric must be one of \['fid'"):
+    validate(config)
+  config = _tiny_config()
+  config.eval.inception_weights = "w.pth"
+  with pytest.raises(ConfigError, match="set config.eval.features='inception'"):
+    validate(config)
+  assert runs.FEATURES == EVAL_FEATURES  # the network names the config accepts are known

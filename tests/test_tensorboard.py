@@ -30,8 +30,8 @@ def _one_device_and_compilation_cache(tmp_path_factory):
 
 
 def test_resumed_run_shows_every_step_once(tmp_path):
-  cadence = dict(log_every=1, sample_every=2, checkpoint_every=2, eval_every=2,
-                 eval_num_samples=16, eval_batch_size=8)
+  cadence = dict(log_every=1, sample_every=2, checkpoint_every=2, eval__every=2,
+                 eval__num_samples=16, eval__batch_size=8)
   training.train_and_evaluate(tiny_config(num_steps=3, **cadence), str(tmp_path))
   # The run logged, sampled and evaluated step 3 (its end), but "crashed" before
   # its step-3 checkpoint was complete: the rerun resumes from step 2.

@@ -253,7 +253,7 @@ def test_steps_per_dispatch_gives_the_same_run(finished_run, tmp_path):
 
 
 def test_eval_every_writes_reports_during_training(tmp_path):
-  config = tiny_config(num_steps=2, eval_every=2, eval_num_samples=16, eval_batch_size=8,
+  config = tiny_config(num_steps=2, eval__every=2, eval__num_samples=16, eval__batch_size=8,
                        log_every=2, sample_every=2, checkpoint_every=2)
   loop.train_and_evaluate(config, str(tmp_path))
   report = json.loads((tmp_path / "eval" / "eval_000002_mnist_heldout_n16.json").read_text())

@@ -11,6 +11,7 @@ This floor knows feature networks and metrics, not trainers or checkpoints:
   (`inception_net`), loaded from its weight file (`inception_weights`): the
   features of the standard FID and Inception Score.
 * `reference_stats`: a dataset's feature statistics as pytorch-fid's ``.npz``.
+* `extractors`: `make_extractor` — a feature network by its config name.
 * `evaluator`: `Evaluator` — score batches of generated images against real
   ones; `format_table` and `scalars` render a result.
 

@@ -1,9 +1,13 @@
 """The best checkpoint by an evaluation metric, kept apart from the rolling ones.
 
-With ``config.eval_every`` set, every evaluation during training compares its
-FID (``BEST_METRIC``) with the best so far; a better one saves the whole state
+With ``config.eval.every`` set, every evaluation during training compares its
+``config.eval.best_metric`` (FID by default; lower or higher is better as
+``BEST_METRICS`` says) with the best so far; a better one saves the whole state
 to ``<workdir>/best_checkpoint/<step>`` (one step kept there: the previous best
-is replaced) and records ``{"step", "fid"}`` in ``best_checkpoint/best.json``.
+is replaced) and records ``{"step", <metric>}`` in ``best_checkpoint/best.json``.
+A resumed run that selects by another metric than the record's moves the old
+best aside to ``best_checkpoint.by_<metric>.step_<step>`` (kept, never deleted) and starts
+a new record.
 ``keep_checkpoints`` never deletes it, so the run's best weights survive however
 long it trains (the README's chapter run was best at steps 900–1,200 and those
 checkpoints were gone by step 2,100). ``restore_generator(workdir, best=True)``
@@ -20,12 +24,13 @@ from typing import Any, Mapping, Optional
 
 from sagan_jax.atomic_file import atomic_write
 from sagan_jax.train.checkpoint import Checkpointer
+from sagan_jax.train.config import BEST_METRICS
 
 logger = logging.getLogger(__name__)
 
 SUBDIR = "best_checkpoint"
 RECORD = "best.json"
-BEST_METRIC = "fid"  # lower is better
+BEST_METRIC = "fid"  # the default: config.eval.best_metric
 
 
 def record_path(workdir: str) -> str:
@@ -42,27 +47,46 @@ def read_best(workdir: str) -> Optional[dict[str, Any]]:
 
 
 class BestCheckpoint:
-  """Saves the state whenever an evaluation beats the best ``BEST_METRIC`` so far."""
+  """Saves the state whenever an evaluation beats the best ``metric`` so far."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, metric: str = BEST_METRIC):
+    if metric not in BEST_METRICS:
+      raise ValueError(f"best metric must be one of {list(BEST_METRICS)}, got {metric!r}")
     self.workdir = workdir
+    self.metric = metric
+    self.lower_is_better = BEST_METRICS[metric] == "lower"
     self.best = read_best(workdir)  # survives a resume
+    if self.best is not None and metric not in self.best:
+      self._move_aside()
     self._checkpointer: Optional[Checkpointer] = None
+
+  def _move_aside(self) -> None:
+    """The record is by another metric: its checkpoint is kept under another name."""
+    old_metric = next((k for k in self.best if k != "step"), "unknown")
+    where = os.path.join(self.workdir, f"{SUBDIR}.by_{old_metric}.step_{self.best['step']}")
+    os.replace(os.path.join(self.workdir, SUBDIR), where)
+    logger.warning("best_checkpoint/ held the best step by %s; this run selects by %s: moved "
+                   "it to %s", old_metric, self.metric, where)
+    self.best = None
+
+  def _beats_record(self, value: float) -> bool:
+    if self.best is None:
+      return True
+    record = self.best[self.metric]
+    return value < record if self.lower_is_better else value > record
 
   def update(self, step: int, result: Mapping[str, Any], state: Any, config: Any) -> bool:
     """Saves ``state`` as the best if ``result`` beats the record; returns whether it did."""
-    value = result.get(BEST_METRIC)
-    if value is None or not math.isfinite(value):
-      return False
-    if self.best is not None and value >= self.best[BEST_METRIC]:
+    value = result.get(self.metric)
+    if value is None or not math.isfinite(value) or not self._beats_record(value):
       return False
     if self._checkpointer is None:
       self._checkpointer = Checkpointer(self.workdir, keep=1, subdir=SUBDIR)
     self._checkpointer.save(step, state, config)
     self._checkpointer.wait()  # the record must not name a step still being written
-    self.best = {"step": int(step), BEST_METRIC: float(value)}
+    self.best = {"step": int(step), self.metric: float(value)}
     atomic_write(record_path(self.workdir), json.dumps(self.best).encode())
-    logger.info("step %d: new best %s %.4g, saved to %s", step, BEST_METRIC, value,
+    logger.info("step %d: new best %s %.4g, saved to %s", step, self.metric, value,
                 os.path.join(self._checkpointer.directory, str(step)))
     return True
 

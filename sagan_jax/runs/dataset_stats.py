@@ -34,7 +34,7 @@ from sagan_jax.checks import require_int
 from sagan_jax.eval import FeatureExtractor, extract, reference_stats
 from sagan_jax.eval.errors import EvalError
 from sagan_jax.eval.reference_stats import ReferenceStats
-from sagan_jax.runs.evaluation import make_extractor
+from sagan_jax.eval.extractors import make_extractor
 
 __all__ = ["dataset_source", "dataset_statistics", "write_dataset_statistics"]
 

@@ -1,18 +1,21 @@
-"""Score a run (or any generator) against its data's held-out real images.
+"""Score a run (or any generator) against real images: ``config.eval`` says how.
 
 `evaluate_run(workdir)` restores a checkpoint's generator, draws samples
 through the one sampling path (`sagan_jax.runs.sampling`), scores them with
-an `Evaluator` against the held-out part of the run's own data (its config
-says which classes, how many and at what size), and writes
-``<workdir>/eval/eval_<step>_<features>_<reference>_n<samples>.json`` (`report_name`) and
-TensorBoard scalars ``eval/*``. `evaluate_generator` is the core, for generators from
-anywhere (a converted PyTorch ``state_dict``: `evaluate_torch_generator`).
+an `Evaluator`, and writes
+``<workdir>/eval/eval_<step>_<features>_<reference>_n<samples>.json`` (`report_name`) and the
+scalars ``eval/*`` through the run's writers (`run_writer`: TensorBoard, CSV, W&B …, as
+``config.logging`` names them). `evaluate_generator` is the core, for generators from anywhere
+(a converted PyTorch ``state_dict``: `evaluate_torch_generator`); the trainer calls it every
+``config.eval.every`` steps.
 
-Features: the packaged MNIST classifier (default), or the FID Inception
-(`make_extractor('inception', weights)`) for numbers comparable with the
-literature. The reference: the held-out real images, or a dataset's
-statistics (``ref_stats='cifar10_train.npz'``, from ``evaluate.py stats`` or
-pytorch-fid) — the standard protocol, which needs no held-out split.
+Features (``config.eval.features``): the packaged MNIST classifier, or the FID
+Inception (``config.eval.inception_weights``) for numbers comparable with the
+literature. The reference, in this order: ``config.eval.ref_stats`` (a
+dataset's statistics from ``evaluate.py stats`` or pytorch-fid — the standard
+protocol); the held-out digits of an MNIST source (with a real-vs-real floor);
+the statistics of the run's own training data, computed once and cached in
+``<workdir>/eval/`` (`training_statistics`) — any data source.
 
 Typical use::
 
@@ -20,11 +23,11 @@ Typical use::
   from sagan_jax.eval import format_table
   print(format_table(evaluate_run("runs/mnist78", num_samples=10_000)))
 """
-
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from typing import Any, Mapping, Optional
@@ -35,22 +38,55 @@ import numpy as np
 from sagan_jax.atomic_file import atomic_write, check_writable_folder
 from sagan_jax.checks import require_int
 from sagan_jax.data import make_source, to_model_range
-from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, FIDInception, MnistClassifier,
-                            RealImages, reference_stats, scalars)
+from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, RealImages, ReferenceStats,
+                            reference_stats, scalars)
 from sagan_jax.eval.evaluator import PRECISION_RECALL_K, features_name, min_generated_samples
+from sagan_jax.eval.extractors import FEATURES, make_extractor
 from sagan_jax.interop.torch import from_torch
 from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
 from sagan_jax.models import build_generator
+from sagan_jax.runs.dataset_stats import dataset_statistics
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runtime.metric_writer import MetricWriter
+from sagan_jax.runtime.writer_factory import make_writer
 from sagan_jax.runs.sampling import Sampler, default_labels, restore_generator
-from sagan_jax.train.config import HELDOUT_SOURCES, image_shape, uses_ema, validate
+from sagan_jax.train.config import HELDOUT_SOURCES, base_config, image_shape, uses_ema, validate
 
-__all__ = ["FEATURES", "evaluate_generator", "evaluate_run", "evaluate_torch_generator",
-           "heldout_images", "make_evaluator", "make_extractor", "report_name",
+__all__ = ["FEATURES", "eval_settings", "evaluate_generator", "evaluate_run",
+           "evaluate_torch_generator", "extractor_of", "heldout_images", "make_evaluator",
+           "make_extractor", "report_name", "run_writer", "summary_line",
+           "training_statistics",
            "write_results"]
 
-FEATURES = ("mnist", "inception")  # the feature networks `make_extractor` knows
+logger = logging.getLogger(__name__)
+_OLD_EVAL_FIELDS = ("eval_every", "eval_num_samples", "eval_batch_size")  # before config.eval
+
+
+def _section(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """``config.<name>`` over its defaults: a run's config.json from an earlier release
+  lacks the sections added since."""
+  section = base_config()[name]
+  if name in config:
+    section.update(config[name].to_dict() if hasattr(config[name], "to_dict")
+                   else dict(config[name]))
+  return section
+
+
+def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config.eval``, also for a run of an earlier release (``eval_every``, … → ``eval.*``)."""
+  settings = _section(config, "eval")
+  for old in _OLD_EVAL_FIELDS:
+    if old in config:
+      settings[old[len("eval_"):]] = config[old]
+  return settings
+
+
+def run_writer(config: ml_collections.ConfigDict, workdir: str, *, enabled: bool = True,
+               resume_step: Optional[int] = None) -> MetricWriter:
+  """The `MetricWriter` of ``config.logging`` for ``workdir``: what the trainer and the
+  evaluation write through (`sagan_jax.runtime.writer_factory.make_writer`)."""
+  return make_writer(workdir, _section(config, "logging"), enabled=enabled,
+                     resume_step=resume_step)
 
 
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -89,42 +125,89 @@ def heldout_images(config: ml_collections.ConfigDict) -> RealImages:
 
 
 def class_values(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  """What a conditional run's class ``k`` is, as the classifier names it: the digit
-  ``data.digits[k]``."""
-  return tuple(int(d) for d in config.data.digits)
+  """What a run's class ``k`` is, as the evaluation names it: for the MNIST sources the
+  digit ``data.digits[k]`` (the classifier's label); for other data ``k`` itself
+  (none for an unconditional model)."""
+  if config.data.source in HELDOUT_SOURCES:
+    return tuple(int(d) for d in config.data.digits)
+  return tuple(range(config.model.get("num_classes") or 0))
 
 
-def make_extractor(features: str = "mnist",
-                   inception_weights: Optional[str] = None) -> FeatureExtractor:
-  """The feature network named ``features``: ``'mnist'`` (the packaged classifier) or
-  ``'inception'`` (`FIDInception` from ``inception_weights``; default: where pytorch-fid's
-  download puts the file)."""
-  if features == "mnist":
-    if inception_weights is not None:
-      raise EvalError("inception weights are given but the features are 'mnist'; "
-                      "choose features='inception'")
-    return MnistClassifier()
-  if features == "inception":
-    return FIDInception(inception_weights)
-  raise EvalError(f"features must be one of {FEATURES}, got {features!r}")
+def extractor_of(config: ml_collections.ConfigDict) -> FeatureExtractor:
+  """The feature network ``config.eval`` names (``features``, ``inception_weights``)."""
+  settings = eval_settings(config)
+  return make_extractor(settings.features, settings.inception_weights)
+
+
+def _statistics_path(config: ml_collections.ConfigDict, extractor: FeatureExtractor,
+                     workdir: str) -> str:
+  """Where a run's training-data statistics are cached: named by the feature network
+  and a hash of everything they depend on, so a rerun finds them (and another data
+  config or weight file does not)."""
+  settings = eval_settings(config)
+  name = str(getattr(extractor, "name", type(extractor).__name__))
+  key = json.dumps({"data": config.data.to_dict(), "extractor": name,
+                    "weights": settings.inception_weights}, sort_keys=True, default=str)
+  digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+  return os.path.join(workdir_lib.eval_dir(workdir), f"reference_{name}_{digest}.npz")
+
+
+def training_statistics(config: ml_collections.ConfigDict, extractor: FeatureExtractor,
+                        workdir: str, batch_size: int = 500) -> ReferenceStats:
+  """The feature statistics of the run's own training data: read from
+  ``<workdir>/eval/reference_<features>_<hash>.npz`` when an earlier evaluation made
+  them, else computed once (all training images) and saved there."""
+  path = _statistics_path(config, extractor, workdir)
+  if os.path.exists(path):
+    reference = reference_stats.load(path)
+    logger.info("Evaluation reference: %s (%d images), cached in %s", reference.description,
+                reference.num_images or 0, path)
+    return reference
+  source = make_source(config.data)
+  logger.info("No config.eval.ref_stats: computing the reference statistics of the training "
+              "data (%s, %d images) once; they are cached in %s. For numbers comparable with "
+              "published ones give the standard statistics (evaluate.py stats).",
+              source.description, len(source), path)
+  reference = dataset_statistics(source, extractor, batch_size=batch_size)
+  reference_stats.save(path, reference)
+  return reference
 
 
 def make_evaluator(config: ml_collections.ConfigDict,
                    extractor: Optional[FeatureExtractor] = None,
-                   ref_stats: Optional[str] = None, **options: Any) -> Evaluator:
-  """An `Evaluator` expecting ``config``'s classes, against the held-out images of its data
-  or, given ``ref_stats`` (an ``.npz`` of `sagan_jax.eval.reference_stats`), against those
-  statistics (any data source)."""
+                   ref_stats: Optional[str] = None, workdir: Optional[str] = None,
+                   **options: Any) -> Evaluator:
+  """An `Evaluator` expecting ``config``'s classes, with ``extractor`` (default: the one
+  ``config.eval`` names), against
+
+  * ``ref_stats`` (default ``config.eval.ref_stats``): an ``.npz`` of
+    `sagan_jax.eval.reference_stats` or pytorch-fid — any data source;
+  * else, for the MNIST sources, the held-out digits;
+  * else the statistics of the run's training data, computed once and cached in
+    ``workdir`` (`training_statistics`).
+  """
+  settings = eval_settings(config)
+  extractor = extractor_of(config) if extractor is None else extractor
+  ref_stats = settings.ref_stats if ref_stats is None else ref_stats
+  classes = class_values(config)
   if ref_stats is not None:
-    return Evaluator(reference_stats.load(ref_stats), config.data.digits, extractor, **options)
-  return Evaluator(heldout_images(config), config.data.digits, extractor, **options)
+    return Evaluator(reference_stats.load(ref_stats), classes, extractor, **options)
+  if config.data.source in HELDOUT_SOURCES:
+    return Evaluator(heldout_images(config), classes, extractor, **options)
+  if workdir is None:
+    raise EvalError(f"data.source {config.data.source!r} has no held-out images: give "
+                    "reference statistics (config.eval.ref_stats or --ref_stats, from "
+                    "`evaluate.py stats`), or a workdir to cache its training data's")
+  reference = training_statistics(config, extractor, workdir,
+                                  options.get("batch_size", settings.batch_size))
+  return Evaluator(reference, classes, extractor, **options)
 
 
 def evaluate_generator(generator: Any, variables: Any, config: ml_collections.ConfigDict, *,
                        num_samples: int = 10_000, batch_size: int = 500, seed: int = 0,
                        extractor: Optional[FeatureExtractor] = None,
-                       evaluator: Optional[Evaluator] = None, **evaluator_options: Any
-                       ) -> dict[str, Any]:
+                       evaluator: Optional[Evaluator] = None, workdir: Optional[str] = None,
+                       **evaluator_options: Any) -> dict[str, Any]:
   """The metrics of ``generator`` with eval-mode ``variables`` (from any source: a
   checkpoint, a converted PyTorch ``state_dict``) against ``config``'s held-out data.
 
@@ -134,9 +217,11 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
     num_samples: generated images (≥ k + 1 = 4 with precision/recall's default k).
     batch_size: images per generator and extractor call.
     seed: noise seed of the generated images (and KID's subsets).
-    extractor: a `FeatureExtractor`; default the packaged MNIST classifier.
+    extractor: a `FeatureExtractor`; default the one ``config.eval`` names.
     evaluator: reuse one (its real features are computed once), e.g. during
       training; ``extractor`` and ``evaluator_options`` are then unused.
+    workdir: where the training data's statistics are cached when they are the
+      reference (see `make_evaluator`).
     **evaluator_options: ``ref_stats`` (see `make_evaluator`) and
       `Evaluator`'s keyword arguments (``kid_subsets``, ``k``, ``splits``,
       ``confidence``, ``max_kept``, ...).
@@ -144,8 +229,8 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
   num_samples, batch_size, seed = _check_counts(
       num_samples, batch_size, seed, evaluator, evaluator_options.get("k", PRECISION_RECALL_K))
   if evaluator is None:
-    evaluator = make_evaluator(config, extractor, batch_size=batch_size, seed=seed,
-                               **evaluator_options)
+    evaluator = make_evaluator(config, extractor, workdir=workdir, batch_size=batch_size,
+                               seed=seed, **evaluator_options)
   num_classes = config.model.get("num_classes")
   sampler = Sampler(generator, config.model.z_dim, num_classes=num_classes)
   batches = (s.images for s in sampler.batches(variables, num_samples, seed=seed,
@@ -156,6 +241,25 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
   expected = np.asarray(class_values(config))[default_labels(np.arange(num_samples),
                                                              num_classes)]
   return evaluator.evaluate(batches, expected)
+
+
+_SUMMARY = (("fid", "FID"), ("kid", "KID"), ("precision", "precision"), ("recall", "recall"),
+            ("inception_score", "IS"), ("classifier_score", "classifier score"),
+            ("conditional_accuracy", "conditional accuracy"))
+
+
+def summary_line(result: Mapping[str, Any]) -> str:
+  """The headline metrics of a result on one line (FID with its real-vs-real floor when the
+  reference has one)."""
+  parts = []
+  for key, label in _SUMMARY:
+    if isinstance(result.get(key), (int, float)):
+      text = f"{label} {result[key]:.4g}"
+      floor = (result.get("real") or {}).get(key)
+      if key == "fid" and floor is not None:
+        text += f" (real floor {floor:.4g})"
+      parts.append(text)
+  return " | ".join(parts)
 
 
 def _json_safe(value: Any) -> Any:
@@ -198,8 +302,8 @@ def write_results(workdir: str, result: Mapping[str, Any],
                   writer: Optional[MetricWriter] = None, suffix: str = "") -> str:
   """Writes ``<workdir>/eval/`` `report_name` ``(result, suffix)`` atomically (with the
   user-facing ``features`` name added), and the ``eval<suffix>/*`` scalars to ``writer``
-  (None: a writer of its own on ``workdir``, beside the training curves). Returns the
-  JSON file's path."""
+  (None: the run's writers, `run_writer`, beside the training curves). Returns the JSON
+  file's path."""
   step = int(result["step"])
   payload = {**result, "features": features_name(result.get("extractor"))}
   path = _write_json(os.path.join(os.path.abspath(workdir_lib.eval_dir(workdir)),
@@ -208,7 +312,7 @@ def write_results(workdir: str, result: Mapping[str, Any],
   if writer is not None:
     writer.write_scalars(step, values)
   else:
-    with MetricWriter(workdir) as own:
+    with run_writer(workdir_lib.load_config(workdir), workdir) as own:
       own.write_scalars(step, values)
   return path
 
@@ -245,7 +349,8 @@ def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
             "ema": run.ema}
   result.update(evaluate_generator(run.generator, run.variables, run.config,
                                    num_samples=num_samples, batch_size=batch_size, seed=seed,
-                                   extractor=extractor, **evaluator_options))
+                                   extractor=extractor, workdir=workdir,
+                                   **evaluator_options))
   if write:
     weights_of_ema_run = not run.ema and uses_ema(run.config)
     result["path"] = write_results(workdir, result,

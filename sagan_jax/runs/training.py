@@ -30,7 +30,7 @@ from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import BestCheckpoint
 from sagan_jax.runtime.compilation import RUN_ONCE, CompiledByShape, compile_reported
 from sagan_jax.runs.errors import NonFiniteLossError
-from sagan_jax.runtime.metric_writer import MetricWriter
+from sagan_jax.runtime.metric_writer import MetricWriter, flat_hparams
 from sagan_jax.runtime.progress import ConsoleProgress
 from sagan_jax.runs.sampling import Sampler
 from sagan_jax.runtime.stop_signals import GracefulStop, TrainingStopped, signal_name
@@ -111,9 +111,9 @@ class Trainer:
                                  "final partial batch of each epoch")
     except ValueError as error:  # a config error: reported as one line by train.py
       raise ConfigError(str(error)) from None
-    if config.eval_every and config.eval_num_samples < min_generated_samples():
-      raise ConfigError(f"config.eval_num_samples must be at least {min_generated_samples()} "
-                        f"(precision/recall's k-NN), got {config.eval_num_samples}")
+    if config.eval.every and config.eval.num_samples < min_generated_samples():
+      raise ConfigError(f"config.eval.num_samples must be at least {min_generated_samples()} "
+                        f"(precision/recall's k-NN), got {config.eval.num_samples}")
     self.num_classes = config.model.num_classes
     if self.num_classes is not None:  # before any compute: labels that fit the model
       try:
@@ -239,7 +239,7 @@ def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
   if group_size >= config.steps_per_dispatch or step == total:
     return True
   for every in (config.log_every, config.sample_every, config.checkpoint_every,
-                config.eval_every):
+                config.eval.every):
     if every and step % every == 0:
       return True
   # ``step`` steps are done; the next one is index ``step`` (0-based). Only an
@@ -253,18 +253,16 @@ def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
 
 def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
                    writer: MetricWriter) -> dict[str, Any]:
-  """Scores ``state``'s generator against held-out data → eval/eval_<step>_….json; returns
-  the result."""
+  """Scores ``state``'s generator as ``config.eval`` says → eval/eval_<step>_….json and the
+  ``eval/*`` scalars; returns the result."""
   config = trainer.config
   result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
   result.update(evaluation.evaluate_generator(
       trainer.generator, state.generator_variables(config.ema.use_for_eval), config,
-      num_samples=config.eval_num_samples, batch_size=config.eval_batch_size, seed=config.seed,
+      num_samples=config.eval.num_samples, batch_size=config.eval.batch_size, seed=config.seed,
       evaluator=evaluator))
   evaluation.write_results(workdir, result, writer)
-  logger.info("eval step %d: FID %.3f (real floor %.3f) | KID %.4f | precision %.3f | "
-              "recall %.3f", step, result["fid"], result["real"]["fid"], result["kid"],
-              result["precision"], result["recall"])
+  logger.info("eval step %d: %s", step, evaluation.summary_line(result))
   if result.get("collapsed"):
     logger.warning("eval step %d: collapsed output: %s", step,
                    "; ".join(result["collapse_reasons"]))
@@ -392,13 +390,15 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
     checkpointer.close()
     return state
 
-  writer = MetricWriter(workdir, enabled=is_chief, resume_step=start if start else None)
-  progress = ConsoleProgress(total)
   evaluator = best = None
-  if config.eval_every and is_chief:
-    evaluator = evaluation.make_evaluator(config, batch_size=config.eval_batch_size,
-                                          seed=config.seed)
-    best = BestCheckpoint(workdir)
+  if config.eval.every and is_chief:  # first: a missing weight file stops before any writer
+    evaluator = evaluation.make_evaluator(config, workdir=workdir,
+                                          batch_size=config.eval.batch_size, seed=config.seed)
+    best = BestCheckpoint(workdir, config.eval.best_metric)
+  writer = evaluation.run_writer(config, workdir, enabled=is_chief,
+                                 resume_step=start if start else None)
+  writer.write_hparams(flat_hparams(config.to_dict()))
+  progress = ConsoleProgress(total)
   last_checkpoint = latest
   pending = None  # (step, metrics) checked one dispatch late so the device never idles
   group: list[dict[str, Any]] = []
@@ -439,7 +439,7 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
           if step % config.sample_every == 0 or step == total:
             _check_finite(step, metrics, last_checkpoint)
             write_samples(trainer, state, workdir, writer)
-          if evaluator is not None and (step % config.eval_every == 0 or step == total):
+          if evaluator is not None and (step % config.eval.every == 0 or step == total):
             _check_finite(step, metrics, last_checkpoint)
             result = evaluate_state(evaluator, trainer, state, step, workdir, writer)
             best.update(step, result, state, config)

@@ -6,7 +6,9 @@ not about GANs.
 * `stop_signals` — SIGTERM / Ctrl-C: finish the step, save, stop;
 * `console` — CLI logging and one-line flag and config-file errors; `progress` — the
   progress line's rate and ETA;
-* `metric_writer` — scalars and images to TensorBoard;
+* `metric_writer` — the `MetricWriter` interface; `tensorboard_writer`,
+  `scalar_file_writers` (CSV, JSONL), `wandb_writer` its backends; `writer_factory` —
+  ``config.logging.writers`` → one writer (only the chief writes);
 * `compilation` — compile with a line before and after; `compilation_cache` — JAX's
   persistent cache;
 * `distributed` — multi-host start-up that fails fast.

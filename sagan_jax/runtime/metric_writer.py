@@ -1,40 +1,33 @@
-"""TensorBoard scalars, images and text, written synchronously through tensorboardX.
+"""The metric-writer interface: scalars, images and hyperparameters of a run, anywhere.
 
-Events are TensorBoard's own format, built by tensorboardX's summary
-functions and written by its `EventsWriter` (framing, CRCs, fsync on flush),
-so neither TensorFlow nor PyTorch is needed to write them. We use that
-synchronous writer rather than tensorboardX's ``SummaryWriter``, whose
-``flush()`` does not drain its background queue: "flushed" events could
-still be missing from disk when a run is killed.
+The shape of CLU's ``metric_writers``: a `MetricWriter` has ``write_scalars(step,
+mapping)``, ``write_images(step, mapping)``, ``write_hparams(mapping)``, ``flush()``
+and ``close()``, and is a context manager. The run code writes through this
+interface only; which backends receive the values is the factory's choice
+(`sagan_jax.runtime.writer_factory.make_writer`, from ``config.logging.writers``):
 
-In a multi-host run only process 0 should write: construct the writer with
-``enabled=(jax.process_index() == 0)`` and every other process gets a writer
-whose methods do nothing, so the training loop needs no ``if`` around logging.
+* `sagan_jax.runtime.tensorboard_writer.TensorBoardWriter` (the default);
+* `sagan_jax.runtime.scalar_file_writers.CsvWriter` and ``JsonlWriter``: the
+  scalars as a table in the workdir, for pandas or a spreadsheet;
+* `sagan_jax.runtime.wandb_writer.WandbWriter`: Weights & Biases, when ``wandb``
+  is installed.
+
+`MultiWriter` fans one call out to several writers; `NoOpWriter` is what every
+process but the chief gets in a multi-host run, so the loop needs no ``if``
+around logging. `scalar_values` and `checked_images` convert and check values
+once, the same way for every backend: a bad value raises ``ValueError`` before
+anything is written anywhere.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-import time
-import uuid
-from typing import Any, Mapping, Optional
+import abc
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["MetricWriter"]
-
-
-def _tensorboardx() -> Any:
-  """tensorboardX, imported on first use: importing it also imports PyTorch when that
-  is installed (~1.5 s), which disabled writers and ``import sagan_jax`` must not pay."""
-  # pylint: disable=g-import-not-at-top
-  import tensorboardX.event_file_writer
-  import tensorboardX.proto.event_pb2
-  import tensorboardX.proto.summary_pb2
-  import tensorboardX.summary
-  return tensorboardX
+__all__ = ["MetricWriter", "MultiWriter", "NoOpWriter", "checked_images", "flat_hparams",
+           "scalar_values"]
 
 
 def _to_float(name: str, value: Any) -> float:
@@ -49,8 +42,8 @@ def _check_image(name: str, image: Any) -> np.ndarray:
   """A uint8 (H, W, C) image with C in 1, 3, 4."""
   array = np.asarray(image)
   if array.dtype != np.uint8:
-    # tensorboardX would read floats as [0, 1]; this project's images are
-    # [-1, 1], so accepting them would give a silently wrong picture.
+    # Backends read floats as [0, 1]; this project's images are [-1, 1], so
+    # accepting them would give a silently wrong picture.
     raise ValueError(f"image {name!r} must be uint8 (H, W, C), got dtype {array.dtype}; "
                      "convert [-1, 1] floats with sagan_jax.viz.image_grid/to_uint8.")
   if array.ndim == 2:
@@ -61,119 +54,118 @@ def _check_image(name: str, image: Any) -> np.ndarray:
   return array
 
 
-class MetricWriter:
-  """Writes scalars, images and text to a TensorBoard log directory.
+def scalar_values(mapping: Mapping[str, Any]) -> dict[str, float]:
+  """``{name: float}`` of Python, numpy or jax scalars (non-finite values kept as they
+  are). Raises ``ValueError`` for a value of more than one element."""
+  return {str(k): _to_float(k, v) for k, v in mapping.items()}
 
-  Every ``write_*`` call is on disk (fsynced) before it returns, so a killed
-  process loses nothing; logging happens every few steps, where that costs
-  nothing measurable. Safe to share between
-  threads; usable as a context manager. After `close`, writes raise rather
-  than being lost silently. Each writer opens a new event file, so a resumed
-  run never overwrites an earlier one's.
 
-  Args:
-    logdir: folder for the event file; created if missing. May be None when
-      ``enabled`` is False.
-    enabled: False makes every method a no-op and touches no files (for
-      processes other than 0 in multi-host runs).
-    resume_step: the checkpoint step a run resumes from. TensorBoard then
-      drops what an earlier, interrupted run logged *after* that step (it is
-      logged again), and keeps everything up to and including it — the
-      scalars, images and evaluation logged at the checkpoint step itself.
+def checked_images(mapping: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """``{name: uint8 (H, W, C)}``; raises ``ValueError`` for floats or bad shapes."""
+  return {str(k): _check_image(k, v) for k, v in mapping.items()}
 
-  Raises:
-    ValueError: if enabled without a ``logdir``.
+
+def flat_hparams(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """``{"model": {"width": 64}}`` → ``{"model.width": 64}``: what `write_hparams` takes.
+  Sequences become their text (``(16,)`` → ``"(16,)"``), as hyperparameter tables show them."""
+  out: dict[str, Any] = {}
+  for key, value in nested.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, Mapping):
+      out.update(flat_hparams(value, name + "."))
+    elif isinstance(value, (list, tuple)):
+      out[name] = str(tuple(value))
+    else:
+      out[name] = value
+  return out
+
+
+class MetricWriter(abc.ABC):
+  """Where a run's scalars, images and hyperparameters go.
+
+  Implementations convert with `scalar_values` / `checked_images` first, so a
+  bad value writes nothing rather than half; after `close`, writes raise
+  ``RuntimeError`` rather than being lost silently; closing twice is harmless.
   """
 
-  def __init__(self, logdir: Optional[str | os.PathLike], enabled: bool = True, *,
-               resume_step: Optional[int] = None):
-    self.enabled = bool(enabled)
-    self.logdir = None if logdir is None else os.fspath(logdir)
-    self.path: Optional[str] = None
-    self._events = None
-    self._closed = False
-    self._lock = threading.Lock()
-    if not self.enabled:
-      return
-    if self.logdir is None:
-      raise ValueError("an enabled MetricWriter needs a logdir.")
-    os.makedirs(self.logdir, exist_ok=True)
-    tbx = _tensorboardx()
-    # EventsWriter names files by second and host; the pid and a random part keep
-    # two writers of one second (a restart, evaluate.py beside train.py) apart.
-    suffix = f".{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    self._events = tbx.event_file_writer.EventsWriter(
-        os.path.join(self.logdir, "events"), filename_suffix=suffix)
-    self.path = next(os.path.join(self.logdir, name) for name in os.listdir(self.logdir)
-                     if name.endswith(suffix))
-    if resume_step is not None:
-      event_pb2 = tbx.proto.event_pb2
-      # TensorBoard purges events with step >= this one from earlier files.
-      self._write([event_pb2.Event(
-          wall_time=time.time(), step=int(resume_step) + 1,
-          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))])
-
-  def _active(self) -> bool:
-    if not self.enabled:
-      return False
-    if self._closed:
-      raise RuntimeError(f"MetricWriter for {self.logdir!r} is closed.")
-    return True
-
-  def _write(self, events: list[Any]) -> None:
-    with self._lock:
-      if self._closed:
-        raise RuntimeError(f"MetricWriter for {self.logdir!r} is closed.")
-      for event in events:
-        self._events.write_event(event)
-      self._events.flush()  # to disk now: a killed run keeps what it logged
-
-  def _write_summaries(self, step: int, summaries: list[Any]) -> None:
-    proto = _tensorboardx().proto
-    values = list(itertools.chain.from_iterable(s.value for s in summaries))
-    self._write([proto.event_pb2.Event(wall_time=time.time(), step=int(step),
-                                       summary=proto.summary_pb2.Summary(value=values))])
-
+  @abc.abstractmethod
   def write_scalars(self, step: int, mapping: Mapping[str, Any]) -> None:
-    """One scalar per name at ``step`` (Python, numpy or jax scalars; non-finite
-    values are written as they are). A value of more than one element raises
-    ``ValueError`` and nothing is written."""
-    if not self._active():
-      return
-    # Convert everything first so a bad value writes nothing rather than half.
-    floats = {str(k): _to_float(k, v) for k, v in mapping.items()}
-    summary = _tensorboardx().summary
-    self._write_summaries(step, [summary.scalar(k, v) for k, v in floats.items()])
+    """One scalar per name at ``step`` (Python, numpy or jax scalars)."""
 
+  @abc.abstractmethod
   def write_images(self, step: int, mapping: Mapping[str, Any]) -> None:
-    """One image per name at ``step``: uint8 (H, W), (H, W, 1|3|4), e.g. from
-    `sagan_jax.viz.image_grid`. Floats raise ``ValueError`` on purpose (see
-    `sagan_jax.viz.to_uint8`), as do bad shapes; nothing is written then."""
-    if not self._active():
-      return
-    images = {str(k): _check_image(k, v) for k, v in mapping.items()}
-    summary = _tensorboardx().summary
-    self._write_summaries(step, [summary.image(k, v, dataformats="HWC")
-                                 for k, v in images.items()])
+    """One uint8 image (H, W) or (H, W, 1|3|4) per name at ``step``."""
 
-  def write_text(self, step: int, name: str, text: str) -> None:
-    """A text entry (TensorBoard's Text tab shows it as ``<name>/text_summary``)."""
-    if not self._active():
-      return
-    self._write_summaries(step, [_tensorboardx().summary.text(str(name), str(text))])
+  @abc.abstractmethod
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    """The run's hyperparameters: flat ``{name: bool | int | float | str}``."""
 
+  @abc.abstractmethod
+  def flush(self) -> None:
+    """Everything written so far reaches its destination."""
+
+  @abc.abstractmethod
   def close(self) -> None:
-    """Flushes and closes the event file; closing twice is harmless."""
-    with self._lock:
-      if self._closed:
-        return
-      self._closed = True
-      if self._events is not None:
-        self._events.close()
-        self._events = None
+    """Flushes and releases the backend."""
 
   def __enter__(self) -> "MetricWriter":
     return self
 
   def __exit__(self, exc_type, exc_value, traceback) -> None:
     self.close()
+
+
+class NoOpWriter(MetricWriter):
+  """Writes nothing and touches no file: processes other than the chief (process 0)."""
+
+  def write_scalars(self, step: int, mapping: Mapping[str, Any]) -> None:
+    del step, mapping
+
+  def write_images(self, step: int, mapping: Mapping[str, Any]) -> None:
+    del step, mapping
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    del hparams
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
+class MultiWriter(MetricWriter):
+  """Every call goes to each of ``writers`` in order. Values are checked once, before
+  the first writer sees them, so one backend never gets what another refused."""
+
+  def __init__(self, writers: Sequence[MetricWriter]):
+    self.writers = tuple(writers)
+
+  def write_scalars(self, step: int, mapping: Mapping[str, Any]) -> None:
+    values = scalar_values(mapping)
+    for writer in self.writers:
+      writer.write_scalars(step, values)
+
+  def write_images(self, step: int, mapping: Mapping[str, Any]) -> None:
+    images = checked_images(mapping)
+    for writer in self.writers:
+      writer.write_images(step, images)
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    for writer in self.writers:
+      writer.write_hparams(hparams)
+
+  def flush(self) -> None:
+    for writer in self.writers:
+      writer.flush()
+
+  def close(self) -> None:
+    """Closes every writer, even when one fails (the first error is raised after)."""
+    errors = []
+    for writer in self.writers:
+      try:
+        writer.close()
+      except Exception as error:  # pylint: disable=broad-except  # raised below
+        errors.append(error)
+    if errors:
+      raise errors[0]

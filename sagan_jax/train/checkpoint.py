@@ -46,10 +46,11 @@ RESUMABLE_FIELDS = ("num_epochs", "num_steps", "log_every", "sample_every",
                     "checkpoint_every", "keep_checkpoints", "num_samples", "batching.prefetch",
                     "data.path", "data.tfds_data_dir", "data.tfds_download",
                     "model.attention_chunk_size", "model.conv_implementation",
-                    "model.compute_dtype", "steps_per_dispatch", "eval_every",
-                    "eval_num_samples", "eval_batch_size", "ema.use_for_eval",
+                    "model.compute_dtype", "steps_per_dispatch", "ema.use_for_eval",
                     # The data itself is compared through its record (`check_compatible`).
                     "data.skip_bad_images", "resume_on_new_data")
+# Whole sections a resume may change: where metrics go, how evaluation runs.
+RESUMABLE_SECTIONS = ("logging.", "eval.")
 
 
 # The key, beside the config's fields in a checkpoint's "config" item, of the record of
@@ -134,7 +135,8 @@ def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
 def config_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The config as flat JSON-able fields, without those a resume may change."""
   flat = _flat(json.loads(config.to_json()))
-  return {k: v for k, v in flat.items() if k not in RESUMABLE_FIELDS}
+  return {k: v for k, v in flat.items()
+          if k not in RESUMABLE_FIELDS and not k.startswith(RESUMABLE_SECTIONS)}
 
 
 class Checkpointer:

@@ -8,7 +8,8 @@ compute and turns a bad value into one clear error.
 
 Sections: ``model`` (which network, how it computes), ``data`` (what to
 read: the source and its fields), ``batching`` (how to batch it),
-``optimizer``; the rest are the run's length, cadence and evaluation.
+``optimizer``, ``logging`` (where metrics go), ``eval`` (evaluation during
+training and after); the rest are the run's length and cadence.
 
 Values derived from a config are computed here once (`image_shape`, `total_steps`,
 `ema_settings`, `uses_ema`), so the trainer, sampling and evaluation agree on them.
@@ -16,6 +17,7 @@ Values derived from a config are computed here once (`image_shape`, `total_steps
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Optional
 
@@ -31,6 +33,12 @@ from sagan_jax.train.ema import EmaSettings
 CONV_IMPLEMENTATIONS = ("auto", "gemm", "xla")
 HELDOUT_SOURCES = ("mnist78", "mnist")  # sources with held-out real images to evaluate against
 COMPUTE_DTYPES = ("float32", "bfloat16")
+# Metric backends (sagan_jax/runtime/writer_factory.py builds them; a test keeps the two equal).
+WRITER_NAMES = ("tensorboard", "csv", "jsonl", "wandb")
+EVAL_FEATURES = ("mnist", "inception")  # the feature networks evaluation knows
+# Metrics best_checkpoint/ can select by, and whether lower is better.
+BEST_METRICS = {"fid": "lower", "kid": "lower", "precision": "higher", "recall": "higher",
+                "inception_score": "higher", "classifier_score": "higher"}
 
 
 class ConfigError(ValueError):
@@ -123,10 +131,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.resume_on_new_data = False
   c.num_samples = 64  # images in a sample grid (fixed noise)
 
-  # Evaluation against held-out real digits during training (see evaluate.py).
-  c.eval_every = 0  # steps between evaluations (0: never)
-  c.eval_num_samples = 2000  # generated images per evaluation
-  c.eval_batch_size = 500
+  # Where scalars and images go (sagan_jax/runtime/writer_factory.py); only process 0 writes.
+  c.logging = ml_collections.ConfigDict()
+  c.logging.writers = ("tensorboard",)  # any of WRITER_NAMES, e.g. ("tensorboard", "csv")
+  c.logging.wandb_project = "sagan-jax"  # with "wandb" (pip install wandb)
+  c.logging.wandb_entity = config_dict.placeholder(str)  # None: W&B's default entity
+
+  # Evaluation during training (every `eval.every` steps) and by evaluate.py
+  # (sagan_jax/runs/evaluation.py). The reference: `ref_stats` when given; else the
+  # held-out digits of an MNIST source; else statistics of the run's own training
+  # data, computed once and cached in <workdir>/eval/.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every = 0  # steps between evaluations during training (0: never)
+  c.eval.features = "mnist"  # one of EVAL_FEATURES: 'mnist' (the packaged digit
+  # classifier; MNIST sources only) | 'inception' (the FID Inception, any data)
+  c.eval.inception_weights = config_dict.placeholder(str)  # pytorch-fid's .pth; None: the
+  # torch hub cache, where pytorch-fid downloads it
+  c.eval.ref_stats = config_dict.placeholder(str)  # a pytorch-fid-compatible .npz
+  c.eval.num_samples = 2000  # generated images per evaluation
+  c.eval.batch_size = 500  # images per generator and feature-network call
+  c.eval.best_metric = "fid"  # best_checkpoint/ keeps the best step by this (BEST_METRICS)
   return c
 
 
@@ -187,7 +211,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                "optimizer.d_steps"):
     _positive_int(config, name)
   _positive_int(config, "batching.prefetch", minimum=0)
-  _positive_int(config, "eval_every", minimum=0)  # 0 turns evaluation off
   _positive_int(config, "ema.start_step", minimum=0)
   if config.model.d_width is not None:
     _positive_int(config, "model.d_width")
@@ -220,9 +243,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config.optimizer[name]
     if not (isinstance(value, (int, float)) and 0 <= value < 1):
       raise ConfigError(f"config.optimizer.{name} must be in [0, 1), got {value!r}")
-  if config.eval_every:
-    _positive_int(config, "eval_num_samples", minimum=2)
-    _positive_int(config, "eval_batch_size")
-    if config.data.source not in HELDOUT_SOURCES:
-      raise ConfigError(f"config.eval_every needs held-out real digits (data.source one of "
-                        f"{list(HELDOUT_SOURCES)}); set eval_every=0")
+  _validate_logging(config)
+  _validate_eval(config)
+
+
+def _validate_logging(config: ml_collections.ConfigDict) -> None:
+  writers = config.logging.writers
+  if isinstance(writers, str) or not isinstance(writers, (tuple, list)):
+    raise ConfigError(f"config.logging.writers must be a tuple of names from "
+                      f"{list(WRITER_NAMES)}, got {writers!r}")
+  for name in writers:
+    if name not in WRITER_NAMES:
+      raise ConfigError(f"config.logging.writers: unknown writer {name!r}; choose from "
+                        f"{list(WRITER_NAMES)}")
+  if "wandb" in writers and importlib.util.find_spec("wandb") is None:
+    raise ConfigError("config.logging.writers names 'wandb' but wandb is not installed: "
+                      "pip install wandb, or leave 'wandb' out")
+
+
+def _validate_eval(config: ml_collections.ConfigDict) -> None:
+  for old in ("eval_every", "eval_num_samples", "eval_batch_size"):
+    if old in config:  # a config of an earlier release, edited by hand
+      raise ConfigError(f"config.{old} is now config.eval.{old[len('eval_'):]}")
+  _positive_int(config, "eval.every", minimum=0)  # 0 turns evaluation during training off
+  _positive_int(config, "eval.num_samples", minimum=2)
+  _positive_int(config, "eval.batch_size")
+  _one_of(config, "eval.features", EVAL_FEATURES)
+  _one_of(config, "eval.best_metric", tuple(BEST_METRICS))
+  if config.eval.features == "mnist":
+    if config.eval.inception_weights is not None:
+      raise ConfigError("config.eval.inception_weights is set but config.eval.features is "
+                        "'mnist'; set config.eval.features='inception'")
+    if config.eval.every and config.data.source not in HELDOUT_SOURCES:
+      raise ConfigError(f"config.eval.features='mnist' reads MNIST digits (data.source one "
+                        f"of {list(HELDOUT_SOURCES)}); for data.source "
+                        f"{config.data.source!r} set config.eval.features='inception'")
