@@ -41,7 +41,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sagan_jax.losses import get_loss  # noqa: E402
-from timing import Conditions, import_torch, interleaved, median_time  # noqa: E402  # benchmarks/timing.py
+from summary import add_row  # noqa: E402  # benchmarks/summary.py
+from timing import Conditions, import_torch, interleaved, median_time  # noqa: E402
 from sagan_jax.models import build_gan  # noqa: E402
 from sagan_jax.ops.convolution import conv2d  # noqa: E402
 from sagan_jax.train.config import base_config  # noqa: E402
@@ -199,6 +200,8 @@ def main():
   parser.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--batch", type=int, default=None, help="override the case's batch")
   parser.add_argument("--conv_table", action="store_true")
+  parser.add_argument("--summary", default=None, help="append rows to this table file "
+                      "(benchmarks/summary.py)")
   args = parser.parse_args()
   conditions = Conditions()
   jax.config.update("jax_platforms", "cuda" if args.device == "gpu" else "cpu")
@@ -225,6 +228,10 @@ def main():
       peak = f"{peak:8.0f}" if peak else f"{'-':>8}"
       print(f"{case:>4} | {batch:5d} | {name:>9} | {t.wall * 1e3:8.0f} | {t.cpu * 1e3:8.0f} | "
             f"{ratio} | {compile_s} | {peak}", flush=True)
+      if args.summary and ours:
+        add_row(args.summary, f"ResNet {case} step, {args.compute_dtype}, {name}", t.wall * 1e3,
+                torch_s * 1e3 if torch_s else None, "ms", "lower",
+                f"batch {batch}; torch fp32 eager; peak {peak.strip()} MB")
     del sides
     if args.conv_table:
       conv_table(case, args.repeats)
