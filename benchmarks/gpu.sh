@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 
 SMOKE=${GPU_SH_SMOKE:-0}
 LOGDIR=${LOGDIR:-$(mktemp -d /tmp/gpu_sh.XXXXXX)}
+mkdir -p "$LOGDIR"
 TABLE="$LOGDIR/table.jsonl"
 : > "$TABLE"
 
@@ -34,7 +35,7 @@ fi
 
 if [[ "$SMOKE" == 1 ]]; then
   DEVICE=cpu; TORCH_DEVICE=cpu; CONFIG=configs/tiny.py; TORCH_EPOCHS=1
-  STEP_ARGS=(--batch_sizes 8 --width 8 --repeats 1 --k 2)
+  STEP_ARGS=(--batch_sizes 8 --width 8 --repeats 1 --k 2 --skip_options)
   CIFAR_ARGS=(--cases 32 --batch 2 --repeats 1 --implementations auto)
   BIG_ARGS=(--cases 32 --batch 4 --repeats 1 --implementations auto)
   FID_ARGS=(--batch_size 2 --repeats 1 --implementations xla)

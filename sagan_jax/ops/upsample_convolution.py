@@ -84,9 +84,11 @@ def upsample_conv2d(x: jax.Array, kernel: jax.Array, *, padding: Padding = 0,
   phases = []
   for row_taps, row_pads in rows:
     for col_taps, col_pads in cols:
-      # Exact sums of the taps that read one input element (0/1 weights, float32 adds).
-      k = jnp.einsum('jt,us,tsio->juio', row_taps.astype(dtype), col_taps.astype(dtype),
-                     kernel, precision=lax.Precision.HIGHEST)
+      # Sums of the taps that read one input element (0/1 weights), added in float32 at
+      # least and rounded once to the computation's dtype (bfloat16 kernels too).
+      wide = jnp.promote_types(dtype, jnp.float32)
+      k = jnp.einsum('jt,us,tsio->juio', row_taps.astype(wide), col_taps.astype(wide),
+                     kernel.astype(wide), precision=lax.Precision.HIGHEST).astype(dtype)
       phases.append(_conv_cropped(x, k, (row_pads, col_pads), implementation, precision))
   b, n, m, c = phases[0].shape
   y = jnp.stack(phases, axis=0).reshape(2, 2, b, n, m, c)  # (a, b', B, i, j, C)
