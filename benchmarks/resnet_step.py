@@ -170,7 +170,7 @@ def conv_table(case: str, repeats: int) -> None:
     print(f"{name:<34} {row['gemm'] * 1e3:8.1f} {row['xla'] * 1e3:8.1f}  {faster}", flush=True)
 
 
-def _torch_sides(torch, case: str, device: str, batch: int) -> dict:
+def _torch_sides(torch, case: str, device: str, batch: int, threads=None) -> dict:
   """The PyTorch step, on CPU once with 1 thread and once with its default (the faster
   counts), on a GPU once."""
   if device == "gpu":
@@ -187,7 +187,8 @@ def _torch_sides(torch, case: str, device: str, batch: int) -> dict:
         torch.set_num_threads(default_threads)
     return run
 
-  return {f"torch {t}t": with_threads(t) for t in sorted({1, default_threads})}
+  counts = sorted(set(threads or (1, default_threads)))
+  return {f"torch {t}t": with_threads(t) for t in counts}
 
 
 def main():
@@ -200,6 +201,8 @@ def main():
   parser.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--batch", type=int, default=None, help="override the case's batch")
   parser.add_argument("--conv_table", action="store_true")
+  parser.add_argument("--torch_threads", type=int, nargs="+", default=None,
+                      help="CPU thread counts to time torch with (default: 1 and its own)")
   parser.add_argument("--summary", default=None, help="append rows to this table file "
                       "(benchmarks/summary.py)")
   args = parser.parse_args()
@@ -217,7 +220,7 @@ def main():
     sides = {f"ours {impl}": Ours(case, impl, args.compute_dtype, batch)
              for impl in args.implementations}
     if torch:
-      sides.update(_torch_sides(torch, case, args.device, batch))
+      sides.update(_torch_sides(torch, case, args.device, batch, args.torch_threads))
     timings = interleaved(sides, args.repeats)
     torch_s = min((t.wall for n, t in timings.items() if n.startswith("torch")), default=None)
     for name, t in timings.items():
