@@ -47,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from sagan_jax.ops import attention as attention_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+from timing import Conditions  # noqa: E402  # benchmarks/timing.py
 
 CHANNELS = 64
 QK_DEPTH = CHANNELS // 8
@@ -232,11 +233,14 @@ def main(argv=None):
   parser.add_argument('--f64-max-n', type=int, default=4096,
                       help='compare with a float64 reference up to this N (0: never)')
   args = parser.parse_args(argv)
+  conditions = Conditions()
+  print(conditions.start_line(), flush=True)
   rows = []
   for n in args.sizes:
     rows.append(_bench_size(n, args))
     print(f'N={n} done', file=sys.stderr, flush=True)
   _print_tables(rows, args)
+  print(conditions.end_line())
 
 
 if __name__ == '__main__':

@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from sagan_jax.ops import conv2d, conv_transpose2d  # noqa: E402  (after the path set-up)
+from timing import Conditions  # noqa: E402  # benchmarks/timing.py
 
 try:
   import torch  # pylint: disable=g-import-not-at-top
@@ -162,7 +163,8 @@ def main(argv=None):
   parser.add_argument('--no-xla', dest='xla', action='store_false',
                       help='skip the plain-XLA column (seconds per call on CPU)')
   args = parser.parse_args(argv)
-
+  conditions = Conditions()
+  print(conditions.start_line())
   print(f'jax {jax.__version__} on {jax.default_backend()}; batch {args.batch}; '
         f'median of {args.repeats} after 1 warm-up; forward + grad w.r.t. x and kernel.')
   if torch is None:
@@ -175,6 +177,7 @@ def main(argv=None):
     rows = [_run_size(size, args.batch, transposed, args.repeats, args.xla)
             for size in sizes]
     _print_table(title, rows, args.xla)
+  print(conditions.end_line())
 
 
 if __name__ == '__main__':

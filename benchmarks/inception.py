@@ -42,6 +42,8 @@ from sagan_jax.eval import FIDInception  # noqa: E402  pylint: disable=g-import-
 from sagan_jax.eval import inception as inception_lib  # noqa: E402
 from tests.reference.inception_reference import images, random_state_dict  # noqa: E402
 from tests.reference.pytorch_fid_reference import pytorch_fid_models  # noqa: E402  (torch lazily)
+from summary import add_row  # noqa: E402  # benchmarks/summary.py
+from timing import Conditions  # noqa: E402  # benchmarks/timing.py
 
 
 def _torch_side(state_dict, device: str):
@@ -74,8 +76,12 @@ def main() -> int:
                       choices=["xla", "gemm", "auto"])
   parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
   parser.add_argument("--no_torch", action="store_true", help="time sagan-jax only")
+  parser.add_argument("--summary", default=None, help="append rows to this table file "
+                      "(benchmarks/summary.py)")
   args = parser.parse_args()
 
+  conditions = Conditions()
+  print(conditions.start_line(), flush=True)
   devices = jax.devices(args.device)
   state_dict = random_state_dict(0)
   batch = images(1, args.batch_size, args.image_size)
@@ -125,8 +131,14 @@ def main() -> int:
           f"({wall:.2f} s a batch, {cpu_times[name]:.2f} s CPU){extra}")
   if "pytorch-fid" in rates:
     for impl in ours:
+      if args.summary:
+        add_row(args.summary, f"FID Inception {args.device}, {impl}, batch {args.batch_size}",
+                rates[impl], rates["pytorch-fid"], "images/s", "higher",
+                f"50,000 images: {50_000 / rates[impl]:.0f} s ours, "
+                f"{50_000 / rates['pytorch-fid']:.0f} s pytorch-fid")
       print(f"  ratio sagan-jax {impl} / pytorch-fid: {rates[impl] / rates['pytorch-fid']:.2f}x "
             f"images/s, {cpu_times['pytorch-fid'] / cpu_times[impl]:.2f}x by CPU time")
+  print(conditions.end_line())
   return 0
 
 

@@ -32,6 +32,7 @@ from sagan_jax.atomic_file import atomic_write  # noqa: E402
 from sagan_jax.data import make_source  # noqa: E402
 from sagan_jax.train.config import base_config  # noqa: E402
 from tests.reference import torch_sagan  # noqa: E402
+from timing import Conditions  # noqa: E402  # benchmarks/timing.py
 
 
 def save_generator(G: torch.nn.Module, save_dir: str, step: int) -> str:
@@ -51,6 +52,8 @@ def main():
   args = parser.parse_args()
   if args.save_every < 1 or args.epochs < 1:
     parser.error("--epochs and --save_every must be >= 1")
+  conditions = Conditions()
+  print(conditions.start_line(), flush=True)
   device = torch.device(args.device)
   source = make_source(base_config().data)
   images = torch.from_numpy(source.get(list(range(len(source))))).permute(0, 3, 1, 2)
@@ -64,7 +67,7 @@ def main():
   steps = 0
   if device.type == "cuda":
     torch.cuda.synchronize()
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   for _ in range(args.epochs):
     for (batch,) in loader:
       z1 = torch.randn(batch.shape[0], 20, 1, 1, device=device)
@@ -83,7 +86,9 @@ def main():
   if args.save_dir and steps % args.save_every:
     print(f"saved {save_generator(G, args.save_dir, steps)}", flush=True)
   print(f"torch eager ({device}): {steps} steps in {wall:.1f} s ({steps / wall:.1f} steps/s); "
-        f"final d_loss {float(out['d_loss']):.3f} g_loss {float(out['g_loss']):.3f}")
+        f"final d_loss {float(out['d_loss']):.3f} g_loss {float(out['g_loss']):.3f}; "
+        f"{time.process_time() - cpu_start:.1f} s process CPU")
+  print(conditions.end_line())
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """One full chapter training step (D update + G update), ours vs the PyTorch chapter code.
 
     python benchmarks/train_step.py [--batch_sizes 16 64 256] [--repeats 5] [--width 64]
+        [--k 4] [--skip_options] [--device cpu|gpu] [--torch_compile]
 
-Both sides run in this process on the same machine: the PyTorch reference is the chapter's
-own Generator/Discriminator/loop body (tests/reference/torch_sagan.py), ours the jitted
-`train_step` (buffers donated). Each timing is the median of `--repeats` steps after warm-up.
-Printed per batch size: ms/step, images/s, the ratio torch/ours (> 1: ours faster), the
-model's FLOPs per step (XLA's cost analysis of the loop-free program) and the GFLOP/s they imply, and two options a user
-can turn on from the config: bfloat16 compute (`model.compute_dtype`) and K steps per
-dispatch (`steps_per_dispatch`, per-step time shown).
+Both sides run in this process on the same device, interleaved (one step of each side per
+round): the PyTorch reference is the chapter's own Generator/Discriminator/loop body
+(tests/reference/torch_sagan.py; ``--torch_compile`` adds a row with its models
+``torch.compile``d), ours the jitted `train_step` (buffers donated), plus two options a user can
+turn on from the config: bfloat16 compute (`model.compute_dtype`) and K steps per dispatch
+(`steps_per_dispatch`, per-step time shown). Printed per batch size and side: median wall and
+process-CPU ms per step, the ratio torch/ours by wall time (> 1: ours faster), images/s, and
+for ours the model's FLOPs per step (XLA's cost analysis of the loop-free program) and the
+GFLOP/s they imply; before and after, the machine's load (benchmarks/timing.py).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 
 from sagan_jax.losses import get_loss  # noqa: E402
-from timing import import_torch, median_time  # noqa: E402  # benchmarks/timing.py
+from summary import add_row  # noqa: E402  # benchmarks/summary.py
+from timing import Conditions, import_torch, interleaved  # noqa: E402  # benchmarks/timing.py
 from sagan_jax.models import build_gan  # noqa: E402
 from sagan_jax.train.config import base_config  # noqa: E402
 from sagan_jax.train.optimizers import make_optimizers  # noqa: E402
@@ -85,25 +89,31 @@ class Ours:
 
 
 class Torch:
-  """The chapter's PyTorch step (same hyper-parameters, CPU, default threads)."""
+  """The chapter's PyTorch step (same hyper-parameters, default threads)."""
 
-  def __init__(self, batch: int, width: int):
+  def __init__(self, batch: int, width: int, device: str = "cpu", compiled: bool = False):
     import torch
 
     from tests.reference import torch_sagan
 
     torch.manual_seed(0)
-    self.torch = torch
-    self.G, self.D = torch_sagan.init_chapter_models(z_dim=20, image_size=width)
+    self.torch, self.device = torch, device
+    G, D = torch_sagan.init_chapter_models(z_dim=20, image_size=width)
+    self.G, self.D = G.to(device), D.to(device)
     self.g_opt, self.d_opt = torch_sagan.make_optimizers(self.G, self.D)
-    self.images = torch.rand(batch, 1, 64, 64) * 2 - 1
+    self.images = torch.rand(batch, 1, 64, 64, device=device) * 2 - 1
     self.batch = batch
+    # torch.compile of the models (the loop body stays eager: optimizer steps, losses).
+    self.models = ((torch.compile(self.G), torch.compile(self.D)) if compiled
+                   else (self.G, self.D))
     self.step_fn = torch_sagan.chapter_train_step
 
   def __call__(self):
-    z1 = self.torch.randn(self.batch, 20, 1, 1)
-    z2 = self.torch.randn(self.batch, 20, 1, 1)
-    self.step_fn(self.G, self.D, self.g_opt, self.d_opt, self.images, z1, z2)
+    z1 = self.torch.randn(self.batch, 20, 1, 1, device=self.device)
+    z2 = self.torch.randn(self.batch, 20, 1, 1, device=self.device)
+    self.step_fn(*self.models, self.g_opt, self.d_opt, self.images, z1, z2)
+    if self.device == "cuda":
+      self.torch.cuda.synchronize()
 
 
 def main():
@@ -113,32 +123,55 @@ def main():
   parser.add_argument("--width", type=int, default=64)
   parser.add_argument("--k", type=int, default=4, help="steps per dispatch for the scan option")
   parser.add_argument("--skip_options", action="store_true", help="only float32, K=1")
+  parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+  parser.add_argument("--torch_compile", action="store_true",
+                      help="also time the PyTorch step with torch.compile'd models")
+  parser.add_argument("--summary", default=None, help="append rows to this table file "
+                      "(benchmarks/summary.py)")
   args = parser.parse_args()
-
+  conditions = Conditions()
+  jax.config.update("jax_platforms", "cuda" if args.device == "gpu" else "cpu")
+  torch_device = "cuda" if args.device == "gpu" else "cpu"
   torch, torch_note = import_torch()
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
-        f"{torch_note}; {os.cpu_count()} CPUs; width {args.width}; median of {args.repeats}")
-  header = (f"{'batch':>5} | {'torch ms':>9} | {'ours ms':>9} | {'torch/ours':>10} | "
-            f"{'ours img/s':>10} | {'GFLOP/step':>10} | {'GFLOP/s':>8} | "
-            f"{'bf16 ms':>8} | {f'scan{args.k} ms/step':>15}")
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.device_count()} "
+        f"device(s)); {torch_note}; {os.cpu_count()} CPUs; width {args.width}; medians of "
+        f"{args.repeats} interleaved rounds")
+  print(conditions.start_line(), flush=True)
+  header = (f"{'batch':>5} | {'side':>14} | {'wall ms':>8} | {'CPU ms':>8} | "
+            f"{'torch/ours':>10} | {'img/s':>7} | {'GFLOP/s':>8}")
   print(header)
   print("-" * len(header))
   for batch in args.batch_sizes:
     ours = Ours(batch, args.width)
-    ours_s = median_time(ours, args.repeats)[0]
-    torch_s = median_time(Torch(batch, args.width), args.repeats)[0] if torch else None
-    bf16_s = scan_s = None
+    sides = {"ours": ours}
     if not args.skip_options:
-      bf16_s = median_time(Ours(batch, args.width, "bfloat16"), args.repeats)[0]
-      scan = Ours(batch, args.width, k=args.k)
-      scan_s = median_time(scan, max(1, args.repeats // 2))[0] / args.k
+      sides["ours bf16"] = Ours(batch, args.width, "bfloat16")
+      sides[f"ours scan{args.k}"] = Ours(batch, args.width, k=args.k)
+    if torch:
+      sides["torch"] = Torch(batch, args.width, torch_device)
+      if args.torch_compile:
+        sides["torch.compile"] = Torch(batch, args.width, torch_device, compiled=True)
+    timings = interleaved(sides, args.repeats)
     gflop = ours.flops / 1e9 if ours.flops else float("nan")
-    fmt = lambda s: f"{s * 1e3:9.0f}" if s is not None else f"{'-':>9}"  # noqa: E731
-    ratio = f"{torch_s / ours_s:10.2f}" if torch_s else f"{'-':>10}"
-    print(f"{batch:5d} | {fmt(torch_s)} | {fmt(ours_s)} | {ratio} | {batch / ours_s:10.1f} | "
-          f"{gflop:10.1f} | {gflop / ours_s:8.1f} | "
-          f"{(f'{bf16_s * 1e3:8.0f}' if bf16_s else f'{chr(45):>8}')} | "
-          f"{(f'{scan_s * 1e3:15.0f}' if scan_s else f'{chr(45):>15}')}", flush=True)
+    torch_s = timings["torch"].wall if "torch" in timings else None
+    for name, t in timings.items():
+      steps = sides[name].k if name.startswith("ours") else 1
+      wall, cpu = t.wall / steps, t.cpu / steps  # per training step
+      ratio = (f"{torch_s / wall:10.2f}" if torch_s and name.startswith("ours")
+               else f"{'-':>10}")
+      rate = f"{gflop / wall:8.1f}" if name == "ours" else f"{'-':>8}"
+      print(f"{batch:5d} | {name:>14} | {wall * 1e3:8.0f} | {cpu * 1e3:8.0f} | {ratio} | "
+            f"{batch / wall:7.1f} | {rate}", flush=True)
+    for reference in ("torch", "torch.compile"):
+      if args.summary and reference in timings:
+        add_row(args.summary, f"chapter step, batch {batch}, vs {reference}",
+                ours.k / timings["ours"].wall, 1 / timings[reference].wall, "steps/s", "higher")
+    scan = timings.get(f"ours scan{args.k}")
+    if args.summary and scan and "torch" in timings:
+      add_row(args.summary, f"chapter step, batch {batch}, scan{args.k}, vs torch",
+              args.k / scan.wall, 1 / timings["torch"].wall, "steps/s", "higher")
+    print(f"{batch:5d} | model FLOPs a step: {gflop:.1f} GFLOP (XLA's cost analysis)")
+  print(conditions.end_line())
 
 
 if __name__ == "__main__":

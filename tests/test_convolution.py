@@ -247,6 +247,22 @@ def test_auto_lowers_to_gemm_on_cpu_under_grad():
   assert 'convolution(' in hlo_xla
 
 
+def test_auto_takes_xla_for_stride1_conv2d_and_gemm_for_a_full_window():
+  # The per-layer choice (`_cpu_prefers_gemm`): stride-1 3x3 and 1x1 convolutions lower to
+  # XLA's convolution (forward and both gradients) on every backend; a stride-1 kernel that
+  # covers the whole padded input (one matrix product) stays on the GEMM path on CPU.
+  x = jnp.ones((2, 8, 8, 3))
+  for k in (jnp.ones((3, 3, 3, 2)), jnp.ones((1, 1, 3, 2))):
+    pad = k.shape[0] // 2
+    hlo = jax.jit(jax.grad(lambda x, k, pad=pad: jnp.sum(conv2d(x, k, padding=pad) ** 2),
+                           argnums=(0, 1))).lower(x, k).as_text(dialect='hlo')
+    assert 'convolution(' in hlo
+  if jax.default_backend() == 'cpu':
+    hlo = jax.jit(lambda x, k: conv2d(x, k)).lower(x, jnp.ones((8, 8, 3, 1))).as_text(
+        dialect='hlo')
+    assert 'convolution(' not in hlo
+
+
 @pytest.mark.parametrize('op', ['conv2d', 'conv_transpose2d'])
 def test_vmap_matches_loop(op):
   fn = (functools.partial(conv2d, stride=2, padding=1) if op == 'conv2d' else

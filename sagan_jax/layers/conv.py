@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from sagan_jax.layers.base import KernelLayer
 from sagan_jax.layers.validation import require_rank
 from sagan_jax.ops.convolution import IntOrPair, Padding, as_pair, conv2d, conv_transpose2d
+from sagan_jax.ops.upsample_convolution import upsample_conv2d
 
 
 class _Convolution(KernelLayer):
@@ -63,12 +64,23 @@ class Conv(_Convolution):
   """``nn.Conv2d``: cross-correlation with symmetric zero padding.
 
   Constructed as ``Conv(features, kernel_size, strides, padding)``, the other
-  attributes by keyword (see ``_Convolution`` and ``KernelLayer``).
+  attributes by keyword (see ``_Convolution`` and ``KernelLayer``). ``upsample=True``
+  (keyword, stride 1) convolves the input nearest-upsampled x2 (``nn.Upsample(scale_factor=2)``
+  then ``nn.Conv2d``) without materializing it: `sagan_jax.ops.upsample_convolution`.
   """
+
+  _: dataclasses.KW_ONLY
+  upsample: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, update_stats: Optional[bool] = None) -> jax.Array:
     x, kernel, bias = self._operands(x, x.shape[-1], update_stats)
+    if self.upsample:
+      if as_pair(self.strides, "strides") != (1, 1):
+        raise ValueError(f"Conv(upsample=True) needs stride 1, got {self.strides!r}")
+      y = upsample_conv2d(x, kernel, padding=self.padding, implementation=self.implementation,
+                          precision=self.precision)
+      return self._add_bias(y, bias)
     y = conv2d(x, kernel, stride=self.strides, padding=self.padding,
                implementation=self.implementation, precision=self.precision)
     return self._add_bias(y, bias)

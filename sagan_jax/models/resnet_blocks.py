@@ -28,16 +28,10 @@ from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+
+from sagan_jax.ops.upsample_convolution import upsample_nearest_2x
 
 ModuleDef = Callable[..., Any]
-
-
-def upsample_nearest_2x(x: jax.Array) -> jax.Array:
-  """Nearest-neighbour ×2 (``F.interpolate(scale_factor=2, mode='nearest')``), NHWC."""
-  b, h, w, c = x.shape
-  return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(
-      b, 2 * h, 2 * w, c)
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:
@@ -66,8 +60,9 @@ class GeneratorBlock(nn.Module):
     shortcut = self.which_conv(self.features, kernel_size=1, name="shortcut")(
         x, update_stats=train)
     h = nn.relu(normalize(self.which_bn, "bn1", x, labels, train))
-    h = self.which_conv(self.features, kernel_size=3, padding=1, name="conv1")(
-        upsample_nearest_2x(h), update_stats=train)
+    # conv3×3(up×2(h)) as four 2×2 phase convolutions on h: 2.25× fewer FLOPs, same function.
+    h = self.which_conv(self.features, kernel_size=3, padding=1, upsample=True, name="conv1")(
+        h, update_stats=train)
     h = nn.relu(normalize(self.which_bn, "bn2", h, labels, train))
     h = self.which_conv(self.features, kernel_size=3, padding=1, name="conv2")(
         h, update_stats=train)

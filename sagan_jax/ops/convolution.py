@@ -10,7 +10,9 @@ do). Two implementations compute the same function:
   convolution is lowered to a dilated convolution that is more than an order of
   magnitude slower than the forward pass (measurements: benchmarks/README.md).
 
-``'auto'`` (the default) picks ``'gemm'`` when lowering for CPU and ``'xla'`` otherwise.
+``'auto'`` (the default) picks per convolution: ``'xla'`` for a stride-1 ``conv2d`` (the
+3x3 and 1x1 layers of the ResNet models and Inception) on every backend, and for a strided or
+transposed one ``'gemm'`` when lowering for CPU, ``'xla'`` otherwise (see `_cpu_prefers_gemm`).
 Both work under ``jit``, ``vmap``, ``lax.scan`` and autodiff in every mode (``grad``,
 ``vjp``, ``jvp``, ``jacfwd``, ``linearize``, to any order): ``'gemm'`` defines its
 derivative with ``jax.custom_jvp`` (see 3. below).
@@ -200,8 +202,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
     padding: int or ``(ph, pw)`` (both sides, as PyTorch), ``((top, bottom), (left,
       right))``, or ``'SAME'`` / ``'VALID'`` (as Flax; see `conv_padding`).
     implementation: ``'xla'`` (one ``lax.conv_general_dilated``), ``'gemm'`` (the
-      matrix-multiply formulation that is fast on XLA:CPU), or ``'auto'``: ``'gemm'``
-      when lowered for CPU, ``'xla'`` for any other backend.
+      matrix-multiply formulation that is fast on XLA:CPU), or ``'auto'``: the faster
+      of the two for this convolution on the backend it is lowered for (``'gemm'`` for a
+      strided one on CPU, else ``'xla'``; see `_cpu_prefers_gemm`).
     precision: ``jax.lax.Precision`` of the products (None: the backend's default).
 
   Returns:
@@ -229,7 +232,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
                      f'padding {padding}): the output would be empty.')
   xla = functools.partial(_conv2d_xla, stride=stride, padding=padding, precision=precision)
   gemm = functools.partial(_conv2d_gemm, stride=stride, padding=padding, precision=precision)
-  return _dispatch(implementation, xla, gemm, x, kernel)
+  cpu_gemm = _cpu_prefers_gemm(stride, padded, (kh, kw))
+  return _dispatch(implementation, xla, gemm, x, kernel, cpu_gemm=cpu_gemm)
 
 
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
@@ -283,7 +287,26 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   return _dispatch(implementation, xla, gemm, x, kernel)
 
 
-def _dispatch(implementation, xla, gemm, x, kernel):
+def _cpu_prefers_gemm(stride, padded_size=None, kernel_size=None) -> bool:
+  """Whether ``'auto'`` takes the GEMM path on CPU: for every strided and transposed
+  convolution (``padded_size`` None), and for a stride-1 ``conv2d`` only when its kernel
+  covers the whole padded input (a single matrix product, e.g. the chapter D's last 4x4 layer).
+
+  Why (benchmarks/README.md, ``resnet_step.py --conv_table`` and ``conv_transpose.py``):
+  XLA:CPU lowers the kernel gradient of a strided convolution, and every product of a
+  transposed one (an input-dilated convolution), to loops 10-40x slower than the GEMM
+  path, while its stride-1 convolutions run on Eigen's spatial-convolution kernels, which
+  beat our im2col + GEMM forward and backward on the ResNet's 3x3 and 1x1 layers (its
+  32-px step 477 vs 595 ms). A rule by shape costs nothing at run time and is the same on
+  every machine; a measured probe would cost a compile and timing per shape for the same
+  answer on these layer families.
+  """
+  if max(stride) > 1 or padded_size is None:
+    return True
+  return tuple(padded_size) == tuple(kernel_size)
+
+
+def _dispatch(implementation, xla, gemm, x, kernel, *, cpu_gemm=True):
   # Both paths need one dtype (lax.dot/conv and the custom JVP's tangents).
   dtype = jnp.result_type(x, kernel)
   x, kernel = x.astype(dtype), kernel.astype(dtype)
@@ -291,6 +314,8 @@ def _dispatch(implementation, xla, gemm, x, kernel):
     return xla(x, kernel)
   if implementation == 'gemm':
     return gemm(x, kernel)
+  if not cpu_gemm:  # 'auto' on a convolution for which XLA's op is the faster everywhere
+    return xla(x, kernel)
   # Chosen when the computation is lowered, so one jitted function picks the GEMM path
   # on CPU and cuDNN/TPU convolutions elsewhere; under grad each backend also gets its
   # own backward pass, as `platform_dependent` stages out a `switch` whose unused
