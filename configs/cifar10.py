@@ -42,6 +42,7 @@ def get_config():
   config.model.bn_style = "studiogan"
   config.model.cbn_spectral_norm = True
   config.model.spectral_eps = 1e-6
+  config.model.d_shortcut_after_activation = True  # its DiscBlock's in-place ReLU
   config.loss = "hinge"
   config.batching.batch_size = 64
   config.batching.drop_remainder = True  # 5 D batches per step are stacked
