@@ -31,7 +31,9 @@ A generator trained with the chapter's PyTorch code (``benchmarks/torch_chapter.
   python evaluate.py --torch_generator runs/torch_mnist78/generator_002100.pt \\
       --config configs/mnist78.py
 
-which writes ``generator_002100_eval.json`` beside the file.
+which writes ``generator_002100_eval.json`` beside the file. StudioGAN's checkpoint
+files (``model=G_ema-best-weights-step=N.pth``, the dict wrapper or a bare state_dict)
+score the same way with the config of the same recipe (``--config configs/cifar10.py``).
 """
 
 import os
@@ -51,7 +53,8 @@ from sagan_jax.train.config import base_config
 
 flags.DEFINE_string("workdir", None, "A training workdir (holds config.json and checkpoints/).")
 flags.DEFINE_string("torch_generator", None,
-                    "Instead of --workdir: a PyTorch chapter Generator state_dict (.pt).")
+                    "Instead of --workdir: a PyTorch generator file (.pt/.pth, read without "
+                    "torch): the chapter's state_dict or StudioGAN's model=G_ema-…pth.")
 config_flags.DEFINE_config_file("config", None, "With --torch_generator: the run's config "
                                 "(data and model), e.g. configs/mnist78.py.", lock_config=True)
 flags.DEFINE_integer("num_samples", 10_000, "Generated images to score (standard: 50000).")

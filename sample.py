@@ -16,11 +16,21 @@ Files are named by kind in ``<workdir>/samples/``: ``samples_<step>_seed<seed>.p
 files or the trainer's (``samples_<step>.png``). ``--explorer`` and ``--npz`` write only
 what they name, unless a grid is asked for too (``--grid`` or any grid flag). One line per
 written file says what it is and where.
+
+A PyTorch generator file — StudioGAN's ``model=G_ema-best-weights-step=N.pth`` or the
+chapter's — samples the same way with the model's shape from one of our configs
+(read without torch; the grid goes beside the file unless ``--out``)::
+
+  python sample.py --torch_generator model=G_ema-best-weights-step=100000.pth \
+      --config configs/cifar10.py
 """
 
 import sys
 
+import os
+
 from absl import app, flags
+from ml_collections import config_flags
 
 from sagan_jax import runs
 from sagan_jax.runtime import compilation_cache, console
@@ -47,7 +57,10 @@ flags.DEFINE_bool("class_grid", False, "A row per class (conditional runs).")
 flags.DEFINE_integer("per_class", 8, "Columns of --class_grid.")
 flags.DEFINE_integer("interpolate", None, "Steps of a latent interpolation at fixed classes.")
 flags.DEFINE_bool("ema", True, "Use the run's EMA generator when it keeps one.")
-flags.mark_flags_as_required(["workdir"])
+flags.DEFINE_string("torch_generator", None, "Instead of --workdir: a PyTorch generator file "
+                    "(StudioGAN's model=G_ema-…pth, or the chapter's), with --config.")
+config_flags.DEFINE_config_file("config", None, "With --torch_generator: the model's config, "
+                                "e.g. configs/cifar10.py.", lock_config=True)
 FLAGS = flags.FLAGS
 GRID_FLAGS = ("out", "attention", "labels", "class_grid", "interpolate")  # they shape the grid
 
@@ -71,14 +84,25 @@ def main(argv):
   if not (wants_grid() or FLAGS.explorer or FLAGS.npz):
     sys.exit("error: --nogrid without --explorer or --npz: nothing to write")
   use_ema = None if FLAGS.ema else False
+  if (FLAGS.workdir is None) == (FLAGS.torch_generator is None):
+    raise app.UsageError("give exactly one of --workdir and --torch_generator")
+  if FLAGS.torch_generator is not None and (FLAGS.config is None or FLAGS.explorer
+                                            or FLAGS.npz or FLAGS.step is not None):
+    raise app.UsageError("--torch_generator needs --config (and takes no --step, --explorer, "
+                         "--npz)")
   written = []
   try:
-    workdir_lib.require_local(FLAGS.workdir)
+    run, out = None, FLAGS.out
+    if FLAGS.torch_generator is not None:
+      run = runs.torch_generator(FLAGS.torch_generator, FLAGS.config)
+      out = out or f"{os.path.splitext(FLAGS.torch_generator)[0]}_samples_seed{FLAGS.seed}.png"
+    else:
+      workdir_lib.require_local(FLAGS.workdir)
     if wants_grid():
       written += runs.write_sample_files(
-          FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, FLAGS.out, FLAGS.attention, FLAGS.step,
+          FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, out, FLAGS.attention, FLAGS.step,
           labels=labels, class_grid=FLAGS.class_grid, per_class=FLAGS.per_class,
-          interpolate=FLAGS.interpolate, use_ema=use_ema, best=FLAGS.best)
+          interpolate=FLAGS.interpolate, use_ema=use_ema, best=FLAGS.best, run=run)
     if FLAGS.explorer:
       written.append(runs.write_explorer(FLAGS.workdir, FLAGS.explorer, FLAGS.explorer_samples,
                                          FLAGS.seed, FLAGS.step, FLAGS.best, use_ema))

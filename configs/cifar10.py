@@ -34,6 +34,8 @@ def get_config():
   config.data.random_flip = True  # StudioGAN's apply_rflip (on by default in its src/config.py)
   # Attention after StudioGAN's G block 2 (attn_g_loc: [2]) and D block 1 (attn_d_loc: [1]).
   common.resnet_sagan(config, resolution=32, num_classes=10, attention=16, style="studiogan")
+  # StudioGAN's DiscBlock: its in-place ReLU also rewrites the shortcut's input.
+  config.model.d_shortcut_after_activation = True
   common.adam(config, lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), eps=1e-6, d_steps=5)
   config.batching.batch_size = 64
   config.num_steps = 100_000

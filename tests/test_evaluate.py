@@ -205,7 +205,7 @@ def test_a_pytorch_generator_scores_like_a_run(tmp_path, classifier):
   with pytest.raises(eval_lib.EvalError, match="cannot read"):
     runs.evaluate_torch_generator(str(tmp_path / "junk.pt"), config)
   torch.save({"layer1.0.weight": torch.zeros(1)}, str(tmp_path / "other.pt"))
-  with pytest.raises(eval_lib.EvalError, match="not the chapter generator"):
+  with pytest.raises(eval_lib.EvalError, match="not the weights of config.model's generator"):
     runs.evaluate_torch_generator(str(tmp_path / "other.pt"), config)
   with pytest.raises(FileNotFoundError):
     runs.evaluate_torch_generator(str(tmp_path / "missing.pt"), config)

@@ -18,6 +18,8 @@ Layout rules (PyTorch → here):
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any, Mapping
 
 import jax
@@ -29,6 +31,9 @@ from sagan_jax.models import (Discriminator64, Generator64, ResNetDiscriminator,
                               ResNetGenerator)
 from sagan_jax.models.resnet import (BOTTOM as RESNET_BOTTOM, GENERATOR_CHANNELS,
                                      discriminator_stages, generator_stages)
+from sagan_jax.interop.torch_file import read_state_dict
+
+log = logging.getLogger(__name__)
 
 Variables = dict[str, dict[str, Any]]
 
@@ -112,6 +117,12 @@ def _weighted(sd: StateDictReader, prefix: str, to_kernel, v_to_kernel_order,
               use_bias: bool | None, out_axis: int = -1) -> Variables:
   """Shared part of every weight layer: kernel, optional bias, optional SN state."""
   spectral = sd.has(_join(prefix, "weight_orig"))
+  if not spectral and not sd.has(_join(prefix, "weight")):
+    # name the key a spectral-normed layer would have when its u is there (or both)
+    wanted = ("weight_orig" if sd.has(_join(prefix, "weight_u"))
+              else "weight_orig' (spectral norm) or 'weight")
+    raise KeyError(f"state_dict has no key '{_join(prefix, wanted)}'" + sd._near(
+        _join(prefix, "weight_orig")))
   weight_key = _join(prefix, "weight_orig" if spectral else "weight")
   weight_shape = sd[weight_key].shape
   params = {"kernel": sd.convert(weight_key, to_kernel)}
@@ -268,8 +279,46 @@ def _describe(module) -> str:
   return f"{type(module).__name__}({', '.join(fields)})"
 
 
-def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
+def as_state_dict(source: Any) -> Mapping[str, Any]:
+  """A flat ``state_dict`` from what a PyTorch user has at hand, saying what it did:
+
+  * a path (``str`` / ``os.PathLike``) of a ``torch.save`` file: read without torch
+    (`sagan_jax.interop.torch_file.read_state_dict`);
+  * a checkpoint dict holding the weights under ``'state_dict'`` (StudioGAN's
+    ``model=G-best-weights-step=N.pth``: ``{'state_dict', 'step', 'best_fid', …}``):
+    unwrapped;
+  * keys that all start with ``module.`` (saved from ``nn.DataParallel`` /
+    ``DistributedDataParallel``): the prefix is stripped.
+
+  Raises:
+    TypeError: ``source`` is not a mapping of names to tensors after this.
+  """
+  if isinstance(source, (str, os.PathLike)):
+    source = read_state_dict(source)
+  if isinstance(source, Mapping) and isinstance(source.get("state_dict"), Mapping):
+    others = sorted(str(k) for k in source if k != "state_dict")
+    log.info("from_torch: using the checkpoint's 'state_dict' (beside %s)", others)
+    source = source["state_dict"]
+  if not isinstance(source, Mapping):
+    raise TypeError(f"from_torch needs a state_dict (a mapping of names to tensors), a "
+                    f"checkpoint dict with one under 'state_dict', or a .pth path; got "
+                    f"{type(source).__name__}")
+  nested = sorted(str(k) for k, v in source.items() if isinstance(v, Mapping))
+  if nested:
+    raise TypeError(f"from_torch needs a flat state_dict; {nested[:3]} hold dicts (pass the "
+                    f"weights' dict, e.g. checkpoint['state_dict'])")
+  if source and all(str(k).startswith("module.") for k in source):
+    log.info("from_torch: stripping the DataParallel prefix 'module.' from every key")
+    source = {k[len("module."):]: v for k, v in source.items()}
+  return source
+
+
+def from_torch(module, state_dict: Any) -> Variables:
   """Flax variables for ``module`` from a PyTorch ``state_dict`` of the same model.
+
+  ``state_dict`` may also be a ``.pth`` path, a checkpoint dict with the weights under
+  ``'state_dict'`` (StudioGAN's files) or DataParallel's ``module.``-prefixed keys
+  (see `as_state_dict`).
 
   Supports the chapter's ``Generator64`` and ``Discriminator64`` (keys as the
   chapter's ``Generator``/``Discriminator``: ``layer1.0.weight_orig``,
@@ -281,8 +330,14 @@ def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
   Every key must be used (``num_batches_tracked`` aside), like PyTorch's strict
   loading; shapes are checked against ``module``'s own variables, and a
   missing, unused or mis-shaped key is reported in one line naming it.
+
+  A StudioGAN discriminator (its key names) needs ``module.shortcut_after_activation``:
+  StudioGAN's in-place ReLU feeds its blocks' shortcuts ``relu(x)``, so the same weights
+  in a ``ResNetDiscriminator`` without it compute another function; that is refused in
+  one line saying so.
   """
-  sd = _reader(state_dict)
+  sd = state_dict if isinstance(state_dict, StateDictReader) else StateDictReader(
+      as_state_dict(state_dict))
   labels = ()
   if getattr(module, "num_classes", None) is not None:
     labels = (jnp.zeros((1,), jnp.int32),)
@@ -296,6 +351,12 @@ def from_torch(module, state_dict: Mapping[str, Any]) -> Variables:
     variables = studiogan_generator(sd, module)
     example = (jnp.zeros((1, module.z_dim), jnp.float32), *labels)
   elif isinstance(module, ResNetDiscriminator):
+    if not module.shortcut_after_activation:
+      raise ValueError(
+          "this is StudioGAN's discriminator (keys blocks.<i>.0.conv2d1…), whose in-place ReLU "
+          "feeds relu(x) to every DiscBlock's shortcut; build ResNetDiscriminator("
+          "shortcut_after_activation=True) (config.model.d_shortcut_after_activation=True) "
+          "to compute what StudioGAN computes")
     variables = studiogan_discriminator(sd, module)
     example = (jnp.zeros((1, module.resolution, module.resolution, module.channels),
                          jnp.float32), *labels)

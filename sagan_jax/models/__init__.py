@@ -106,7 +106,9 @@ MODELS: dict[str, ModelSpec] = {
             z_dim=c.z_dim, width=c.width, attention=tuple(c.g_attention), bn_style=c.bn_style,
             cbn_spectral_norm=c.cbn_spectral_norm, **_resnet_options(c, shape)),
         discriminator=lambda c, shape: ResNetDiscriminator(
-            width=_d_width(c), attention=tuple(c.d_attention), **_resnet_options(c, shape)),
+            width=_d_width(c), attention=tuple(c.d_attention),
+            shortcut_after_activation=c.get("d_shortcut_after_activation", False),
+            **_resnet_options(c, shape)),
         check=_check_resnet),
 }
 MODEL_NAMES = tuple(MODELS)

@@ -30,7 +30,9 @@ configs at 64×64 (G, its ``attn_g_loc: [4]``) and after D's first block
 ``sagan_jax.layers.conditional_batch_norm``): ``'studiogan'`` (gain ``1 + SN
 linear(one_hot(y))``, eps 1e-4, momentum 0.1, the last BN likewise) or
 ``'official'`` (per-class γ, β tables starting at 1, 0, eps 1e-5, moving
-averages with decay 0.999, the last BN's 0.9999). ``weight_init`` names the
+averages with decay 0.999, the last BN's 0.9999). ``shortcut_after_activation``
+(D) gives its blocks' shortcuts ``relu(x)``, as StudioGAN's in-place ReLU does
+(see `sagan_jax.models.resnet_blocks`). ``weight_init`` names the
 initialization (`sagan_jax.models.initialization`). Module names:
 ``linear``, ``block1`` … (each ``conv1``, ``conv2``, ``shortcut``, ``bn1``,
 ``bn2``), ``attention<res>``, ``bn``, ``conv_out`` (G); ``block1`` …,
@@ -245,6 +247,8 @@ class ResNetDiscriminator(nn.Module):
   Attributes:
     resolution, width (``d_conv_dim``), channels, num_classes, attention, weight_init,
     spectral_eps, attention_chunk_size, conv_implementation, dtype: as the generator's.
+    shortcut_after_activation: the blocks after the first add ``relu(x)``, not ``x``,
+      through their shortcut (StudioGAN's in-place ReLU; off: the official code).
   """
 
   resolution: int = 128
@@ -254,6 +258,7 @@ class ResNetDiscriminator(nn.Module):
   attention: Sequence[int] = (32,)
   weight_init: str = "xavier"
   spectral_eps: float = DEFAULT_EPS
+  shortcut_after_activation: bool = False
   attention_chunk_size: Optional[int] = 1024
   conv_implementation: str = "auto"
   dtype: Any = jnp.float32
@@ -279,6 +284,7 @@ class ResNetDiscriminator(nn.Module):
       else:
         x = DiscriminatorBlock(stage.multiple * self.width, which_conv,
                                downsample=stage.downsample, optimized=index == 0,
+                               shortcut_after_activation=self.shortcut_after_activation,
                                name=stage.name)(x, train=train)
     # Sum over positions in float32 (bf16 would round a sum of 16-4096 terms).
     features = jnp.sum(nn.relu(x).astype(jnp.float32), axis=(1, 2))

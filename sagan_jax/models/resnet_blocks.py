@@ -13,6 +13,14 @@ optimized first block (``optimized_block`` / ``DiscOptBlock``)::
     └────── [avgpool] ─ conv1×1 ─────────────────────+─ out   (identity when neither
                                                               downsampling nor widening)
 
+``shortcut_after_activation`` feeds a (non-optimized) block's shortcut ``relu(x)``
+instead of ``x``: what StudioGAN's ``DiscBlock`` computes, by accident. Its
+activation is ``nn.ReLU(inplace=True)`` and ``forward`` keeps ``x0 = x`` before
+``x = self.activation(x)``, so the in-place ReLU rewrites ``x0`` too (the 1×1
+shortcut, or the identity, sees ``relu(x)``). The official TF code and
+BigGAN-PyTorch (whose ``DBlock`` warns against exactly this) use ``x``. The
+optimized block has no activation before its shortcut, so it is unaffected.
+
 The sources apply the 1×1 shortcut convolution at the *larger* resolution
 (after the generator's upsampling, before the discriminator's pooling). A
 1×1 convolution commutes with nearest upsampling and with average pooling,
@@ -76,15 +84,16 @@ class DiscriminatorBlock(nn.Module):
   which_conv: ModuleDef
   downsample: bool = True
   optimized: bool = False
+  shortcut_after_activation: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     h = x if self.optimized else nn.relu(x)
+    shortcut = h if self.shortcut_after_activation else x
     h = self.which_conv(self.features, kernel_size=3, padding=1, name="conv1")(
         h, update_stats=train)
     h = self.which_conv(self.features, kernel_size=3, padding=1, name="conv2")(
         nn.relu(h), update_stats=train)
-    shortcut = x
     if self.downsample:
       h, shortcut = avg_pool_2x2(h), avg_pool_2x2(shortcut)
     if self.downsample or x.shape[-1] != self.features:

@@ -23,7 +23,8 @@ from sagan_jax.runs.evaluation import (FEATURES, evaluate_generator, evaluate_ru
                                        make_extractor, write_results)
 from sagan_jax.runs.explorer import write_explorer
 from sagan_jax.runs.sampling import (RestoredGenerator, Sampler, Samples, WrittenFile, latents,
-                                     restore_generator, write_sample_files, write_samples_npz)
+                                     restore_generator, torch_generator, write_sample_files,
+                                     write_samples_npz)
 from sagan_jax.runtime.stop_signals import TrainingStopped
 from sagan_jax.runs.training import Trainer, train_and_evaluate
 from sagan_jax.runtime.workdir import load_config, write_config
@@ -54,6 +55,7 @@ __all__ = [
     "write_dataset_statistics",
     "write_explorer",
     "write_results",
+    "torch_generator",
     "write_sample_files",
     "write_samples_npz",
 ]

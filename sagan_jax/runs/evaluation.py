@@ -42,15 +42,13 @@ from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, RealImages, 
                             reference_stats, scalars)
 from sagan_jax.eval.evaluator import PRECISION_RECALL_K, features_name, min_generated_samples
 from sagan_jax.eval.extractors import FEATURES, make_extractor
-from sagan_jax.interop.torch import from_torch
-from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
-from sagan_jax.models import build_generator
 from sagan_jax.runs.dataset_stats import dataset_statistics
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runtime.metric_writer import MetricWriter
 from sagan_jax.runtime.writer_factory import make_writer
-from sagan_jax.runs.sampling import Sampler, default_labels, restore_generator
-from sagan_jax.train.config import HELDOUT_SOURCES, base_config, image_shape, uses_ema, validate
+from sagan_jax.runs.errors import SamplingError
+from sagan_jax.runs.sampling import Sampler, default_labels, restore_generator, torch_generator
+from sagan_jax.train.config import HELDOUT_SOURCES, base_config, uses_ema, validate
 
 __all__ = ["FEATURES", "eval_settings", "evaluate_generator", "evaluate_run",
            "evaluate_torch_generator", "extractor_of", "heldout_images", "make_evaluator",
@@ -361,12 +359,14 @@ def evaluate_run(workdir: str, num_samples: int = 10_000, batch_size: int = 500,
 def evaluate_torch_generator(path: str, config: ml_collections.ConfigDict, *,
                              num_samples: int = 10_000, batch_size: int = 500, seed: int = 0,
                              write: bool = True, **options: Any) -> dict[str, Any]:
-  """Scores a PyTorch chapter ``Generator`` saved as a ``state_dict`` (``torch.save``).
+  """Scores a PyTorch generator file: the chapter's ``Generator`` or StudioGAN's SAGAN
+  (``model=G_ema-best-weights-step=N.pth``), a bare ``state_dict`` or a checkpoint dict
+  holding one under ``'state_dict'``, read without torch (`sagan_jax.interop.torch_file`).
 
   The weights go through `sagan_jax.interop.torch.from_torch` into our
-  generator built from ``config.model`` (which must be the chapter's
-  architecture), so a PyTorch run and ours are scored by the same code on the
-  same noise. Writes ``<path without .pt>_eval.json`` beside the file.
+  generator built from ``config.model``, so a PyTorch run and ours are scored by
+  the same code on the same noise. Writes ``<path without .pt>_eval.json`` beside
+  the file.
 
   The file is read without PyTorch (`sagan_jax.interop.torch_file`: both formats
   ``torch.save`` writes).
@@ -374,26 +374,19 @@ def evaluate_torch_generator(path: str, config: ml_collections.ConfigDict, *,
   Raises:
     ConfigError: ``config`` is invalid.
     FileNotFoundError: no file at ``path``.
-    EvalError: the file is not a state_dict of the chapter's generator.
+    EvalError: the file is not a state_dict of ``config.model``'s generator.
   """
   validate(config)
   _check_counts(num_samples, batch_size, seed, k=options.get("k", PRECISION_RECALL_K))
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no PyTorch generator file at {path}")
   try:
-    state_dict = read_state_dict(path)
-  except TorchFileError as error:
-    raise EvalError(f"cannot read {path} as a PyTorch state_dict: {error}") from error
-  if not isinstance(state_dict, Mapping):
-    raise EvalError(f"{path} holds a {type(state_dict).__name__}, not a state_dict")
-  generator = build_generator(config.model, image_shape(config))
-  try:
-    variables = from_torch(generator, state_dict)
-  except (KeyError, ValueError, TypeError) as error:
-    raise EvalError(f"{path} is not the chapter generator's state_dict: {error}") from error
+    run = torch_generator(path, config)
+  except SamplingError as error:
+    raise EvalError(str(error)) from error
+  generator, variables = run.generator, run.variables
   result = {"torch_generator": os.path.abspath(path), "seed": seed}
   result.update(evaluate_generator(generator, variables, config, num_samples=num_samples,
                                    batch_size=batch_size, seed=seed, **options))
   if write:
     result["path"] = _write_json(os.path.splitext(path)[0] + "_eval.json", result)
   return result
+

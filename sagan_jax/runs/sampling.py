@@ -29,10 +29,12 @@ import numpy as np
 from sagan_jax import sharding, viz
 from sagan_jax.atomic_file import atomic_write, check_writable, check_writable_folder
 from sagan_jax.checks import require_int
+from sagan_jax.interop.torch import as_state_dict, from_torch
 from sagan_jax.models import build_generator
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import SUBDIR as BEST_SUBDIR
 from sagan_jax.runs.errors import ArgumentError, SamplingError
+from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
 from sagan_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
 from sagan_jax.train.config import image_shape, uses_ema
 
@@ -262,6 +264,33 @@ def restore_generator(workdir: str, step: Optional[int] = None, *,
   return RestoredGenerator(config, generator, variables, step, ema)
 
 
+def torch_generator(path: str, config: ml_collections.ConfigDict) -> RestoredGenerator:
+  """``config.model``'s generator with the weights of a PyTorch file, read without torch:
+  the chapter's ``Generator`` or StudioGAN's SAGAN (``model=G_ema-best-weights-step=N.pth``),
+  a bare ``state_dict`` or a checkpoint dict holding one under ``'state_dict'`` (its
+  ``'step'``, when present, is the result's step; else 0).
+
+  Raises:
+    FileNotFoundError: no file at ``path``.
+    SamplingError: the file is unreadable or not the weights of this generator.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no PyTorch generator file at {path}")
+  generator = build_generator(config.model, image_shape(config))
+  try:
+    contents = read_state_dict(path)
+  except TorchFileError as error:
+    raise SamplingError(f"cannot read {path} as a PyTorch state_dict: {error}") from error
+  step = contents.get("step") if isinstance(contents, dict) else None
+  try:
+    variables = from_torch(generator, as_state_dict(contents))
+  except (KeyError, ValueError, TypeError) as error:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    raise SamplingError(f"{path} is not the weights of config.model's generator "
+                        f"({type(generator).__name__}): {message}") from error
+  return RestoredGenerator(config, generator, variables, step if isinstance(step, int) else 0)
+
+
 def attention_layer_caption(maps: Sequence[Any], step: Optional[int] = None) -> str:
   """The caption of a figure of the generator's last attention map of ``maps``."""
   side = math.isqrt(maps[-1].shape[1])
@@ -461,9 +490,11 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
                        step: Optional[int] = None, batch_size: int = 256,
                        labels: Optional[Sequence[int]] = None, class_grid: bool = False,
                        per_class: int = 8, interpolate: Optional[int] = None,
-                       use_ema: Optional[bool] = None, best: bool = False
-                       ) -> list[WrittenFile]:
-  """Writes a sample grid (and an attention figure) of a run's checkpoint; returns the files.
+                       use_ema: Optional[bool] = None, best: bool = False,
+                       run: Optional[RestoredGenerator] = None) -> list[WrittenFile]:
+  """Writes a sample grid (and an attention figure) of a run's checkpoint — or of ``run``
+  (e.g. `torch_generator`'s, with ``out`` given; ``workdir`` is then unused) — and
+  returns the files.
 
   What the grid shows, and the kind that names its file (`sample_file_name`):
 
@@ -492,9 +523,12 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
   _check_grid_request(class_grid, interpolate, per_class)
   if out is not None:
     check_writable(out)
+  elif run is not None:
+    raise ArgumentError("sampling a given generator needs the output path (out)")
   else:  # the default file's name holds the step, known once restored: check its folder
     check_writable_folder(workdir_lib.samples_dir(workdir))
-  run = restore_generator(workdir, step, use_ema=use_ema, best=best)
+  if run is None:
+    run = restore_generator(workdir, step, use_ema=use_ema, best=best)
   grid = requested_grid(run, num_samples, seed, labels, class_grid, per_class, interpolate)
   images = _draw(run, grid, seed, batch_size)
   maps = None

@@ -70,6 +70,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.bn_style = "official"  # 'official' | 'studiogan': how (conditional) BN is built
   c.model.cbn_spectral_norm = False  # SN on the conditional BN's class tables (StudioGAN: on)
   c.model.spectral_eps = 1e-12  # power-iteration floor (torch's default; StudioGAN 1e-6)
+  # D blocks' shortcuts see relu(x), as StudioGAN's in-place ReLU makes them (official: x)
+  c.model.d_shortcut_after_activation = False
 
   # What to read. Fields of sources other than `source` are ignored, so
   # switching with --config.data.source=image_folder needs no other edit.

@@ -472,14 +472,28 @@ def _resnet_models(resolution, width, num_classes, z_dim, gamma, attention=(2, 1
     return G, D
 
 
+def _advance(G, D, warmup: int, batch: int, resolution: int, z_dim: int, num_classes) -> None:
+    """``warmup`` train-mode forwards of G and D on random inputs (no update): the spectral
+    norms' u, v leave their random start and BN's running statistics move, so a loaded
+    state is one a run could have."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            labels = (None if num_classes is None
+                      else torch.randint(0, num_classes, (batch,), dtype=torch.int64))
+            G.train()(torch.randn(batch, z_dim), labels)
+            D.train()(torch.rand(batch, 3, resolution, resolution) * 2 - 1, labels)
+
+
 def case_resnet_models(seed: int, resolution: int = 32, width: int = 4, num_classes=3,
-                       z_dim: int = 16, batch: int = 4, gamma: float = 0.7, attention=(2, 1)
-                       ) -> dict[str, np.ndarray]:
-    """StudioGAN's SAGAN G and D (ortho init, γ = ``gamma``); one train-mode then one eval-mode
-    forward each (G on z, y; D on images, y), with their attention maps (β, (B, N, N/4)):
-    ``map<k>/rows`` (rows ``const/<net>/map<k>/rows_index``) and ``map<k>/probe`` (β · probe)."""
+                       z_dim: int = 16, batch: int = 4, gamma: float = 0.7, attention=(2, 1),
+                       warmup: int = 2) -> dict[str, np.ndarray]:
+    """StudioGAN's SAGAN G and D (ortho init, γ = ``gamma``, SN and BN state advanced by
+    ``warmup`` train-mode forwards); one train-mode then one eval-mode forward each (G on z,
+    y; D on images, y), with their attention maps (β, (B, N, N/4)): ``map<k>/rows`` (rows
+    ``const/<net>/map<k>/rows_index``) and ``map<k>/probe`` (β · probe)."""
     with torch_determinism(seed):
         G, D = _resnet_models(resolution, width, num_classes, z_dim, gamma, attention)
+        _advance(G, D, warmup, batch, resolution, z_dim, num_classes)
         z = torch.randn(batch, z_dim)
         images = torch.rand(batch, 3, resolution, resolution) * 2 - 1
         labels = None
@@ -514,17 +528,19 @@ def case_resnet_models(seed: int, resolution: int = 32, width: int = 4, num_clas
 
 def case_resnet_train_step(seed: int, resolution: int = 32, width: int = 4, num_classes: int = 3,
                            z_dim: int = 16, batch: int = 4, d_steps: int = 2, steps: int = 2,
-                           ema_decay: float = 0.5, ema_start: int = 1, gamma: float = 0.7
-                           ) -> dict[str, np.ndarray]:
+                           ema_decay: float = 0.5, ema_start: int = 1, gamma: float = 0.7,
+                           attention=(2, 1), warmup: int = 2) -> dict[str, np.ndarray]:
     """``steps`` full steps of StudioGAN's SAGAN in sagan-jax's order (torch_resnet_sagan.
     train_step): ``d_steps`` D updates (each its own real batch, noise and fake labels), one G
     update, then the generator's EMA (decay ``ema_decay``, a copy until ``ema_start``).
-    Adam (β₁ = 0, β₂ = 0.999, eps 1e-6; lr G 2e-4, D 4e-4), hinge loss."""
+    Adam (β₁ = 0, β₂ = 0.999, eps 1e-6; lr G 2e-4, D 4e-4), hinge loss; SN and BN state
+    advanced by ``warmup`` train-mode forwards first."""
     from . import torch_resnet_sagan as tr
 
     with torch_determinism(seed):
-        G, D = _resnet_models(resolution, width, num_classes, z_dim, gamma)
-        ema = _resnet_models(resolution, width, num_classes, z_dim, gamma)[0]
+        G, D = _resnet_models(resolution, width, num_classes, z_dim, gamma, attention)
+        _advance(G, D, warmup, batch, resolution, z_dim, num_classes)
+        ema = _resnet_models(resolution, width, num_classes, z_dim, gamma, attention)[0]
         ema.load_state_dict(G.state_dict())
         g_opt, d_opt = tr.make_optimizers(G, D)
         rec: dict[str, np.ndarray] = {
@@ -590,6 +606,12 @@ CASES.update({
     "resnet_models": (case_resnet_models, {}),
     "resnet_models_uncond64": (case_resnet_models, {"resolution": 64, "num_classes": None,
                                                     "batch": 2, "attention": (3, 2)}),
+    # 128 px at width 2: attention after G's and D's block 3 (8 channels, 32×32 and 16×16).
+    "resnet_models_cond128": (case_resnet_models, {"resolution": 128, "width": 2, "batch": 2,
+                                                   "attention": (3, 3)}),
     "resnet_train_step": (case_resnet_train_step, {}),
+    "resnet_train_step128": (case_resnet_train_step, {"resolution": 128, "width": 2,
+                                                      "batch": 2, "d_steps": 1, "steps": 1,
+                                                      "attention": (3, 3)}),
     "resnet_param_counts": (case_resnet_param_counts, {}),
 })

@@ -12,13 +12,29 @@ resnet.py``, ``src/utils/ops.py``, ``src/config.py``, ``src/configs/*/SAGAN.yaml
   ``conv2d5`` 3×3 → 3, tanh;
 * D: ``DiscOptBlock`` (conv2d1, ReLU, conv2d2, avgpool; shortcut avgpool then conv2d0),
   ``DiscBlock``s (ReLU, conv2d1, ReLU, conv2d2, [avgpool]; shortcut conv2d0 then [avgpool]
-  when downsampling or widening), attention after block ``k in attn_d_loc``, ReLU, sum over
-  H, W, ``linear1`` → 1 plus ``sum(embedding(y) · h)``;
+  when downsampling or widening, else identity), attention after block ``k in attn_d_loc``,
+  ReLU, sum over H, W, ``linear1`` → 1 plus ``sum(embedding(y) · h)``;
 * attention (``SelfAttention``): SN 1×1 convs θ, φ (C/8), g (C/2), attn (C/2 → C), no bias;
   φ and g max-pooled 2×2; ``softmax(θᵀφ, dim=-1)``; ``x + sigma · attn(g · βᵀ)``, sigma
   a (1,) parameter starting at 0;
 * init ``"ortho"``: ``orthogonal_`` on every Conv2d/Linear/Embedding weight (it reaches
   ``weight_orig``: before the first forward ``module.weight`` aliases it), biases 0.
+
+Where this follows a StudioGAN quirk (each marked ``QUIRK`` below):
+
+* activations are ``nn.ReLU(inplace=True)`` modules (``src/config.py``: ``MODULES.g_act_fn``,
+  ``d_act_fn``), and ``DiscBlock.forward`` keeps ``x0 = x`` *before* ``x = self.activation(x)``:
+  the in-place ReLU rewrites ``x0`` too, so every ``DiscBlock``'s shortcut (1×1 conv or
+  identity) sees ``relu(x)``. ``DiscOptBlock`` (no activation before its shortcut) and the
+  generator (its ReLUs act on BN outputs, never on a tensor kept elsewhere) are unaffected.
+  Ours: ``ResNetDiscriminator(shortcut_after_activation=True)``;
+* the conditional BN is ``ops.ConditionalBatchNorm2d`` of StudioGAN v0.4: gain and bias are
+  ``g_linear`` (SN linear, no bias) applied to ``one_hot(y)`` (``Generator.forward`` one-hots
+  the label), so the class tables carry spectral norm; its BN has eps 1e-4 and no affine,
+  while ``bn4`` is ``ops.batchnorm_2d`` (eps 1e-4, momentum 0.1, affine);
+* the shortcut 1×1 convs run at the larger resolution (G: upsample then conv2d0; D's
+  ``DiscBlock``: conv2d0 then avgpool; ``DiscOptBlock``: avgpool then conv2d0);
+* ``linear1``'s output is ``torch.squeeze``d (here ``squeeze(1)``, the same for batch > 1).
 
 State-dict keys are StudioGAN's (``blocks.<i>.0.conv2d1.weight_orig``, ``bn4.running_var``…),
 so ``sagan_jax.interop.torch.from_torch`` loads StudioGAN's released SAGAN weights the same
@@ -94,6 +110,7 @@ class GenBlock(nn.Module):
         else:
             self.bn1 = nn.BatchNorm2d(cin, eps=BN_EPS, momentum=0.1)
             self.bn2 = nn.BatchNorm2d(cout, eps=BN_EPS, momentum=0.1)
+        self.activation = nn.ReLU(inplace=True)  # QUIRK (harmless here): in place
         self.conv2d0 = conv(cin, cout, 1)
         self.conv2d1 = conv(cin, cout, 3)
         self.conv2d2 = conv(cout, cout, 3)
@@ -103,10 +120,11 @@ class GenBlock(nn.Module):
 
     def forward(self, x, one_hot):
         x0 = x
-        x = F.relu(self._bn(self.bn1, x, one_hot))
+        x = self.activation(self._bn(self.bn1, x, one_hot))  # a fresh BN output: x0 intact
         x = self.conv2d1(F.interpolate(x, scale_factor=2, mode="nearest"))
-        x = F.relu(self._bn(self.bn2, x, one_hot))
+        x = self.activation(self._bn(self.bn2, x, one_hot))
         x = self.conv2d2(x)
+        # QUIRK: the 1×1 shortcut after the upsampling (the larger resolution)
         return x + self.conv2d0(F.interpolate(x0, scale_factor=2, mode="nearest"))
 
 
@@ -125,6 +143,7 @@ class Generator(nn.Module):
                 blocks.append([SelfAttention(cout * g_conv_dim)])
         self.blocks = nn.ModuleList([nn.ModuleList(b) for b in blocks])
         self.bn4 = nn.BatchNorm2d(outs[-1] * g_conv_dim, eps=BN_EPS, momentum=0.1)
+        self.activation = nn.ReLU(inplace=True)
         self.conv2d5 = conv(outs[-1] * g_conv_dim, img_channels, 3)
         init_weights(self, init)
 
@@ -141,7 +160,7 @@ class Generator(nn.Module):
                     maps.append(beta)
                 else:
                     act = block(act, one_hot)
-        out = torch.tanh(self.conv2d5(F.relu(self.bn4(act))))
+        out = torch.tanh(self.conv2d5(self.activation(self.bn4(act))))
         return (out, maps) if return_maps else out
 
 
@@ -151,32 +170,44 @@ class DiscOptBlock(nn.Module):
         self.conv2d0 = conv(cin, cout, 1)
         self.conv2d1 = conv(cin, cout, 3)
         self.conv2d2 = conv(cout, cout, 3)
+        self.activation = nn.ReLU(inplace=True)  # QUIRK: in place (on conv2d1's output only)
 
     def forward(self, x):
-        h = F.avg_pool2d(self.conv2d2(F.relu(self.conv2d1(x))), 2)
-        return h + self.conv2d0(F.avg_pool2d(x, 2))
+        x0 = x
+        x = self.conv2d1(x)
+        x = self.activation(x)
+        x = self.conv2d2(x)
+        x = F.avg_pool2d(x, 2)
+        x0 = self.conv2d0(F.avg_pool2d(x0, 2))  # pooled first, then the 1×1 conv
+        return x + x0
 
 
 class DiscBlock(nn.Module):
     def __init__(self, cin: int, cout: int, downsample: bool):
         super().__init__()
         self.downsample = downsample
-        self.has_shortcut = downsample or cin != cout
-        if self.has_shortcut:
+        self.ch_mismatch = cin != cout
+        if self.ch_mismatch or downsample:
             self.conv2d0 = conv(cin, cout, 1)
         self.conv2d1 = conv(cin, cout, 3)
         self.conv2d2 = conv(cout, cout, 3)
+        self.activation = nn.ReLU(inplace=True)
 
     def forward(self, x):
-        h = self.conv2d2(F.relu(self.conv2d1(F.relu(x))))
-        if self.downsample:
-            h = F.avg_pool2d(h, 2)
         x0 = x
-        if self.has_shortcut:
-            x0 = self.conv2d0(x0)
+        # QUIRK: the in-place ReLU rewrites the tensor x0 refers to, so the shortcut below
+        # (conv2d0, or the identity) gets relu(x), as StudioGAN's DiscBlock computes it.
+        x = self.activation(x)
+        x = self.conv2d1(x)
+        x = self.activation(x)
+        x = self.conv2d2(x)
+        if self.downsample:
+            x = F.avg_pool2d(x, 2)
+        if self.downsample or self.ch_mismatch:
+            x0 = self.conv2d0(x0)  # QUIRK: the 1×1 conv before the pooling
             if self.downsample:
                 x0 = F.avg_pool2d(x0, 2)
-        return h + x0
+        return x + x0
 
 
 class Discriminator(nn.Module):
@@ -197,6 +228,7 @@ class Discriminator(nn.Module):
         self.linear1 = sn(nn.Linear(cin, 1, bias=True))
         if num_classes is not None:
             self.embedding = sn(nn.Embedding(num_classes, cin))
+        self.activation = nn.ReLU(inplace=True)
         init_weights(self, init)
 
     def forward(self, x, label=None, return_maps: bool = False):
@@ -208,7 +240,7 @@ class Discriminator(nn.Module):
                     maps.append(beta)
                 else:
                     h = block(h)
-        h = torch.sum(F.relu(h), dim=[2, 3])
+        h = torch.sum(self.activation(h), dim=[2, 3])
         out = self.linear1(h).squeeze(1)
         if self.num_classes is not None:
             out = out + torch.sum(self.embedding(label) * h, 1)
