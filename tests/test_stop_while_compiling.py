@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from sagan_jax.runs import TrainingStopped
 from sagan_jax.runs import training as loop
 from sagan_jax.runtime import compilation
+from tests.test_cli import TIMEOUT_S, TRAIN, Training, env  # noqa: F401  (fixtures)
 from tests.test_train_loop import (  # noqa: F401  (fixtures)
     _one_device_and_compilation_cache, checkpoint_steps, tiny_config)
 
@@ -49,3 +51,38 @@ def test_a_signal_during_compilation_stops_at_once(tmp_path, monkeypatch, capfd,
   assert capfd.readouterr().err.count("SIGTERM received: stopping after the current step") == 1
   assert checkpoint_steps(tmp_path) == []
   assert (tmp_path / "trainer.lock").read_text() == ""  # released
+
+
+# train.py whose compilations announce themselves on stderr and then never end on their own.
+ENDLESS_COMPILE_TRAIN = """
+import runpy, sys, threading
+from sagan_jax.runtime import compilation
+def endless_compile(jitted, *args, what, compiler_options=None):
+  print(f"Compiling {what} (endless)", file=sys.stderr, flush=True)
+  threading.Event().wait()
+compilation.compile_reported = endless_compile
+sys.argv[0] = "train.py"
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def test_sigterm_while_compiling_ends_the_process_at_once(tmp_path, env):
+  training = Training([sys.executable, "-c", ENDLESS_COMPILE_TRAIN, *TRAIN[2:],
+                       "--workdir", str(tmp_path / "run")], env, tmp_path / "train.log")
+  try:
+    training.wait_for(lambda: "Compiling the initial state (endless)" in training.output(),
+                      "the initial state's compilation")
+    training.process.send_signal(signal.SIGTERM)
+    assert training.process.wait(timeout=TIMEOUT_S) == 143, training.output()[-3000:]
+  finally:
+    training.process.kill()
+  output = training.output()
+  assert "Traceback" not in output, output[-3000:]
+  lines = [line for line in output.splitlines() if "SIGTERM" in line]
+  assert lines == [
+      "SIGTERM received: stopping after the current step with a checkpoint (send it again to "
+      "exit at once without saving).",
+      "warning: Stopped by SIGTERM while compiling: no step had run, nothing to save; rerun "
+      "the same command to continue."], output[-3000:]
+  assert not (tmp_path / "run" / "checkpoints").exists() or checkpoint_steps(
+      tmp_path / "run") == []

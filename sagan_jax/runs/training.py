@@ -162,9 +162,10 @@ def build_models_and_optimizers(config: ml_collections.ConfigDict, image_shape):
 
 
 def build_steps(config: ml_collections.ConfigDict, generator, discriminator, g_tx, d_tx,
-                image_shape, mesh) -> TrainSteps:
-  """The jitted initial state, train step and K-step scan, sharded over ``mesh``: the
-  state replicated, each batch split over the devices."""
+                image_shape, mesh=None) -> TrainSteps:
+  """The jitted initial state, train step and K-step scan, sharded over ``mesh`` (default:
+  all devices): the state replicated, each batch split over the devices."""
+  mesh = mesh if mesh is not None else sharding.make_mesh()
   replicated = sharding.replicated(mesh)
   batch_axis = 0 if config.optimizer.d_steps == 1 else 1
   batch_sharding = sharding.batch_sharded_at(mesh, batch_axis)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
+import os
+import sys
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import jax
 
@@ -41,10 +43,15 @@ def compile_reported(jitted: Any, *args: Any, what: str,
   return compiled
 
 
+_running: set[concurrent.futures.Future] = set()  # compilations on threads, not yet done
+
+
 def _on_thread(fn: Callable[[], Any]) -> concurrent.futures.Future:
   """``fn()`` on a daemon thread: a stopping run need not wait for a compilation it will
   never use (an executor's threads are joined at exit; a daemon thread is not)."""
   future: concurrent.futures.Future = concurrent.futures.Future()
+  _running.add(future)
+  future.add_done_callback(_running.discard)
 
   def run():
     if future.set_running_or_notify_cancel():
@@ -55,6 +62,19 @@ def _on_thread(fn: Callable[[], Any]) -> concurrent.futures.Future:
 
   threading.Thread(target=run, name="compile", daemon=True).start()
   return future
+
+
+def exit_process(status: int) -> NoReturn:
+  """``sys.exit(status)``; but while a compilation nobody waits for any more still runs
+  on its thread, ``os._exit(status)`` once the logs and standard streams are flushed:
+  finalizing the interpreter under a thread inside XLA aborts the process (status 134,
+  "FATAL: exception not rethrown"), and waiting for it is what a stop avoids."""
+  if any(not future.done() for future in list(_running)):
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+  sys.exit(status)
 
 
 def wait_for(future: concurrent.futures.Future,
