@@ -522,8 +522,9 @@ def test_a_run_compiles_a_bounded_set_of_programs(tmp_path, caplog):
   lines = [r.getMessage() for r in caplog.records if r.name.startswith("sagan_jax")]
   assert sorted(line for line in lines if line.startswith("Compiling ")) == [
       f"Compiling {what} ({'cached in ' + jax.config.jax_compilation_cache_dir})..."
-      for what in ("the initial state", "the train step on a batch of 4 (each epoch's last)",
-                   "the train step on a batch of 8", "the train step scanned over 6 batches of 8")]
+      for what in ("the initial state", "the train step",
+                   "the train step on each epoch's last, partial batch (4 images)",
+                   "the train step scanned over 6 batches")]
   # A progress line after the first dispatch (step 6), though log_every is 7, and a
   # final line with absolute paths.
   assert any(line.startswith("step 6/14 | d_loss ") for line in lines)

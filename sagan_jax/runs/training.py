@@ -231,6 +231,7 @@ class Trainer:
                                                 while_waiting=self._while_compiling)
     self._all_finite = jax.jit(_all_finite)
     self._compiled_all_finite = None
+    self._abstract_state = None
 
   def _while_compiling(self) -> None:
     if self.while_compiling is not None:
@@ -242,9 +243,10 @@ class Trainer:
     stacked = len(shape) - len(self.image_shape) - self.batch_axis > 1
     size = shape[self.batch_axis + stacked]
     if stacked:
-      return f"the train step scanned over {shape[0]} batches of {size}"
-    partial = size != self.batcher.batch_size and self.batcher.batches_per_epoch > 1
-    return f"the train step on a batch of {size}" + (" (each epoch's last)" if partial else "")
+      return f"the train step scanned over {shape[0]} batches"
+    if size != self.batcher.batch_size and self.batcher.batches_per_epoch > 1:
+      return f"the train step on each epoch's last, partial batch ({size} images)"
+    return "the train step"
 
   def state_is_finite(self, state: GANState) -> bool:
     """Whether every float in ``state`` (params, SN/BN state, Adam moments) is finite."""
@@ -276,8 +278,10 @@ class Trainer:
     compiled = self._compiled_multi_step if steps > 1 else self._compiled_step
     batch = self.abstract_batch(steps, batch_size)
     if not compiled.has(batch):
-      compiled.compile_in_background(
-          abstract_like(self.abstract_state(), sharding.replicated(self.mesh)), batch)
+      if self._abstract_state is None:  # (traced once: it takes seconds for a large model)
+        self._abstract_state = abstract_like(self.abstract_state(),
+                                             sharding.replicated(self.mesh))
+      compiled.compile_in_background(self._abstract_state, batch)
 
   def init_state(self) -> GANState:
     """A fresh state, compiled at XLA's -O0 (it runs once: compiling dominates)."""
@@ -514,10 +518,14 @@ def _compile_ahead(trainer: Trainer, cadence: Cadence, start: int, first_only: b
   """Starts compiling, on threads, the programs of the dispatches after ``start``: the
   first one's (overlapping the initial state's compilation), or all the others (the
   epoch's partial batch, a dispatch cut short), overlapping the first steps."""
+  programs = []
   for last, size in cadence.dispatches(start, limit=_LOOKAHEAD_STEPS):
-    trainer.compile_in_background(*_program(cadence, trainer, last, size))
+    if _program(cadence, trainer, last, size) not in programs:
+      programs.append(_program(cadence, trainer, last, size))
     if first_only:
-      return
+      break
+  for program in programs:
+    trainer.compile_in_background(*program)
 
 
 def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
