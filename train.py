@@ -15,7 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from sagan_jax import runs
-from sagan_jax.runtime import compilation_cache, console, distributed
+from sagan_jax.runtime import compilation, compilation_cache, console, distributed
 from sagan_jax.runtime import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -42,7 +42,7 @@ def main(argv):
       workdir_lib.require_local(workdir)  # before the data is read, not after
       runs.train_and_evaluate(FLAGS.config, workdir)
     except runs.TrainingStopped as stop:  # SIGTERM / Ctrl-C: saved, and said so in one line
-      sys.exit(stop.exit_code)
+      compilation.exit_process(stop.exit_code)  # (not waiting for an abandoned compilation)
     except runs.USER_ERRORS as error:  # the one line (absl's handler would print it twice)
       sys.exit(f"error: {error}")
 

@@ -62,6 +62,8 @@ FLOORS = {
     "test_inception_parity.py": "eval",
     "test_reference_stats.py": "eval",
     "test_torch_file.py": "interop",
+    "test_to_torch.py": "interop",
+    "test_studiogan_files.py": "interop",
     "test_metric_writer.py": "runtime",
     "test_compilation_cache.py": "runtime",
     "test_workdir_lock.py": "runtime",
@@ -80,6 +82,7 @@ FLOORS = {
     "test_resnet_run.py": "runs",
     "test_evaluate.py": "runs",
     "test_explorer.py": "runs",
+    "test_sample_files.py": "runs",
     "test_cli.py": "cli",
     "test_run_failures_cli.py": "cli",
     "test_user_errors.py": "cli",
@@ -97,10 +100,10 @@ SLOW = {
     "test_train_loop.py", "test_checkpoint_recovery.py", "test_best_checkpoint.py",
     "test_counts_and_memory.py", "test_tensorboard.py", "test_stop_signals.py",
     "test_workdir_lock.py", "test_multi_device.py", "test_resnet_run.py", "test_evaluate.py",
-    "test_paper_recipe.py",
+    "test_paper_recipe.py", "test_sample_files.py", "test_stop_while_compiling.py",
     # processes: the CLIs, two-process runs, the notebook's kernel, a browser
     "test_cli.py", "test_run_failures_cli.py", "test_user_errors.py", "test_multi_process.py",
-    "test_notebook.py", "test_explorer.py",
+    "test_notebook.py", "test_explorer.py", "test_studiogan_files.py",
 }
 
 

@@ -12,6 +12,7 @@ program is compiled once per test session, not once per `Trainer`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import types
 
@@ -23,6 +24,7 @@ from PIL import Image
 from sagan_jax.data import DataError
 from sagan_jax import sharding
 from sagan_jax.runs import training as loop
+from sagan_jax.runs.cadence import Cadence
 from sagan_jax.train.checkpoint import IncompatibleCheckpointError
 from sagan_jax.train.config import ConfigError
 from sagan_jax.runs import NonFiniteLossError, load_config, restore_generator
@@ -48,8 +50,9 @@ def test_resume_is_bit_exact(finished_run, tmp_path):
   # What was saved is the same too, and so is every logged scalar.
   assert checkpoint_steps(tmp_path) == [2, 4]
   assert_states_identical(restore(tmp_path, 4), restore(workdir, 4), "step-4 checkpoint")
-  # (steps_per_sec is a wall-clock rate: it differs between any two runs)
-  untimed = lambda logged: {k: v for k, v in logged.items() if k[1] != "steps_per_sec"}
+  # (steps_per_sec and data_wait are wall-clock measures: they differ between any two runs)
+  untimed = lambda logged: {k: v for k, v in logged.items()
+                            if k[1] not in ("steps_per_sec", "data_wait")}
   assert untimed(scalars(tmp_path)) == untimed(scalars(workdir))
 
 
@@ -196,6 +199,8 @@ def test_run_outputs(finished_run):
   images = {(e.step, v.tag) for e in read_events(workdir) if e.HasField("summary")
             for v in e.summary.value if v.HasField("image")}
   assert images == {(s, t) for s in (3, 4) for t in ("samples", "attention")}
+  # The fraction of each logging interval spent waiting for data, with the losses.
+  assert all(0 <= logged[step, "data_wait"] <= 1 for step in range(1, 5))
   # PNGs: sample grids and attention figures at sample_every (3) and at the end.
   for step in (3, 4):
     for kind in ("samples", "attention"):
@@ -270,7 +275,65 @@ def test_dispatch_groups_end_before_a_partial_batch():
   batcher = loop.data_lib.Batcher(loop.data_lib.make_source(config.data), 6, 0)
   sizes = [len(batcher.global_indices(i)) for i in range(9)]
   assert sizes == [6, 6, 4] * 3
-  ends = [step for step in range(1, 10)
-          if loop._ends_dispatch(step, config, 9, batcher, group_size=1)]
+  cadence = Cadence.of(config, 9, batcher)
+  ends = [step for step in range(1, 10) if cadence.ends_dispatch(step, group_size=1)]
   # A group ends where the next batch has another size, and at the end of the run.
   assert ends == [step for step in range(1, 9) if sizes[step] != sizes[step - 1]] + [9]
+
+
+class BackendCompilations:
+  """Counts XLA compilations by jitted function, with JAX's own monitoring hook.
+
+  ``/jax/core/compile/backend_compile_duration`` is recorded around
+  ``compiler.compile_or_get_cached``, so it counts every compilation a program
+  needs, also those the persistent compilation cache (on in this module) answers
+  without running XLA: a cache hit skips XLA's work but not the request. (Its
+  ``/jax/compilation_cache/cache_hits`` and ``…/compile_requests_use_cache`` events
+  would count only the hits, or only with the cache on.)
+  """
+
+  EVENT = "/jax/core/compile/backend_compile_duration"
+
+  def __init__(self):
+    self.counts: dict[str, int] = {}
+
+  def _listen(self, event, duration, **kwargs):
+    del duration
+    if event == self.EVENT:
+      name = kwargs.get("fun_name", "?")
+      self.counts[name] = self.counts.get(name, 0) + 1
+
+  def __enter__(self):
+    jax.monitoring.register_event_duration_secs_listener(self._listen)
+    return self
+
+  def __exit__(self, *exc_info):
+    jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
+def test_a_run_compiles_a_bounded_set_of_programs(tmp_path, caplog):
+  """The chapter's data layout (7 steps per epoch, the last batch partial, K = 6) with
+  cadences that do not divide K: the dispatches cut short (steps 8–9, 10, 11–13) run
+  as single steps, so the run compiles the initial state, one 6-step scan, one step of
+  the full batch and one of the partial batch — not a scan per length (before: scans
+  of 6, 2 and 3 steps)."""
+  config = tiny_config(data__per_digit=26, steps_per_dispatch=6, num_steps=14, log_every=7,
+                       checkpoint_every=9, sample_every=10)  # 52 images: 6 batches of 8, then 4
+  with BackendCompilations() as compiled, caplog.at_level(logging.INFO):
+    loop.train_and_evaluate(config, str(tmp_path))
+  train_programs = {name: compiled.counts.get(name, 0)
+                    for name in ("jit(init_gan_state)", "jit(multi_step)", "jit(train_step)")}
+  assert train_programs == {"jit(init_gan_state)": 1, "jit(multi_step)": 1,
+                            "jit(train_step)": 2}
+  # The log names each program it compiles, once.
+  lines = [r.getMessage() for r in caplog.records if r.name.startswith("sagan_jax")]
+  assert sorted(line for line in lines if line.startswith("Compiling ")) == [
+      f"Compiling {what} ({'cached in ' + jax.config.jax_compilation_cache_dir})..."
+      for what in ("the initial state", "the train step",
+                   "the train step on each epoch's last, partial batch (4 images)",
+                   "the train step scanned over 6 batches")]
+  # A progress line after the first dispatch (step 6), though log_every is 7, and a
+  # final line with absolute paths.
+  assert any(line.startswith("step 6/14 | d_loss ") for line in lines)
+  assert lines[-1] == (f"done: 14 steps, checkpoints in {tmp_path / 'checkpoints'}, samples in "
+                       f"{tmp_path / 'samples'}; `tensorboard --logdir {tmp_path}`")

@@ -9,10 +9,11 @@ command continues where it stopped; raising ``num_steps`` extends a run.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +29,11 @@ from sagan_jax.models import build_gan, is_conditional
 from sagan_jax.runs import evaluation, sampling
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import BestCheckpoint
-from sagan_jax.runtime.compilation import RUN_ONCE, CompiledByShape, compile_reported
+from sagan_jax.runs.cadence import Cadence
+from sagan_jax.runtime.compilation import RUN_ONCE, CompiledByShape, compile_waiting
 from sagan_jax.runs.errors import NonFiniteLossError
 from sagan_jax.runtime.metric_writer import MetricWriter, flat_hparams
-from sagan_jax.runtime.progress import ConsoleProgress
+from sagan_jax.runtime.progress import ConsoleProgress, DataWait
 from sagan_jax.runs.sampling import Sampler
 from sagan_jax.runtime.stop_signals import GracefulStop, TrainingStopped, signal_name
 from sagan_jax.runtime.workdir import WorkdirError
@@ -91,71 +93,145 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(flags)) if flags else jnp.bool_(True)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainSteps:
+  """The jitted programs of a run and how their batches are sharded.
+
+  Attributes:
+    init: ``init() -> GANState``, the fresh state.
+    train_step: ``train_step(state, batch) -> (state, metrics)``, one step; the state is
+      donated (its buffers are reused for the new state).
+    multi_step: the same over K batches stacked on a leading axis (a ``lax.scan``).
+    batch_axis: the batch's axis in a step's input: 0, or 1 with d_steps > 1 (one real
+      batch per D update stacked in front).
+    batch_sharding: ``train_step``'s batch sharding (split over the mesh on ``batch_axis``).
+    stacked_sharding: ``multi_step``'s (split on the axis after the stacking one).
+  """
+  init: Any
+  train_step: Any
+  multi_step: Any
+  batch_axis: int
+  batch_sharding: Any
+  stacked_sharding: Any
+
+
+def build_data(config: ml_collections.ConfigDict, mesh=None
+               ) -> tuple[data_lib.Source, data_lib.Batcher]:
+  """The run's images (``config.data``) and their batcher (``config.batching``): this
+  process's part of each global batch, which must split over ``mesh`` (default: all
+  devices). Raises `ConfigError` for a batch or labels that do not fit."""
+  mesh = mesh if mesh is not None else sharding.make_mesh()
+  source = data_lib.make_source(config.data)
+  batcher = data_lib.Batcher(
+      source, config.batching.batch_size, config.seed,
+      drop_remainder=config.batching.drop_remainder, random_flip=config.data.random_flip,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  try:
+    sharding.check_divisible(config.batching.batch_size, mesh)
+    if batcher.last_batch_size != config.batching.batch_size:
+      sharding.check_divisible(batcher.last_batch_size, mesh, "final partial batch of each epoch")
+    if config.model.num_classes is not None:  # before any compute: labels that fit the model
+      data_lib.check_class_labels(source, config.model.num_classes)
+  except (ValueError, data_lib.DataError) as error:  # one line, by train.py
+    raise ConfigError(str(error)) from None
+  return source, batcher
+
+
+def build_models_and_optimizers(config: ml_collections.ConfigDict, image_shape):
+  """``(generator, discriminator, g_tx, d_tx)``: the Flax modules ``config.model`` describes
+  for images of ``image_shape`` (H, W, C), and their optax optimizers."""
+  generator, discriminator = build_gan(config.model, image_shape)
+  g_tx, d_tx = make_optimizers(config)
+  return generator, discriminator, g_tx, d_tx
+
+
+def build_steps(config: ml_collections.ConfigDict, generator, discriminator, g_tx, d_tx,
+                image_shape, mesh=None) -> TrainSteps:
+  """The jitted initial state, train step and K-step scan, sharded over ``mesh`` (default:
+  all devices): the state replicated, each batch split over the devices."""
+  mesh = mesh if mesh is not None else sharding.make_mesh()
+  replicated = sharding.replicated(mesh)
+  batch_axis = 0 if config.optimizer.d_steps == 1 else 1
+  batch_sharding = sharding.batch_sharded_at(mesh, batch_axis)
+  stacked_sharding = sharding.batch_sharded_at(mesh, batch_axis + 1)
+  ema = ema_settings(config)
+  step_fn = make_train_step(generator, discriminator, g_tx, d_tx, get_loss(config.loss),
+                            config.model.z_dim, num_classes=config.model.num_classes,
+                            d_steps=config.optimizer.d_steps, ema=ema)
+  init = jax.jit(functools.partial(
+      init_gan_state, generator, discriminator, seed=config.seed, z_dim=config.model.z_dim,
+      image_shape=image_shape, g_tx=g_tx, d_tx=d_tx, conditional=is_conditional(config.model),
+      ema=ema is not None), out_shardings=replicated)
+  train_step = jax.jit(step_fn, in_shardings=(replicated, batch_sharding),
+                       out_shardings=(replicated, replicated), donate_argnums=0)
+  multi_step = jax.jit(make_multi_step(step_fn), in_shardings=(replicated, stacked_sharding),
+                       out_shardings=(replicated, replicated), donate_argnums=0)
+  return TrainSteps(init, train_step, multi_step, batch_axis, batch_sharding, stacked_sharding)
+
+
+def build_samplers(config: ml_collections.ConfigDict, generator) -> tuple[Sampler, Sampler]:
+  """``(sampler, attention_sampler)``: the grid's images, and the attention maps of the
+  few samples a figure shows."""
+  sampler = Sampler(generator, config.model.z_dim, num_classes=config.model.num_classes)
+  attention_sampler = Sampler(generator, config.model.z_dim, return_attention=True,
+                              num_classes=config.model.num_classes)
+  return sampler, attention_sampler
+
+
 class Trainer:
-  """The pieces of a run, built once from the config (no training loop state)."""
+  """The pieces of a run, built once from the config (no training loop state).
+
+  Each piece comes from a builder above that a notebook can call alone.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, mesh=None):
     validate(config)
     self.config = config
     self.mesh = mesh if mesh is not None else sharding.make_mesh()
-    self.source = data_lib.make_source(config.data)
+    self.source, self.batcher = build_data(config, self.mesh)
     self.data_record = data_lib.data_record(self.source, config.data)  # kept with checkpoints
-    self.batcher = data_lib.Batcher(
-        self.source, config.batching.batch_size, config.seed,
-        drop_remainder=config.batching.drop_remainder, random_flip=config.data.random_flip,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    try:
-      sharding.check_divisible(config.batching.batch_size, self.mesh)
-      if self.batcher.last_batch_size != config.batching.batch_size:
-        sharding.check_divisible(self.batcher.last_batch_size, self.mesh,
-                                 "final partial batch of each epoch")
-    except ValueError as error:  # a config error: reported as one line by train.py
-      raise ConfigError(str(error)) from None
     if config.eval.every and config.eval.num_samples < min_generated_samples():
       raise ConfigError(f"config.eval.num_samples must be at least {min_generated_samples()} "
                         f"(precision/recall's k-NN), got {config.eval.num_samples}")
     self.num_classes = config.model.num_classes
-    if self.num_classes is not None:  # before any compute: labels that fit the model
-      try:
-        data_lib.check_class_labels(self.source, self.num_classes)
-      except data_lib.DataError as error:
-        raise ConfigError(str(error)) from None
     self.d_steps = config.optimizer.d_steps
     self.total_steps = total_steps(config, self.batcher)
     self.image_shape = self.source.image_shape
-    self.generator, self.discriminator = build_gan(config.model, self.image_shape)
-    self.g_tx, self.d_tx = make_optimizers(config)
-    replicated = sharding.replicated(self.mesh)
-    # A step's batch: (B, …), or (d_steps, B, …) with one real batch per D update.
-    self.batch_axis = 0 if self.d_steps == 1 else 1
-    self.batch_sharding = sharding.batch_sharded_at(self.mesh, self.batch_axis)
     self.ema = ema_settings(config)
-    step_fn = make_train_step(self.generator, self.discriminator, self.g_tx, self.d_tx,
-                              get_loss(config.loss), config.model.z_dim,
-                              num_classes=self.num_classes, d_steps=self.d_steps, ema=self.ema)
-    # The state is donated: its buffers are reused for the new state.
-    self.train_step = jax.jit(step_fn, in_shardings=(replicated, self.batch_sharding),
-                              out_shardings=(replicated, replicated), donate_argnums=0)
-    # K steps per dispatch: batches stacked on a leading axis, split on the next.
-    self.stacked_sharding = sharding.batch_sharded_at(self.mesh, self.batch_axis + 1)
-    self.multi_step = jax.jit(make_multi_step(step_fn),
-                              in_shardings=(replicated, self.stacked_sharding),
-                              out_shardings=(replicated, replicated), donate_argnums=0)
-    # What `dispatch` runs: compiled once per batch shape, with a line before and after.
-    self._compiled_step = CompiledByShape(self.train_step, "the train step")
-    self._compiled_multi_step = CompiledByShape(
-        self.multi_step, f"the train step scanned over {config.steps_per_dispatch} batches")
-    self._init = jax.jit(functools.partial(
-        init_gan_state, self.generator, self.discriminator, seed=config.seed,
-        z_dim=config.model.z_dim, image_shape=self.image_shape, g_tx=self.g_tx,
-        d_tx=self.d_tx, conditional=is_conditional(config.model), ema=self.ema is not None),
-        out_shardings=replicated)
-    # The grid's images, and the attention maps of the few samples a figure shows.
-    self.sampler = Sampler(self.generator, config.model.z_dim, num_classes=self.num_classes)
-    self.attention_sampler = Sampler(self.generator, config.model.z_dim, return_attention=True,
-                                     num_classes=self.num_classes)
+    self.generator, self.discriminator, self.g_tx, self.d_tx = build_models_and_optimizers(
+        config, self.image_shape)
+    steps = build_steps(config, self.generator, self.discriminator, self.g_tx, self.d_tx,
+                        self.image_shape, self.mesh)
+    self._init, self.train_step, self.multi_step = steps.init, steps.train_step, steps.multi_step
+    self.batch_axis, self.batch_sharding = steps.batch_axis, steps.batch_sharding
+    self.stacked_sharding = steps.stacked_sharding
+    self.sampler, self.attention_sampler = build_samplers(config, self.generator)
+    # Called while the main thread waits for a compilation (the loop's stop check).
+    self.while_compiling: Optional[Callable[[], None]] = None
+    # What `dispatch` runs, each compiled once per batch shape: at most one K-step scan,
+    # one step, and one step of the epoch's partial batch.
+    self._compiled_step = CompiledByShape(self.train_step, self._describe_program,
+                                          while_waiting=self._while_compiling)
+    self._compiled_multi_step = CompiledByShape(self.multi_step, self._describe_program,
+                                                while_waiting=self._while_compiling)
     self._all_finite = jax.jit(_all_finite)
     self._compiled_all_finite = None
+    self._abstract_state = None
+
+  def _while_compiling(self) -> None:
+    if self.while_compiling is not None:
+      self.while_compiling()
+
+  def _describe_program(self, batch) -> str:
+    """The log's name of the program that runs ``batch`` (arrays or shape structs)."""
+    shape = batch["image"].shape
+    stacked = len(shape) - len(self.image_shape) - self.batch_axis > 1
+    size = shape[self.batch_axis + stacked]
+    if stacked:
+      return f"the train step scanned over {shape[0]} batches"
+    if size != self.batcher.batch_size and self.batcher.batches_per_epoch > 1:
+      return f"the train step on each epoch's last, partial batch ({size} images)"
+    return "the train step"
 
   def state_is_finite(self, state: GANState) -> bool:
     """Whether every float in ``state`` (params, SN/BN state, Adam moments) is finite."""
@@ -167,25 +243,35 @@ class Trainer:
     """The state's shapes and dtypes (``jax.ShapeDtypeStruct``s): a restore target."""
     return jax.eval_shape(self._init)
 
-  def compile_first_step_in_background(self) -> None:
-    """Starts compiling the first dispatch's program (one step of the full batch) on a
-    thread, so that it overlaps the initial state's compilation and the data loading."""
-    if self.config.steps_per_dispatch != 1:
-      return  # the first dispatch may be a scan of several steps: compiled on first use
-    leading = (self.config.batching.batch_size,)
-    if self.d_steps > 1:
-      leading = (self.d_steps, *leading)
+  def abstract_batch(self, steps: int, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes of a dispatch's device batch: one step's (``steps == 1``), or ``steps``
+    batches stacked, each of ``batch_size`` images (per D update)."""
+    leading = (batch_size,) if self.d_steps == 1 else (self.d_steps, batch_size)
+    where = self.batch_sharding
+    if steps > 1:
+      leading, where = (steps, *leading), self.stacked_sharding
     batch = {"image": jax.ShapeDtypeStruct((*leading, *self.image_shape), jnp.float32,
-                                           sharding=self.batch_sharding)}
+                                           sharding=where)}
     if self.num_classes is not None:
-      batch["label"] = jax.ShapeDtypeStruct(leading, jnp.int32, sharding=self.batch_sharding)
-    state = abstract_like(self.abstract_state(), sharding.replicated(self.mesh))
-    self._compiled_step.compile_in_background(state, batch)
+      batch["label"] = jax.ShapeDtypeStruct(leading, jnp.int32, sharding=where)
+    return batch
+
+  def compile_in_background(self, steps: int, batch_size: int) -> None:
+    """Starts compiling the program of a dispatch of ``steps`` steps of ``batch_size``
+    (see `dispatch`) on a thread, unless it is compiled or compiling already: it then
+    overlaps other work (the initial state's compilation, the data, earlier steps)."""
+    compiled = self._compiled_multi_step if steps > 1 else self._compiled_step
+    batch = self.abstract_batch(steps, batch_size)
+    if not compiled.has(batch):
+      if self._abstract_state is None:  # (traced once: it takes seconds for a large model)
+        self._abstract_state = abstract_like(self.abstract_state(),
+                                             sharding.replicated(self.mesh))
+      compiled.compile_in_background(self._abstract_state, batch)
 
   def init_state(self) -> GANState:
     """A fresh state, compiled at XLA's -O0 (it runs once: compiling dominates)."""
-    return compile_reported(self._init, what="the initial state",
-                            compiler_options=RUN_ONCE)()
+    return compile_waiting(self._init, what="the initial state", compiler_options=RUN_ONCE,
+                           while_waiting=self._while_compiling)()
 
   @property
   def batch_keys(self) -> tuple[str, ...]:
@@ -217,38 +303,28 @@ class Trainer:
                                        self.stacked_sharding) for key in self.batch_keys}
 
   def dispatch(self, state: GANState, host_batches: list[dict[str, Any]]):
-    """Runs the steps of ``host_batches``: one jitted step, or a scan over several."""
-    if len(host_batches) == 1:
-      return self._compiled_step(state, self.device_batch(host_batches[0]))
-    return self._compiled_multi_step(state, self.stacked_device_batch(host_batches))
+    """Runs the steps of ``host_batches``: one scan when they are K
+    (``steps_per_dispatch``), else one jitted step each.
+
+    A dispatch cut short (where the loop logs, samples or saves) thus reuses the
+    one-step program instead of compiling a scan of its length: a run compiles at most
+    a K-step scan and a step per batch shape. Metrics are the last step's, with every
+    step's losses (``all_d_loss``/``all_g_loss``) for the finiteness check.
+    """
+    if len(host_batches) == self.config.steps_per_dispatch > 1:
+      return self._compiled_multi_step(state, self.stacked_device_batch(host_batches))
+    every = []
+    for host_batch in host_batches:
+      state, metrics = self._compiled_step(state, self.device_batch(host_batch))
+      every.append(metrics)
+    if len(every) > 1:  # (device scalars, read on the host when checked)
+      metrics = {**metrics, "all_d_loss": [m["d_loss"] for m in every],
+                 "all_g_loss": [m["g_loss"] for m in every]}
+    return state, metrics
 
   def batch(self, step: int) -> dict[str, jax.Array]:
     """The global batch of ``step``, sharded over the mesh."""
     return self.device_batch(self.host_batch(step))
-
-
-def _ends_dispatch(step: int, config, total: int, batcher: data_lib.Batcher,
-                   group_size: int) -> bool:
-  """Whether the dispatch group ends after (1-based) ``step``.
-
-  A group ends when it holds ``steps_per_dispatch`` steps, at every step where
-  the loop logs, samples, evaluates or checkpoints (so those happen exactly
-  where configured), and before a batch of another size (the partial batch
-  at an epoch's end), since a scan needs equal shapes.
-  """
-  if group_size >= config.steps_per_dispatch or step == total:
-    return True
-  for every in (config.log_every, config.sample_every, config.checkpoint_every,
-                config.eval.every):
-    if every and step % every == 0:
-      return True
-  # ``step`` steps are done; the next one is index ``step`` (0-based). Only an
-  # epoch's last batch can be smaller, so its size follows from the position
-  # alone (no need to build the epoch's permutation here).
-  def size(index):
-    last = index % batcher.batches_per_epoch == batcher.batches_per_epoch - 1
-    return batcher.last_batch_size if last else batcher.batch_size
-  return size(step) != size(step - 1)
 
 
 def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
@@ -364,32 +440,93 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
       lock.release()
 
 
+@dataclasses.dataclass
+class _Progress:
+  """Where a run stands: its last dispatched and last checkpointed steps."""
+  dispatched: int
+  last_checkpoint: Optional[int]
+
+  @property
+  def nothing_unsaved(self) -> bool:
+    return self.dispatched == (self.last_checkpoint or 0)
+
+
+def _stop_while_compiling(stop: GracefulStop, run: _Progress) -> None:
+  """Called while the loop waits for a compilation: a stop request with nothing trained
+  since the last checkpoint (or at all) ends the run now instead of after the compile.
+  (One process only: several must stop after the same step, see stop_signals.)"""
+  if stop.received is None or not run.nothing_unsaved or jax.process_count() > 1:
+    return
+  kept = (f"the checkpoint of step {run.last_checkpoint} is the latest state"
+          if run.last_checkpoint is not None else "no step had run")
+  message = (f"Stopped by {signal_name(stop.received)} while compiling: {kept}, nothing to "
+             "save; rerun the same command to continue.")
+  logger.warning(message)
+  raise TrainingStopped(stop.received, run.dispatched, message)
+
+
+_LOOKAHEAD_STEPS = 10_000  # how far ahead the programs a run needs are looked for
+
+
+def _program(cadence: Cadence, trainer: Trainer, last: int, size: int) -> tuple[int, int]:
+  """``(steps, batch size)`` of the program of a dispatch of ``size`` steps ending at
+  ``last``: a K-step scan when it holds K, else single steps (see `Trainer.dispatch`)."""
+  batch = (trainer.batcher.last_batch_size if cadence.is_partial(last - 1)
+           else trainer.batcher.batch_size)
+  return (size if size == cadence.steps_per_dispatch else 1), batch
+
+
+def _compile_ahead(trainer: Trainer, cadence: Cadence, start: int, first_only: bool) -> None:
+  """Starts compiling, on threads, the programs of the dispatches after ``start``: the
+  first one's (overlapping the initial state's compilation), or all the others (the
+  epoch's partial batch, a dispatch cut short), overlapping the first steps."""
+  programs = []
+  for last, size in cadence.dispatches(start, limit=_LOOKAHEAD_STEPS):
+    if _program(cadence, trainer, last, size) not in programs:
+      programs.append(_program(cadence, trainer, last, size))
+    if first_only:
+      break
+  for program in programs:
+    trainer.compile_in_background(*program)
+
+
 def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
   config = trainer.config
-  is_chief = jax.process_index() == 0
   latest, state, damaged = _restore_newest(trainer, workdir)
   checkpointer = Checkpointer(workdir, keep=config.keep_checkpoints,
                               data_record=trainer.data_record)
-  if (latest or 0) < trainer.total_steps:
-    trainer.compile_first_step_in_background()
-  _move_damaged_aside(checkpointer, damaged)
-  if latest is not None:
-    logger.info("Resumed from %s at step %d.", checkpointer.directory, latest)
-  else:
-    state = trainer.init_state()
-  if is_chief:
-    workdir_lib.write_config(config, workdir, start_step=latest or 0,
-                             data_record=trainer.data_record)
-  start = int(state.step)
-  total = trainer.total_steps
-  logger.info("Data: %s; %d steps of %s on %d device(s) (%d step(s) per epoch).",
-              trainer.source.description, total, _batch_description(trainer.batcher),
-              trainer.mesh.devices.size, trainer.batcher.batches_per_epoch)
-  if start >= total:
-    logger.info("Nothing to do: the checkpoint is at step %d of %d.", start, total)
-    checkpointer.close()
-    return state
+  run = _Progress(dispatched=latest or 0, last_checkpoint=latest)
+  trainer.while_compiling = functools.partial(_stop_while_compiling, stop, run)
+  cadence = Cadence.of(config, trainer.total_steps, trainer.batcher)
+  try:
+    _compile_ahead(trainer, cadence, latest or 0, first_only=True)
+    _move_damaged_aside(checkpointer, damaged)
+    if latest is not None:
+      logger.info("Resumed from %s at step %d.", checkpointer.directory, latest)
+    else:
+      state = trainer.init_state()
+    if jax.process_index() == 0:
+      workdir_lib.write_config(config, workdir, start_step=latest or 0,
+                               data_record=trainer.data_record)
+    logger.info("Data: %s; %d steps of %s on %d device(s) (%d step(s) per epoch).",
+                trainer.source.description, cadence.total, _batch_description(trainer.batcher),
+                trainer.mesh.devices.size, trainer.batcher.batches_per_epoch)
+    if int(state.step) >= cadence.total:
+      logger.info("Nothing to do: the checkpoint is at step %d of %d.", int(state.step),
+                  cadence.total)
+      return state
+    return _run_steps(trainer, cadence, state, workdir, checkpointer, stop, run)
+  finally:
+    trainer.while_compiling = None
+    _close_quietly(checkpointer)
 
+
+def _run_steps(trainer: Trainer, cadence: Cadence, state: GANState, workdir: str,
+               checkpointer: Checkpointer, stop: GracefulStop, run: _Progress) -> GANState:
+  """Steps ``state.step + 1 … total`` in dispatches, each followed by what `Cadence` says
+  is due there; returns the last state (raises `TrainingStopped` after a stop's save)."""
+  config, start, total = trainer.config, int(state.step), cadence.total
+  is_chief = jax.process_index() == 0
   evaluator = best = None
   if config.eval.every and is_chief:  # first: a missing weight file stops before any writer
     evaluator = evaluation.make_evaluator(config, workdir=workdir,
@@ -398,70 +535,88 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
   writer = evaluation.run_writer(config, workdir, enabled=is_chief,
                                  resume_step=start if start else None)
   writer.write_hparams(flat_hparams(config.to_dict()))
-  progress = ConsoleProgress(total)
-  last_checkpoint = latest
-  pending = None  # (step, metrics) checked one dispatch late so the device never idles
-  group: list[dict[str, Any]] = []
+  progress, waits = ConsoleProgress(total), DataWait()
+  pending = None  # (step, metrics) of a dispatch with nothing due: checked one dispatch
+  group: list[dict[str, Any]] = []  # late, so the device never idles
   stopped_by = None
   try:
     with data_lib.Prefetcher(trainer.host_batch, start_step=start, stop_step=total,
                              buffer_size=max(config.batching.prefetch, 1)) as batches:
       for step in range(start + 1, total + 1):
-        group.append(next(batches))
-        if not _ends_dispatch(step, config, total, trainer.batcher, len(group)):
+        group.append(waits.next(batches))
+        if not cadence.ends_dispatch(step, len(group)):
           continue
+        first = step - len(group) == start  # the run's first dispatch
         state, metrics = trainer.dispatch(state, group)
-        group = []
+        run.dispatched, group = step, []
+        if first:
+          _compile_ahead(trainer, cadence, step, first_only=False)
         checkpointer.check_for_errors()  # a failed background save stops the run here
         if pending is not None:
-          _check_finite(*pending, last_checkpoint)
-        pending = (step, metrics)
+          _check_finite(*pending, run.last_checkpoint)
         stopped_by = stop.agreed(after=metrics)
-        if step % config.log_every == 0 or step == total:
-          _check_finite(step, metrics, last_checkpoint)
-          scalars = {k: v for k, v in jax.device_get(metrics).items()
-                     if not k.startswith("all_")}
-          line = progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS})
-          if progress.tracker.rate is not None:
-            scalars["steps_per_sec"] = progress.tracker.rate
-          writer.write_scalars(step, scalars)
-          if is_chief:  # one progress line per run, not one per host
-            logger.info(line)
-        else:
-          progress.update(step)
-        save = step % config.checkpoint_every == 0 or step == total or stopped_by is not None
-        if save:
-          # Never save (or sample) a diverged state: check this step's losses and
-          # the state itself (a finite loss can come with non-finite gradients).
-          _check_finite(step, metrics, last_checkpoint)
-          _check_state_finite(trainer, step, state, metrics, last_checkpoint)
-        if stopped_by is None:
-          if step % config.sample_every == 0 or step == total:
-            _check_finite(step, metrics, last_checkpoint)
-            write_samples(trainer, state, workdir, writer)
-          if evaluator is not None and (step % config.eval.every == 0 or step == total):
-            _check_finite(step, metrics, last_checkpoint)
-            result = evaluate_state(evaluator, trainer, state, step, workdir, writer)
-            best.update(step, result, state, config)
+        duties = cadence.duties(step)
+        save = duties.checkpoint or stopped_by is not None
+        pending = None if duties.any or save else (step, metrics)
+        if pending is None:  # never log, sample, evaluate or save a diverged state
+          _check_finite(step, metrics, run.last_checkpoint)
+        _report(step, metrics, progress, waits, writer, log=duties.log, first=first)
+        if save:  # a finite loss can come with non-finite gradients: check the state too
+          _check_state_finite(trainer, step, state, metrics, run.last_checkpoint)
+        if stopped_by is None and duties.sample:
+          write_samples(trainer, state, workdir, writer)
+        if stopped_by is None and duties.evaluate and evaluator is not None:
+          best.update(step, evaluate_state(evaluator, trainer, state, step, workdir, writer),
+                      state, config)
         if save:
           checkpointer.save(step, state, config)
-          last_checkpoint = step
+          run.last_checkpoint = step
           logger.info("step %d: saving checkpoint %s (in the background)", step,
                       os.path.join(checkpointer.directory, str(step)))
         if stopped_by is not None:
           break
     checkpointer.wait()  # a failure of the last save is reported like any other
   finally:
-    _close_quietly(checkpointer)
     if best is not None:
       best.close()
     writer.close()
-  if stopped_by is not None and last_checkpoint < total:  # (at the last step: just done)
-    message = (f"Stopped by {signal_name(stopped_by)} after step {last_checkpoint}: checkpoint "
-               f"saved; rerun the same command to continue.")
+  if stopped_by is not None and run.last_checkpoint < total:  # (at the last step: just done)
+    message = (f"Stopped by {signal_name(stopped_by)} after step {run.last_checkpoint}: "
+               f"checkpoint saved; rerun the same command to continue.")
     logger.warning(message)
-    raise TrainingStopped(stopped_by, last_checkpoint, message)
+    raise TrainingStopped(stopped_by, run.last_checkpoint, message)
+  if is_chief:
+    logger.info("done: %d steps, checkpoints in %s, samples in %s; `tensorboard --logdir %s`",
+                total, checkpointer.directory, os.path.abspath(workdir_lib.samples_dir(workdir)),
+                os.path.abspath(workdir))
   return state
+
+
+def _report(step: int, metrics: dict[str, Any], progress: ConsoleProgress, waits: DataWait,
+            writer: MetricWriter, *, log: bool, first: bool) -> None:
+  """The progress line and scalars where ``log`` is due, the line alone after the run's
+  ``first`` dispatch (a newcomer sees the run move right after the compilation), and
+  one warning when the steps wait on the input pipeline."""
+  if not (log or first):
+    progress.update(step)
+    return
+  scalars = {k: v for k, v in jax.device_get(metrics).items() if not k.startswith("all_")}
+  line = progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS})
+  if jax.process_index() == 0:  # one progress line per run, not one per host
+    logger.info(line)
+  if first:
+    waits.start()  # the first dispatch's wall time is mostly compilation
+  if not log:
+    return
+  if progress.tracker.rate is not None:
+    scalars["steps_per_sec"] = progress.tracker.rate
+  scalars["data_wait"] = waits.interval()
+  writer.write_scalars(step, scalars)
+  if waits.starved():
+    logger.warning("step %d: %.0f%% of the time since the first step went to waiting for the "
+                   "next batch: the input pipeline is the bottleneck (raise "
+                   "config.batching.prefetch, or keep the images in a faster format, e.g. "
+                   "in memory).", step, 100 * waits.fraction)
 
 
 def _close_quietly(checkpointer: Checkpointer) -> None:

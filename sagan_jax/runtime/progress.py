@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["ConsoleProgress", "RateTracker", "format_duration", "format_progress"]
+__all__ = ["ConsoleProgress", "DataWait", "RateTracker", "format_duration", "format_progress"]
 
 
 class RateTracker:
@@ -157,3 +157,67 @@ class ConsoleProgress:
     return format_progress(step, self.total_steps, metrics, self.tracker.rate)
 
   __call__ = update
+
+
+class DataWait:
+  """Time a loop spends waiting for its next batch (the input pipeline falling behind).
+
+  Example::
+
+    waits = DataWait()
+    batch = waits.next(batches)            # timed
+    scalars["data_wait"] = waits.interval() # fraction of the time since the last call
+    if waits.starved():                     # True once, when the pipeline is the bottleneck
+      logging.warning(...)
+
+  Args:
+    starved_fraction: `starved` answers True when at least this fraction of the
+      time since `start` went to waiting…
+    min_seconds: …over at least this many seconds (a short run's noise is no verdict).
+    clock: seconds, monotonic; injectable for tests.
+  """
+
+  def __init__(self, starved_fraction: float = 0.5, min_seconds: float = 10.0,
+               clock: Callable[[], float] = time.perf_counter):
+    self._clock = clock
+    self._starved_fraction = starved_fraction
+    self._min_seconds = min_seconds
+    self._waited = self._interval_waited = 0.0
+    self._start = self._interval_start = clock()
+    self._warned = False
+
+  def start(self) -> None:
+    """(Re)starts both clocks: call it once the first step (its compilation) is done."""
+    self._waited = self._interval_waited = 0.0
+    self._start = self._interval_start = self._clock()
+
+  def next(self, iterator: Any) -> Any:
+    """``next(iterator)``, its wait counted."""
+    begin = self._clock()
+    item = next(iterator)
+    waited = self._clock() - begin
+    self._waited += waited
+    self._interval_waited += waited
+    return item
+
+  def interval(self) -> float:
+    """The fraction of the time since the last call (or `start`) spent waiting."""
+    now = self._clock()
+    elapsed = now - self._interval_start
+    fraction = self._interval_waited / elapsed if elapsed > 0 else 0.0
+    self._interval_start, self._interval_waited = now, 0.0
+    return min(1.0, fraction)
+
+  @property
+  def fraction(self) -> float:
+    """The fraction of the time since `start` spent waiting."""
+    elapsed = self._clock() - self._start
+    return min(1.0, self._waited / elapsed) if elapsed > 0 else 0.0
+
+  def starved(self) -> bool:
+    """True the first time the waits reach ``starved_fraction`` of at least
+    ``min_seconds``; False before and ever after (warn once, not every step)."""
+    if self._warned or self._clock() - self._start < self._min_seconds:
+      return False
+    self._warned = self.fraction >= self._starved_fraction
+    return self._warned

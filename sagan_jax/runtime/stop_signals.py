@@ -3,8 +3,10 @@
 Preemptible cloud machines, SLURM (``scancel``, the end of a time limit) and
 Kubernetes stop a job with SIGTERM and kill it a grace period later; a user
 presses Ctrl-C (SIGINT). `GracefulStop` turns the first of these into a
-request the training loop polls after each dispatch: the loop finishes the
-step, writes a checkpoint, logs one line and raises `TrainingStopped`, which
+request the training loop polls after each dispatch, acknowledged at once in one
+line on stderr: the loop finishes the step, writes a checkpoint, logs one line and
+raises `TrainingStopped` (or, while it waits for a compilation with nothing trained
+since the last checkpoint, raises it without waiting), which
 ``train.py`` turns into exit status 128 + the signal (143 for SIGTERM, 130 for
 SIGINT), as a shell reports a process killed by it. A second signal exits at
 once — no traceback, no save — for a user who will not wait; the rerun then
@@ -84,6 +86,11 @@ class GracefulStop:
                   "resumes from the last complete checkpoint.\n".encode())
       os._exit(128 + signal_number)  # no traceback, no clean-up that could hang
     self.received = signal_number
+    # Acknowledged at once, also while the loop waits for a compilation (it waits in
+    # Python, see runtime/compilation.wait_for); os.write, as logging's buffered stream
+    # may be mid-write in the interrupted frame.
+    os.write(2, f"{signal_name(signal_number)} received: stopping after the current step "
+                "with a checkpoint (send it again to exit at once without saving).\n".encode())
 
   def agreed(self, after: Any = None) -> Optional[int]:
     """The signal that stops the run, once any process received one. All
