@@ -234,7 +234,8 @@ def main():
       if args.summary and ours:
         add_row(args.summary, f"ResNet {case} step, {args.compute_dtype}, {name}", t.wall * 1e3,
                 torch_s * 1e3 if torch_s else None, "ms", "lower",
-                f"batch {batch}; torch fp32 eager; peak {peak.strip()} MB")
+                f"batch {batch}; torch fp32 eager"
+                + (f"; peak {peak.strip()} MB" if peak.strip() != "-" else ""))
     del sides
     if args.conv_table:
       conv_table(case, args.repeats)
