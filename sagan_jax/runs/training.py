@@ -356,7 +356,8 @@ def write_samples(trainer: Trainer, state: GANState, workdir: str, writer: Metri
       trainer.sampler, trainer.attention_sampler,
       state.generator_variables(trainer.config.ema.use_for_eval), trainer.config, workdir, step)
   writer.write_images(step, written.figures)
-  logger.info("step %d: wrote %s", step, " and ".join(f.path for f in written.files))
+  logger.info("step %d: wrote %s", step,
+              " and ".join(os.path.abspath(f.path) for f in written.files))
 
 
 def _batch_description(batcher: data_lib.Batcher) -> str:
