@@ -19,8 +19,6 @@ import pytest
 
 from sagan_jax.interop.torch import from_torch
 from sagan_jax.losses import get_loss
-from sagan_jax.models import ResNetDiscriminator, ResNetGenerator
-from sagan_jax.models.resnet import discriminator_stages
 from sagan_jax.train.ema import EmaSettings
 from sagan_jax.train.optimizers import adam
 from sagan_jax.train.state import GANState, NetworkState
@@ -28,16 +26,11 @@ from sagan_jax.train.step import make_gan_update
 from tests.parity import (SOURCES, assert_close, assert_params_close_under_adam, assert_tree_close,
                           load_case, nchw, nhwc, sub, tiny_gradient_mask)
 from tests.reference.fixtures import load_fixture
+from tests.resnet_cases import MODEL_CASES, Z_DIM, studiogan_models
 from tests.parity import STATE_ATOL  # pylint: disable=ungrouped-imports
 from tests.parity import first_moment as _first_moment, without_sigma as _without_sigma
 
-Z_DIM = 16
 # The cases' settings (tests/reference/cases.py: CASES).
-MODEL_CASES = {
-    "resnet_models": dict(resolution=32, width=4, num_classes=3, attention=(2, 1)),
-    "resnet_models_uncond64": dict(resolution=64, width=4, num_classes=None, attention=(3, 2)),
-    "resnet_models_cond128": dict(resolution=128, width=2, num_classes=3, attention=(3, 3)),
-}
 # train-step case -> (resolution, width, classes, attention), as cases.py's CASES
 STEP_CASES = {"resnet_train_step": (32, 4, 3, (2, 1)),
               "resnet_train_step128": (128, 2, 3, (3, 3))}
@@ -55,22 +48,6 @@ ILL_CONDITIONED_GRAD = 1e-5
 # with a hook on bn4's output gradient): 1e-6 · 8.5 ≈ 1e-5 (1.2e-5 seen there, 1.5e-5 in
 # conv_out's kernel). Gradients get 3e-5 (a factor 2-3 for other seeds' cancellations).
 GRAD_ATOL = 3e-5
-
-
-def studiogan_models(resolution: int, width: int, num_classes, attention, channels: int = 3,
-                     z_dim: int = Z_DIM):
-  """Our G and D built as StudioGAN's SAGAN (its ``attn_g_loc``/``attn_d_loc`` =
-  ``attention``: after G's block k the features are 4·2^k wide), its D's shortcuts after
-  the activation."""
-  g_size = 4 * 2 ** attention[0]
-  d_size = [s for s in discriminator_stages(resolution, ()) if not s.is_attention][
-      attention[1] - 1].size
-  common = dict(resolution=resolution, channels=channels, num_classes=num_classes,
-                weight_init="orthogonal", spectral_eps=1e-6)
-  return (ResNetGenerator(z_dim=z_dim, width=width, attention=(g_size,), bn_style="studiogan",
-                          cbn_spectral_norm=True, **common),
-          ResNetDiscriminator(width=width, attention=(d_size,), shortcut_after_activation=True,
-                              **common))
 
 
 def _labels(case):

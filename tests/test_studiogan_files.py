@@ -17,7 +17,7 @@ from sagan_jax.runs import torch_generator
 from sagan_jax.runs.errors import SamplingError
 from tests.parity import sub
 from tests.reference.fixtures import load_fixture
-from tests.test_resnet_parity import MODEL_CASES, studiogan_models
+from tests.resnet_cases import MODEL_CASES, studiogan_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -20,7 +20,7 @@ from sagan_jax.interop.torch import from_torch
 from sagan_jax.models import Discriminator64, Generator64
 from tests.parity import assert_close, assert_tree_close, nchw, nhwc, sub
 from tests.reference.fixtures import load_fixture
-from tests.test_resnet_parity import MODEL_CASES, studiogan_models
+from tests.resnet_cases import MODEL_CASES, studiogan_models
 
 CHAPTER_WIDTH = 8  # the chapter fixtures' image_size
 

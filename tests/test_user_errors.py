@@ -32,9 +32,9 @@ from sagan_jax.eval import evaluator as evaluator_lib
 from sagan_jax.eval import inception_weights
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.train.config import base_config
-from tests.test_cli import (  # noqa: F401  (fixtures)
-    TRAIN, _one_device_and_compilation_cache, env, run)
-from tests.test_run_failures_cli import error_lines
+from tests.subprocesses import TRAIN, error_lines, run
+
+pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 
 
 def _folder(path, count, seed, size=64):
