@@ -31,7 +31,7 @@ A generator trained with the chapter's PyTorch code (``benchmarks/torch_chapter.
   python evaluate.py --torch_generator runs/torch_mnist78/generator_002100.pt \\
       --config configs/mnist78.py
 
-which writes ``generator_002100_eval.json`` beside the file. StudioGAN's checkpoint
+which writes ``generator_002100_eval_000000_mnist_heldout_n10000.json`` beside the file. StudioGAN's checkpoint
 files (``model=G_ema-best-weights-step=N.pth``, the dict wrapper or a bare state_dict)
 score the same way with the config of the same recipe (``--config configs/cifar10.py``).
 """
@@ -107,10 +107,26 @@ def _input_problems(stats: bool) -> list[str]:
           FLAGS.num_samples, FLAGS.batch_size, FLAGS.seed)
     except EvalError as error:
       problems.append(str(error))
-  features = _features(stats)
+  run_config, workdir_problem = None, None
+  if FLAGS.workdir is not None:
+    try:
+      workdir_lib.require_local(FLAGS.workdir)
+      run_config = workdir_lib.load_config(FLAGS.workdir)
+    except workdir_lib.WorkdirError as error:  # a URL: one line, nothing created
+      workdir_problem = str(error)
+    except FileNotFoundError:
+      workdir_problem = (f"{os.path.join(os.path.abspath(FLAGS.workdir), workdir_lib.CONFIG_FILE)}"
+                         f" not found: is {os.path.abspath(FLAGS.workdir)} a training workdir?")
+    except ValueError as error:  # config.json is not JSON
+      workdir_problem = f"{os.path.abspath(FLAGS.workdir)}'s config.json is unreadable: {error}"
+  features, weights = _features(stats), FLAGS.inception_weights
+  if features is None:  # the run's config.eval (or --config's) decides: check its weights now
+    settings = runs.evaluation.eval_settings(
+        run_config if run_config is not None else FLAGS.config or base_config())
+    features, weights = settings.features, weights or settings.inception_weights
   if features == "inception":
     try:
-      check_weights_file(FLAGS.inception_weights)
+      check_weights_file(weights)
     except EvalError as error:
       problems.append(str(error))
   elif FLAGS.inception_weights is not None:
@@ -121,11 +137,8 @@ def _input_problems(stats: bool) -> list[str]:
       reference_stats.load(FLAGS.ref_stats)
     except EvalError as error:
       problems.append(str(error))
-  if FLAGS.workdir is not None:
-    config_file = os.path.join(os.path.abspath(FLAGS.workdir), workdir_lib.CONFIG_FILE)
-    if not os.path.isfile(config_file):
-      problems.append(f"{config_file} not found: is {os.path.abspath(FLAGS.workdir)} a "
-                      "training workdir?")
+  if workdir_problem is not None:
+    problems.append(workdir_problem)
   if FLAGS.torch_generator is not None and not os.path.isfile(FLAGS.torch_generator):
     problems.append(f"no PyTorch generator file at {os.path.abspath(FLAGS.torch_generator)}")
   if stats:

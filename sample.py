@@ -19,15 +19,14 @@ written file says what it is and where.
 
 A PyTorch generator file — StudioGAN's ``model=G_ema-best-weights-step=N.pth`` or the
 chapter's — samples the same way with the model's shape from one of our configs
-(read without torch; the grid goes beside the file unless ``--out``)::
+(read without torch; the grid goes beside the file, e.g.
+``model=G_ema-best-weights-step=100000_samples_100000_seed0.png``, unless ``--out``)::
 
   python sample.py --torch_generator model=G_ema-best-weights-step=100000.pth \
       --config configs/cifar10.py
 """
 
 import sys
-
-import os
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -90,19 +89,21 @@ def main(argv):
                                             or FLAGS.npz or FLAGS.step is not None):
     raise app.UsageError("--torch_generator needs --config (and takes no --step, --explorer, "
                          "--npz)")
+  if FLAGS.config is not None:
+    console.require_config(FLAGS.config)
   written = []
   try:
     run, out = None, FLAGS.out
     if FLAGS.torch_generator is not None:
       run = runs.torch_generator(FLAGS.torch_generator, FLAGS.config)
-      out = out or f"{os.path.splitext(FLAGS.torch_generator)[0]}_samples_seed{FLAGS.seed}.png"
     else:
       workdir_lib.require_local(FLAGS.workdir)
     if wants_grid():
       written += runs.write_sample_files(
           FLAGS.workdir, FLAGS.num_samples, FLAGS.seed, out, FLAGS.attention, FLAGS.step,
           labels=labels, class_grid=FLAGS.class_grid, per_class=FLAGS.per_class,
-          interpolate=FLAGS.interpolate, use_ema=use_ema, best=FLAGS.best, run=run)
+          interpolate=FLAGS.interpolate, use_ema=use_ema, best=FLAGS.best, run=run,
+          beside=FLAGS.torch_generator)
     if FLAGS.explorer:
       written.append(runs.write_explorer(FLAGS.workdir, FLAGS.explorer, FLAGS.explorer_samples,
                                          FLAGS.seed, FLAGS.step, FLAGS.best, use_ema))
@@ -118,4 +119,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=console.parse_flags)

@@ -188,7 +188,7 @@ def test_a_pytorch_generator_scores_like_a_run(tmp_path, classifier):
   torch.save(G.state_dict(), path)
   result = runs.evaluate_torch_generator(path, config, num_samples=16, batch_size=8,
                                          extractor=classifier, kid_subsets=2)
-  assert result["path"] == str(tmp_path / "generator_000002_eval.json")
+  assert result["path"] == str(tmp_path / "generator_000002_eval_000000_mnist_heldout_n16.json")
   with open(result["path"]) as f:
     written = json.load(f)
   assert written["torch_generator"] == path and written["num_samples"] == 16

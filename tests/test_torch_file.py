@@ -135,5 +135,5 @@ def test_evaluate_scores_a_torch_generator_without_torch(tmp_path):
        str(root / "configs" / "tiny.py"), "--num_samples", "16", "--batch_size", "8"],
       cwd=root, capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  written = json.loads((tmp_path / "generator_eval.json").read_text())
+  written = json.loads((tmp_path / "generator_eval_000000_mnist_heldout_n16.json").read_text())
   assert written["num_samples"] == 16 and math.isfinite(written["fid"])

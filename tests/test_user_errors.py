@@ -185,7 +185,7 @@ def test_tfds_failures_are_one_line(tmp_path, env, monkeypatch):
     data.tfds_dataset("mnist", image_size=8, channels=1, data_dir=str(tmp_path), download=True)
   assert str(raised.value) == (
       "downloading tfds 'mnist' needs the Python module 'importlib_resources', which is not "
-      "installed: pip install 'sagan-jax[tfds]'")
+      "installed: pip install -e '.[tfds]' in the sagan-jax checkout")
 
 
 def test_evaluate_py_reports_every_problem_before_work(tmp_path, env):

@@ -41,7 +41,8 @@ def _missing_module(error: ModuleNotFoundError, doing: str) -> DataError:
   """One line for a module TFDS needs for ``doing`` but cannot import."""
   module = (error.name or "").split(".")[0]
   if module in ("tensorflow", "tensorflow_datasets", "importlib_resources", "array_record"):
-    fix = "pip install 'sagan-jax[tfds]'"  # every one of them is in the extra
+    # every one of them is in the extra (sagan-jax is installed from its checkout)
+    fix = "pip install -e '.[tfds]' in the sagan-jax checkout"
   else:
     fix = f"pip install {module}"
   return DataError(f"{doing} needs the Python module '{module}', which is not installed: {fix}")

@@ -16,7 +16,8 @@ This floor knows feature networks and metrics, not trainers or checkpoints:
   ones; `format_table` and `scalars` render a result.
 
 Scoring a training run (generate from its checkpoint, compare with its
-held-out data, write ``eval/eval_<step>.json``) is `sagan_jax.runs.evaluate_run`.
+held-out data, write ``eval/eval_<step>_<features>_<reference>_n<samples>.json``) is
+`sagan_jax.runs.evaluate_run`.
 """
 
 from sagan_jax.eval import metrics, stats

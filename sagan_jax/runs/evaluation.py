@@ -79,11 +79,16 @@ def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   return settings
 
 
+def logging_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config.logging`` over its defaults (a run of an earlier release has none)."""
+  return _section(config, "logging")
+
+
 def run_writer(config: ml_collections.ConfigDict, workdir: str, *, enabled: bool = True,
                resume_step: Optional[int] = None) -> MetricWriter:
   """The `MetricWriter` of ``config.logging`` for ``workdir``: what the trainer and the
   evaluation write through (`sagan_jax.runtime.writer_factory.make_writer`)."""
-  return make_writer(workdir, _section(config, "logging"), enabled=enabled,
+  return make_writer(workdir, logging_settings(config), enabled=enabled,
                      resume_step=resume_step)
 
 
@@ -310,7 +315,11 @@ def write_results(workdir: str, result: Mapping[str, Any],
   if writer is not None:
     writer.write_scalars(step, values)
   else:
-    with run_writer(workdir_lib.load_config(workdir), workdir) as own:
+    # A folder without config.json (results written for a generator from elsewhere) gets
+    # the default writers.
+    has_config = os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE))
+    config = workdir_lib.load_config(workdir) if has_config else ml_collections.ConfigDict()
+    with run_writer(config, workdir) as own:
       own.write_scalars(step, values)
   return path
 
@@ -365,8 +374,9 @@ def evaluate_torch_generator(path: str, config: ml_collections.ConfigDict, *,
 
   The weights go through `sagan_jax.interop.torch.from_torch` into our
   generator built from ``config.model``, so a PyTorch run and ours are scored by
-  the same code on the same noise. Writes ``<path without .pt>_eval.json`` beside
-  the file.
+  the same code on the same noise. Writes ``<path without .pt>_`` `report_name` beside
+  the file (e.g. ``G_eval_000000_mnist_heldout_n2000.json``: the step is the file's own,
+  when it records one).
 
   The file is read without PyTorch (`sagan_jax.interop.torch_file`: both formats
   ``torch.save`` writes).
@@ -383,10 +393,11 @@ def evaluate_torch_generator(path: str, config: ml_collections.ConfigDict, *,
   except SamplingError as error:
     raise EvalError(str(error)) from error
   generator, variables = run.generator, run.variables
-  result = {"torch_generator": os.path.abspath(path), "seed": seed}
+  result = {"torch_generator": os.path.abspath(path), "step": run.step, "seed": seed}
   result.update(evaluate_generator(generator, variables, config, num_samples=num_samples,
                                    batch_size=batch_size, seed=seed, **options))
   if write:
-    result["path"] = _write_json(os.path.splitext(path)[0] + "_eval.json", result)
+    # one report per evaluation, as a run's: another reference or count never replaces it
+    result["path"] = _write_json(f"{os.path.splitext(path)[0]}_{report_name(result)}", result)
   return result
 

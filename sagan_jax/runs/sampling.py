@@ -36,7 +36,7 @@ from sagan_jax.runs.best_checkpoint import SUBDIR as BEST_SUBDIR
 from sagan_jax.runs.errors import ArgumentError, SamplingError
 from sagan_jax.interop.torch_file import TorchFileError, read_state_dict
 from sagan_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
-from sagan_jax.train.config import image_shape, uses_ema
+from sagan_jax.train.config import image_shape, uses_ema, validate
 
 # Folded into key(seed): keeps sampling noise apart from the training keys,
 # which derive from the same seed.
@@ -271,9 +271,11 @@ def torch_generator(path: str, config: ml_collections.ConfigDict) -> RestoredGen
   ``'step'``, when present, is the result's step; else 0).
 
   Raises:
+    ConfigError: ``config`` has a value no run could use.
     FileNotFoundError: no file at ``path``.
     SamplingError: the file is unreadable or not the weights of this generator.
   """
+  validate(config)  # a bad --config value: one line (ConfigError), before the file is read
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no PyTorch generator file at {path}")
   generator = build_generator(config.model, image_shape(config))
@@ -491,7 +493,8 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
                        labels: Optional[Sequence[int]] = None, class_grid: bool = False,
                        per_class: int = 8, interpolate: Optional[int] = None,
                        use_ema: Optional[bool] = None, best: bool = False,
-                       run: Optional[RestoredGenerator] = None) -> list[WrittenFile]:
+                       run: Optional[RestoredGenerator] = None, beside: Optional[str] = None
+                       ) -> list[WrittenFile]:
   """Writes a sample grid (and an attention figure) of a run's checkpoint — or of ``run``
   (e.g. `torch_generator`'s, with ``out`` given; ``workdir`` is then unused) — and
   returns the files.
@@ -509,7 +512,9 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
   The files go to ``<workdir>/samples/<kind>_<step>_seed<seed>.png`` and, with
   ``attention``, its figure to ``…/attention_<step>_seed<seed>.png`` (``<kind>-attention``
   for the other kinds); with ``out``, the grid goes to ``out`` and the figure beside it
-  (``<out>_attention.png``). Attention maps are drawn only for the samples the figure
+  (``<out>_attention.png``); with ``beside`` (a file, e.g. the PyTorch generator ``run``
+  came from), the default names go beside it after its stem (``G_ema_classes_000000_seed0.png``).
+  Attention maps are drawn only for the samples the figure
   shows, so memory does not grow with ``num_samples`` beyond the images themselves (16 KB
   each at 64×64). ``use_ema``, ``best``: see `restore_generator`. Every argument, and
   whether the output can be written, is checked before the checkpoint is read.
@@ -521,12 +526,16 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
   """
   _check_sampling_arguments(num_samples, seed, batch_size, step)
   _check_grid_request(class_grid, interpolate, per_class)
+  folder, prefix = workdir_lib.samples_dir(workdir) if workdir is not None else None, ""
+  if beside is not None:
+    folder = os.path.dirname(os.path.abspath(beside))
+    prefix = os.path.splitext(os.path.basename(beside))[0] + "_"
   if out is not None:
     check_writable(out)
-  elif run is not None:
-    raise ArgumentError("sampling a given generator needs the output path (out)")
+  elif folder is None:
+    raise ArgumentError("sampling a given generator needs the output path (out) or beside")
   else:  # the default file's name holds the step, known once restored: check its folder
-    check_writable_folder(workdir_lib.samples_dir(workdir))
+    check_writable_folder(folder)
   if run is None:
     run = restore_generator(workdir, step, use_ema=use_ema, best=best)
   grid = requested_grid(run, num_samples, seed, labels, class_grid, per_class, interpolate)
@@ -537,10 +546,9 @@ def write_sample_files(workdir: str, num_samples: int = 64, seed: int = 0,
     if maps is None:
       raise SamplingError("the generator has no attention layer to draw")
   if out is None:
-    folder = workdir_lib.samples_dir(workdir)
-    out = os.path.join(folder, sample_file_name(grid.kind, run.step, seed))
-    attention_path = os.path.join(folder, sample_file_name(attention_kind(grid.kind), run.step,
-                                                           seed))
+    out = os.path.join(folder, prefix + sample_file_name(grid.kind, run.step, seed))
+    attention_path = os.path.join(folder, prefix + sample_file_name(attention_kind(grid.kind),
+                                                                    run.step, seed))
   else:
     root, ext = os.path.splitext(out)
     attention_path = f"{root}_{ATTENTION}{ext or '.png'}"

@@ -2,8 +2,8 @@
 
 Validates the config, builds data, models and the jitted, sharded step,
 resumes from the workdir's latest checkpoint if there is one, then trains to
-``num_steps`` (or ``num_epochs``), writing TensorBoard scalars, sample grids,
-attention figures and checkpoints of the whole state. Rerunning the same
+``num_steps`` (or ``num_epochs``), writing scalars through the metric writers
+(``config.logging``), sample grids, attention figures and checkpoints of the whole state. Rerunning the same
 command continues where it stopped; raising ``num_steps`` extends a run.
 """
 
@@ -535,12 +535,12 @@ def _run_steps(trainer: Trainer, cadence: Cadence, state: GANState, workdir: str
     best = BestCheckpoint(workdir, config.eval.best_metric)
   writer = evaluation.run_writer(config, workdir, enabled=is_chief,
                                  resume_step=start if start else None)
-  writer.write_hparams(flat_hparams(config.to_dict()))
   progress, waits = ConsoleProgress(total), DataWait()
   pending = None  # (step, metrics) of a dispatch with nothing due: checked one dispatch
   group: list[dict[str, Any]] = []  # late, so the device never idles
   stopped_by = None
   try:
+    writer.write_hparams(flat_hparams(config.to_dict()))
     with data_lib.Prefetcher(trainer.host_batch, start_step=start, stop_step=total,
                              buffer_size=max(config.batching.prefetch, 1)) as batches:
       for step in range(start + 1, total + 1):
@@ -587,9 +587,12 @@ def _run_steps(trainer: Trainer, cadence: Cadence, state: GANState, workdir: str
     logger.warning(message)
     raise TrainingStopped(stopped_by, run.last_checkpoint, message)
   if is_chief:
-    logger.info("done: %d steps, checkpoints in %s, samples in %s; `tensorboard --logdir %s`",
-                total, checkpointer.directory, os.path.abspath(workdir_lib.samples_dir(workdir)),
-                os.path.abspath(workdir))
+    where = os.path.abspath(workdir)
+    curves = (f"; `tensorboard --logdir {where}`"
+              if "tensorboard" in evaluation.logging_settings(config).writers else "")
+    logger.info("done: %d steps, checkpoints in %s, samples in %s%s", total,
+                os.path.abspath(checkpointer.directory),
+                os.path.abspath(workdir_lib.samples_dir(workdir)), curves)
   return state
 
 

@@ -39,6 +39,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from sagan_jax.data.record import describe_record, record_differences
+from sagan_jax.train.config import base_config
 
 # Fields that may change between a run and its resumption; everything else
 # must match, or the restored state would mean something else.
@@ -305,6 +306,10 @@ class Checkpointer:
         config=ocp.args.JsonRestore()))["config"])
     trained_on = stored.pop(TRAINED_ON, None)
     current = config_fingerprint(config)
+    # A field added since the checkpoint was saved held its default then (e.g.
+    # data.random_flip): a checkpoint of an earlier release stays resumable.
+    for field, default in config_fingerprint(base_config()).items():
+      stored.setdefault(field, default)
     diffs = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     if diffs:
       detail = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs now {current.get(k)!r}"
