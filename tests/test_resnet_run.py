@@ -108,6 +108,7 @@ def test_bfloat16_and_k_steps_per_dispatch():
   batches): finite losses, float32 state."""
   config = tiny_resnet_config()
   config.model.compute_dtype = "bfloat16"
+  config.steps_per_dispatch = 2  # the scan: a dispatch of exactly K batches
   trainer = loop.Trainer(config)
   state, metrics = trainer.dispatch(trainer.init_state(),
                                     [trainer.host_batch(0), trainer.host_batch(1)])

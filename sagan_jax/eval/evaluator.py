@@ -415,8 +415,8 @@ def format_table(result: Mapping[str, Any]) -> str:
   # What a confident reading can hide: coverage of each class and the samples' spread.
   rows += [(f"  recall of the {c}s", f"recall_{c}", None) for c in classes]
   rows.append(("  spread (÷ real)", "spread_ratio", None))
-  source = (f"step {result['step']}" if "step" in result
-            else os.path.basename(str(result.get("torch_generator", "generator"))))
+  source = (os.path.basename(str(result["torch_generator"])) if "torch_generator" in result
+            else f"step {result['step']}" if "step" in result else "generator")
   if real is None:  # against reference statistics
     lines = [f"{source}: {result.get('num_samples')} samples vs {result.get('real_data')} "
              f"({features_name(result.get('extractor'))} features)",

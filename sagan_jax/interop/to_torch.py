@@ -149,6 +149,18 @@ def _nhwc_to_channel_major(variables, channels: int, side: int):
   return result
 
 
+def _studiogan_blocks(out: StateDict, stages, variables):
+  """Each residual block's ``(state_dict prefix, variables)`` in StudioGAN's ``blocks.i.0``
+  order; the attention stages between them are exported on the way."""
+  for index, stage in enumerate(stages):
+    prefix = f"blocks.{index}.0"
+    block = _sub(variables, stage.name)
+    if stage.is_attention:
+      _studiogan_attention(out, prefix, block)
+    else:
+      yield prefix, block
+
+
 def _studiogan_generator(out: StateDict, module: ResNetGenerator, variables) -> None:
   if module.num_classes is not None and module.bn_style != "studiogan":
     raise ValueError(f"to_torch exports a conditional ResNetGenerator as StudioGAN's, whose "
@@ -157,12 +169,8 @@ def _studiogan_generator(out: StateDict, module: ResNetGenerator, variables) -> 
   first = GENERATOR_CHANNELS[module.resolution][0] * module.width
   linear(out, "linear0", _nhwc_to_channel_major(_sub(variables, "linear"), first,
                                                  RESNET_BOTTOM))
-  for index, stage in enumerate(generator_stages(module.resolution, module.attention)):
-    prefix = f"blocks.{index}.0"
-    block = _sub(variables, stage.name)
-    if stage.is_attention:
-      _studiogan_attention(out, prefix, block)
-      continue
+  for prefix, block in _studiogan_blocks(
+      out, generator_stages(module.resolution, module.attention), variables):
     for theirs, ours in STUDIOGAN_BLOCK_CONVS.items():
       conv2d(out, f"{prefix}.{theirs}", _sub(block, ours))
     for bn in ("bn1", "bn2"):
@@ -182,12 +190,8 @@ def _studiogan_discriminator(out: StateDict, module: ResNetDiscriminator, variab
     raise ValueError("to_torch exports a ResNetDiscriminator as StudioGAN's, whose in-place "
                      "ReLU feeds relu(x) to its blocks' shortcuts; this one "
                      "(shortcut_after_activation=False) computes another function there")
-  for index, stage in enumerate(discriminator_stages(module.resolution, module.attention)):
-    prefix = f"blocks.{index}.0"
-    block = _sub(variables, stage.name)
-    if stage.is_attention:
-      _studiogan_attention(out, prefix, block)
-      continue
+  for prefix, block in _studiogan_blocks(
+      out, discriminator_stages(module.resolution, module.attention), variables):
     for theirs, ours in STUDIOGAN_BLOCK_CONVS.items():
       if ours in block.get("params", {}):  # no 1×1 conv: an identity shortcut
         conv2d(out, f"{prefix}.{theirs}", _sub(block, ours))

@@ -25,7 +25,6 @@ from typing import Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from sagan_jax.layers.base import Initializer
 from sagan_jax.layers.batch_norm import BatchNorm

@@ -506,16 +506,16 @@ def _train(trainer: Trainer, workdir: str, stop: GracefulStop) -> GANState:
       logger.info("Resumed from %s at step %d.", checkpointer.directory, latest)
     else:
       state = trainer.init_state()
-    if jax.process_index() == 0:
-      workdir_lib.write_config(config, workdir, start_step=latest or 0,
-                               data_record=trainer.data_record)
     logger.info("Data: %s; %d steps of %s on %d device(s) (%d step(s) per epoch).",
                 trainer.source.description, cadence.total, _batch_description(trainer.batcher),
                 trainer.mesh.devices.size, trainer.batcher.batches_per_epoch)
-    if int(state.step) >= cadence.total:
+    if int(state.step) >= cadence.total:  # not a start: config.json and its history stay
       logger.info("Nothing to do: the checkpoint is at step %d of %d.", int(state.step),
                   cadence.total)
       return state
+    if jax.process_index() == 0:
+      workdir_lib.write_config(config, workdir, start_step=latest or 0,
+                               data_record=trainer.data_record)
     return _run_steps(trainer, cadence, state, workdir, checkpointer, stop, run)
   finally:
     trainer.while_compiling = None
