@@ -37,7 +37,11 @@ def get_config():
   config.data.tfds_name = "imagenet2012"
   config.data.tfds_split = "train"
   config.data.channels = 3
-  # The released code trains on 128-px images as stored (its dataset.py: no flip, no crop).
+  # The released code reads 128-px TFRecords made by improved-gan's
+  # imagenet/convert_imagenet_to_records.py (its README's instruction): utils.center_crop cuts
+  # each image to the centred square of its long edge, then resizes to 128 (scipy imresize,
+  # bilinear; ours stays bicubic); training adds no flip (the released dataset.py).
+  config.data.crop = "center_long_edge"
   config.data.random_flip = False
   common.resnet_sagan(config, resolution=128, num_classes=1000, attention=32, style="official")
   common.adam(config, lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.9))

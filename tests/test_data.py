@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from sagan_jax import data
-from sagan_jax.data import mnist
-from sagan_jax.train.config import base_config
+from sagan_jax.data import mnist, transforms
+from sagan_jax.train.config import ConfigError, base_config, validate
 
 # sha256 of images.tobytes() + labels.tobytes(); see sagan_jax/data/assets/README.md.
 ASSET_CONTENT_SHA256 = "809ec085d551285cf9efad12c42a6aead98c62f96eb9936cc5b778870773e50d"
@@ -229,6 +229,67 @@ def test_random_flip_is_a_config_field_the_source_factory_accepts(mnist78):
   config.data.per_digit = 8
   config.data.random_flip = True
   assert len(data.make_source(config.data)) == 16
+
+# --- crop: the centred square of the long edge ------------------------------------------
+
+
+def _coordinate_image(width: int, height: int) -> np.ndarray:
+  """uint8 (height, width, 3): red = column, green = row, blue = 7, so a crop's pixels
+  tell which source pixels survived."""
+  rows, cols = np.mgrid[:height, :width]
+  return np.stack([cols, rows, np.full_like(rows, 7)], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("width, height, offset", [
+    (12, 8, 2), (8, 12, 2), (11, 8, 2), (13, 8, 2), (15, 8, 4), (8, 8, 0)])
+def test_center_crop_keeps_the_centred_square_of_the_long_edge(width, height, offset):
+  """torchvision's center_crop(img, min(img.size)) (StudioGAN's CenterCropLongEdge): offset
+  int(round((long - short) / 2)), half to even (11→1.5→2, 13→2.5→2, 15→3.5→4)."""
+  pixels = _coordinate_image(width, height)
+  side = min(width, height)
+  got = transforms.pil_to_array(Image.fromarray(pixels), side, 3, "center_long_edge")
+  expected = (pixels[:, offset:offset + side] if width > height
+              else pixels[offset:offset + side])
+  np.testing.assert_array_equal(got, expected)
+
+
+def test_crop_in_every_decoding_source(tmp_path, monkeypatch):
+  """image_folder, tfds and tfds_stream (stand-in TFDS module) crop 12×8 → 8×8 (columns
+  2..9) and then resize to 4×4 (PIL bicubic of the crop); without crop, the whole image."""
+  pixels = _coordinate_image(12, 8)
+  crop_then_resize = np.asarray(Image.fromarray(pixels[:, 2:10]).resize((4, 4),
+                                                                       Image.BICUBIC))
+  squashed = np.asarray(Image.fromarray(pixels).resize((4, 4), Image.BICUBIC))
+  assert not np.array_equal(crop_then_resize, squashed)
+  Image.fromarray(pixels).save(tmp_path / "a.png")
+  fake = types.ModuleType("tensorflow_datasets")
+  info = types.SimpleNamespace(features={})
+  fake.load = lambda name, split, data_dir, download, with_info: ([{"image": pixels}], info)
+  fake.as_numpy = lambda ds: iter(ds)
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+  for crop, expected in ((None, squashed), ("center_long_edge", crop_then_resize)):
+    config = data_config(path=str(tmp_path), image_size=4, channels=3, crop=crop,
+                         tfds_name="fake")
+    for source in ("image_folder", "tfds"):
+      got = data.make_source({**config, "source": source}).get([0])[0]
+      np.testing.assert_array_equal(got, expected, err_msg=f"{source} crop={crop}")
+  stream = object.__new__(data.TfdsStreamSource)  # its decode step only
+  stream.__dict__.update(_records=[{"image": pixels}], name="fake", image_key="image",
+                         label_key=None, image_size=4, channels=3, crop="center_long_edge")
+  np.testing.assert_array_equal(stream._example(0)[0], crop_then_resize)
+
+
+def test_crop_config_field_refuses_what_is_not_built():
+  config = base_config()
+  assert config.data.crop is None  # off by default
+  validate(config)
+  config.data.crop = "random_long_edge"
+  with pytest.raises(ConfigError, match=r"config.data.crop must be one of \[None, "
+                     r"'center_long_edge'\].*random crop .* not implemented"):
+    validate(config)
+  with pytest.raises(data.DataError, match="crop must be one of"):
+    data.make_source(data_config(source="image_folder", path=".", crop="random_long_edge"))
+
 
 class _RecordingSource:
   """Wraps a source and records which indices were read."""

@@ -17,10 +17,10 @@ Fields per source (``builder keyword ← config field``):
 * ``mnist`` → `mnist_classes`: the same fields (labels: class indices into
   ``digits``, for class-conditional models);
 * ``image_folder`` → `image_folder`: ``path``, ``image_size``, ``channels``,
-  ``class_folders``, ``skip_bad_images``;
+  ``class_folders``, ``skip_bad_images``, ``crop``;
 * ``tfds`` → `tfds_dataset`: ``tfds_name``, ``tfds_split``, ``tfds_image_key``,
   ``tfds_label_key``, ``tfds_data_dir`` (``None``: TFDS's default folder),
-  ``tfds_download``, ``image_size``, ``channels`` (the split in memory);
+  ``tfds_download``, ``image_size``, ``channels``, ``crop`` (the split in memory);
 * ``tfds_stream`` → `tfds_stream`: the same fields (read per batch from ArrayRecord,
   for data that does not fit in memory).
 """
@@ -41,17 +41,19 @@ _MNIST_FIELDS = {"digits": "digits", "per_digit": "per_digit", "split": "split",
                  "image_size": "image_size", "channels": "channels"}
 _TFDS_FIELDS = {"name": "tfds_name", "split": "tfds_split", "image_key": "tfds_image_key",
                 "label_key": "tfds_label_key", "data_dir": "tfds_data_dir",
-                "download": "tfds_download", "image_size": "image_size", "channels": "channels"}
+                "download": "tfds_download", "image_size": "image_size", "channels": "channels",
+                "crop": "crop"}
 _SOURCES: dict[str, tuple[Callable[..., Source], dict[str, str]]] = {
     "mnist78": (mnist_digits, _MNIST_FIELDS),
     "mnist": (mnist_classes, _MNIST_FIELDS),
     "image_folder": (image_folder, {"path": "path", "image_size": "image_size",
                                     "channels": "channels", "class_folders": "class_folders",
-                                    "skip_bad_images": "skip_bad_images"}),
+                                    "skip_bad_images": "skip_bad_images", "crop": "crop"}),
     "tfds": (tfds_dataset, _TFDS_FIELDS),
     "tfds_stream": (tfds_stream, _TFDS_FIELDS),
 }
-_MAY_BE_NONE = ("tfds_data_dir", "tfds_label_key")  # None: TFDS's folder; ignore labels
+# None: TFDS's folder; ignore labels; no crop
+_MAY_BE_NONE = ("tfds_data_dir", "tfds_label_key", "crop")
 SOURCE_NAMES = tuple(_SOURCES)
 AUGMENTATION_FIELDS = ("random_flip",)  # read by the Batcher (sagan_jax/data/augment.py)
 CONFIG_FIELDS = tuple(sorted({"source", *AUGMENTATION_FIELDS}

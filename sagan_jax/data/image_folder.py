@@ -170,8 +170,8 @@ class ImageFolderSource:
   what is skipped. Each image is converted to 'L' (``channels=1``) or 'RGB'
   (``channels=3``) — an alpha channel is dropped — and, if it is not already
   ``image_size`` × ``image_size``, resized to that *square* size with PIL
-  bicubic interpolation. The aspect ratio is not preserved: crop non-square
-  images beforehand if that matters. EXIF orientation is not applied
+  bicubic interpolation. The aspect ratio is kept only with ``crop`` (the resize
+  of a non-square image to a square stretches it). EXIF orientation is not applied
   (as torchvision's ``ImageFolder``).
 
   Args:
@@ -184,6 +184,8 @@ class ImageFolderSource:
       count) instead of raising.
     check_files: check every file's header now (`check_image_files`); False only
       lists the files (each is still checked when it is decoded).
+    crop: None, or ``'center_long_edge'``: the centred square of the long edge, taken
+      before the resize (`sagan_jax.data.transforms.center_crop_long_edge`).
 
   Raises:
     DataNotFoundError: ``path`` does not exist.
@@ -194,8 +196,9 @@ class ImageFolderSource:
 
   def __init__(self, path: str | os.PathLike, image_size: int, channels: int,
                class_folders: bool = False, skip_bad_images: bool = False,
-               check_files: bool = True):
+               check_files: bool = True, crop: str | None = None):
     self.image_size = transforms.check_image_size(image_size)
+    self.crop = transforms.check_crop(crop)
     self.channels = transforms.check_channels(channels)
     self.root = pathlib.Path(path).expanduser().absolute()
     if not self.root.exists():
@@ -238,7 +241,8 @@ class ImageFolderSource:
     skipped = f" ({self.skipped} bad files skipped)" if self.skipped else ""
     self.description = (
         f"image folder {self.root}: {len(self.files)} images{skipped}{classes}, decoded per "
-        f"batch, {'L' if self.channels == 1 else 'RGB'}, resized (bicubic, square) to "
+        f"batch, {'L' if self.channels == 1 else 'RGB'}, "
+        f"{'center crop of the long edge, ' if self.crop else ''}resized (bicubic, square) to "
         f"{self.image_size}x{self.image_size}x{self.channels}")
 
   def __len__(self) -> int:
@@ -257,7 +261,7 @@ class ImageFolderSource:
     path = self.files[index]
     try:
       with Image.open(path) as image:
-        return transforms.pil_to_array(image, self.image_size, self.channels)
+        return transforms.pil_to_array(image, self.image_size, self.channels, self.crop)
     except FileNotFoundError as e:
       raise DataNotFoundError(f"image file {path} has disappeared: {e}") from e
     except _DECODE_ERRORS as e:
@@ -300,7 +304,7 @@ def _class_files(root: pathlib.Path) -> tuple[list[pathlib.Path], np.ndarray, tu
 
 def image_folder(path: str | os.PathLike, image_size: int, channels: int,
                  class_folders: bool = False, skip_bad_images: bool = False,
-                 check_files: bool = True) -> ImageFolderSource:
+                 check_files: bool = True, crop: str | None = None) -> ImageFolderSource:
   """Images under ``path`` as a lazily decoded source; see `ImageFolderSource`."""
   return ImageFolderSource(path, image_size, channels, class_folders, skip_bad_images,
-                           check_files)
+                           check_files, crop)

@@ -121,7 +121,7 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
                  channels: int = 3, image_key: str = "image",
                  label_key: str | None = "label",
                  data_dir: str | os.PathLike | None = None,
-                 download: bool = True) -> ArraySource:
+                 download: bool = True, crop: str | None = None) -> ArraySource:
   """Loads a TFDS split into memory, converted and resized like all sources.
 
   For datasets whose *resized* images fit in memory (e.g. MNIST, CIFAR-10,
@@ -141,6 +141,8 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
     data_dir: TFDS data folder (TFDS's default if ``None``).
     download: let TFDS download and prepare the dataset if it is not in
       ``data_dir`` yet.
+    crop: None, or ``'center_long_edge'``: each image's centred square of its long
+      edge, taken before the resize (aspect ratio kept).
 
   Returns:
     An `ArraySource` of uint8 ``(n, image_size, image_size, channels)``.
@@ -152,6 +154,7 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
   """
   image_size = transforms.check_image_size(image_size)
   channels = transforms.check_channels(channels)
+  crop = transforms.check_crop(crop)
   tfds = import_tfds()
   images, labels = [], []
   try:
@@ -163,7 +166,7 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
         raise DataError(f"tfds '{name}' has no feature '{image_key}'; features: "
                         f"{sorted(example)} (set image_key)")
       pil = to_pil(np.asarray(example[image_key]), name, image_key)
-      images.append(transforms.pil_to_array(pil, image_size, channels))
+      images.append(transforms.pil_to_array(pil, image_size, channels, crop))
       if label_key is not None and label_key in example:
         labels.append(int(example[label_key]))
   except DataError:
@@ -173,7 +176,8 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
   if not images:
     raise DataError(f"tfds '{name}' split '{split}' is empty")
   description = (f"tfds {name} split '{split}': {len(images)} images in memory, "
-                 f"{image_size}x{image_size}x{channels} (bicubic, square)")
+                 f"{image_size}x{image_size}x{channels} "
+                 f"({'center crop of the long edge, ' if crop else ''}bicubic, square)")
   has_labels = len(labels) == len(images)
   names = getattr(info.features[label_key], "names", None) if has_labels else None
   return ArraySource(

@@ -43,6 +43,8 @@ class TfdsStreamSource:
       format (``tfds build NAME --file_format=array_record``; ``download=True`` lets
       TFDS prepare it).
     workers: decoding threads.
+    crop: None, or ``'center_long_edge'``: each image's centred square of its long
+      edge, taken before the resize (aspect ratio kept).
 
   Raises:
     DataError: tensorflow-datasets is missing, the split cannot be opened, or the
@@ -54,8 +56,9 @@ class TfdsStreamSource:
   def __init__(self, name: str, split: str, image_size: int, channels: int,
                image_key: str = "image", label_key: str | None = "label",
                data_dir: str | os.PathLike | None = None, download: bool = False,
-               workers: int = 16):
+               workers: int = 16, crop: str | None = None):
     self.image_size = transforms.check_image_size(image_size)
+    self.crop = transforms.check_crop(crop)
     self.channels = transforms.check_channels(channels)
     self.name, self.image_key, self.label_key = name, image_key, label_key
     tfds = import_tfds()
@@ -82,7 +85,8 @@ class TfdsStreamSource:
     classes = f", {len(self.class_names)} classes" if self.class_names else ""
     self.description = (f"tfds {name} split '{split}': {len(self)} examples{classes}, read "
                         f"from ArrayRecord per batch ({workers} decoding threads), "
-                        f"{self.image_size}x{self.image_size}x{self.channels} (bicubic, square)")
+                        f"{self.image_size}x{self.image_size}x{self.channels} "
+                        f"({'center crop of the long edge, ' if self.crop else ''}bicubic, square)")
 
   def __len__(self) -> int:
     return len(self._records)
@@ -94,7 +98,7 @@ class TfdsStreamSource:
     example = self._records[index]
     image = to_pil(np.asarray(example[self.image_key]), self.name, self.image_key)
     label = -1 if self.label_key is None else int(example[self.label_key])
-    return transforms.pil_to_array(image, self.image_size, self.channels), label
+    return transforms.pil_to_array(image, self.image_size, self.channels, self.crop), label
 
   def get_labeled(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, Any]:
     """``(uint8 images (n, h, w, c), int32 labels (n,) or None)`` at ``indices``."""
@@ -115,7 +119,7 @@ class TfdsStreamSource:
 def tfds_stream(name: str, split: str = "train", image_size: int = 64, channels: int = 3,
                 image_key: str = "image", label_key: str | None = "label",
                 data_dir: str | os.PathLike | None = None,
-                download: bool = False) -> TfdsStreamSource:
+                download: bool = False, crop: str | None = None) -> TfdsStreamSource:
   """A TFDS split read per batch from ArrayRecord; see `TfdsStreamSource`."""
   return TfdsStreamSource(name, split, image_size, channels, image_key, label_key, data_dir,
-                          download)
+                          download, crop=crop)

@@ -16,6 +16,8 @@ from sagan_jax.data.errors import DataError
 
 # PIL modes for the supported channel counts.
 MODES = {1: "L", 3: "RGB"}
+# Square crops taken before the resize (``config.data.crop``): None keeps the whole image.
+CROPS = (None, "center_long_edge")
 
 
 def check_image_size(image_size: int) -> int:
@@ -31,23 +33,51 @@ def check_channels(channels: int) -> int:
   return int(channels)
 
 
-def pil_to_array(image: Image.Image, image_size: int, channels: int) -> np.ndarray:
+def check_crop(crop: str | None) -> str | None:
+  """Returns ``crop`` if it is one of `CROPS`, or raises `DataError` naming them."""
+  if crop not in CROPS:
+    raise DataError(f"crop must be one of {list(CROPS)}, got {crop!r} (a random crop of the "
+                    "long edge is not implemented)")
+  return crop
+
+
+def center_crop_long_edge(image: Image.Image) -> Image.Image:
+  """The largest centred square of ``image``: its long edge cut to the short one.
+
+  As torchvision's ``center_crop(img, min(img.size))`` (StudioGAN's and BigGAN-PyTorch's
+  ``CenterCropLongEdge``): the offset along the long edge is
+  ``int(round((long - short) / 2))`` with Python 3's round-half-to-even.
+  """
+  width, height = image.size
+  side = min(width, height)
+  if width == height:
+    return image
+  left = int(round((width - side) / 2.0))
+  top = int(round((height - side) / 2.0))
+  return image.crop((left, top, left + side, top + side))
+
+
+def pil_to_array(image: Image.Image, image_size: int, channels: int,
+                 crop: str | None = None) -> np.ndarray:
   """Converts a PIL image to uint8 ``(image_size, image_size, channels)``.
 
   The image is converted to 'L' or 'RGB' first (an alpha channel is dropped,
-  a palette expanded), then resized with bicubic interpolation to a square
-  ``image_size`` × ``image_size`` if it is not that size already. The resize
-  does not preserve the aspect ratio: crop beforehand if that matters.
+  a palette expanded), cropped to a square if ``crop`` asks, then resized with
+  bicubic interpolation to a square ``image_size`` × ``image_size`` if it is not
+  that size already. Without a crop the resize does not preserve the aspect ratio.
 
   Args:
     image: any PIL image.
     image_size: output height and width.
     channels: 1 for grayscale, 3 for RGB.
+    crop: None, or ``'center_long_edge'`` (`center_crop_long_edge`).
 
   Returns:
     A new uint8 array of shape ``(image_size, image_size, channels)``.
   """
   image = image.convert(MODES[channels])
+  if crop == "center_long_edge":
+    image = center_crop_long_edge(image)
   if image.size != (image_size, image_size):
     image = image.resize((image_size, image_size), Image.BICUBIC)
   array = np.asarray(image, dtype=np.uint8)
