@@ -277,18 +277,91 @@ def test_crop_in_every_decoding_source(tmp_path, monkeypatch):
   stream.__dict__.update(_records=[{"image": pixels}], name="fake", image_key="image",
                          label_key=None, image_size=4, channels=3, crop="center_long_edge")
   np.testing.assert_array_equal(stream._example(0)[0], crop_then_resize)
+  stream.crop = "random_long_edge"  # a draw of 0.99 → offset floor(0.99 * 4) = 3
+  np.testing.assert_array_equal(stream._example(0, 0.99)[0], np.asarray(
+      Image.fromarray(pixels[:, 3:11]).resize((4, 4), Image.BICUBIC)))
 
 
-def test_crop_config_field_refuses_what_is_not_built():
+def test_crop_config_field_and_where_a_random_crop_is_refused():
   config = base_config()
   assert config.data.crop is None  # off by default
   validate(config)
   config.data.crop = "random_long_edge"
-  with pytest.raises(ConfigError, match=r"config.data.crop must be one of \[None, "
-                     r"'center_long_edge'\].*random crop .* not implemented"):
+  config.data.source = "image_folder"
+  validate(config)
+  for source in ("tfds", "mnist78"):  # in memory: decoded once, before any draw
+    config.data.source = source
+    with pytest.raises(ConfigError, match=r"^config.data.crop='random_long_edge' needs a "
+                       r"source that decodes per batch \(image_folder or tfds_stream\), not "
+                       f"'{source}': use crop='center_long_edge' there$"):
+      validate(config)
+  config.data.crop = "random"
+  with pytest.raises(ConfigError, match=r"config.data.crop must be one of \[None, "):
     validate(config)
   with pytest.raises(data.DataError, match="crop must be one of"):
-    data.make_source(data_config(source="image_folder", path=".", crop="random_long_edge"))
+    data.make_source(data_config(source="image_folder", path=".", crop="random"))
+  with pytest.raises(data.DataError, match="needs a source that decodes per batch"):
+    data.tfds_dataset("mnist", crop="random_long_edge")
+
+
+def _stripe_folder(path, count: int, width: int = 12, height: int = 8):
+  """``count`` RGB images (height, width): red = column, green = image index."""
+  path.mkdir()
+  for i in range(count):
+    pixels = _coordinate_image(width, height)
+    pixels[..., 1] = i
+    Image.fromarray(pixels).save(path / f"{i:03d}.png")
+  return path
+
+
+def _crop_offsets(batch) -> np.ndarray:
+  """Each image's crop offset: its first column's red value (pixels from [-1, 1])."""
+  return np.rint((batch["image"][:, 0, 0, 0] + 1) * 127.5).astype(int)
+
+
+def test_random_crop_offsets_drawn_from_seed_epoch_and_index(tmp_path):
+  """12×8 images cropped to 8×8 (no resize): offsets floor(u * 4), u from
+  default_rng([seed, epoch, 2]) by source index: 0..3 each (randint(0, 4)'s range, as
+  StudioGAN's RandomCropLongEdge), whole columns kept, the same for every restart, batch
+  size and process split; batch at a step a pure function of the step."""
+  source = data.image_folder(_stripe_folder(tmp_path / "f", 40), 8, 3,
+                             crop="random_long_edge")
+  assert "random crop of the long edge" in source.description
+  run = data.Batcher(source, batch_size=8, seed=3)
+  assert run.random_crop
+  seen = set()
+  for step in range(10):  # two epochs
+    batch = run.batch(step)
+    indices = run.global_indices(step)
+    draws = np.random.default_rng([3, step // 5, 2]).random(40)[indices]  # the rule
+    offsets = np.floor(draws * 4).astype(int)
+    np.testing.assert_array_equal(_crop_offsets(batch), offsets)
+    columns = np.rint((batch["image"][..., 0] + 1) * 127.5).astype(int)  # (b, 8, 8)
+    np.testing.assert_array_equal(
+        columns, np.broadcast_to(offsets[:, None, None] + np.arange(8), columns.shape))
+    green = np.rint((batch["image"][..., 1] + 1) * 127.5).astype(int)
+    np.testing.assert_array_equal(green, np.broadcast_to(indices[:, None, None], green.shape))
+    seen.update(offsets.tolist())
+    restarted = data.Batcher(source, batch_size=8, seed=3).batch(step)
+    np.testing.assert_array_equal(restarted["image"], batch["image"])
+    halves = [data.Batcher(source, batch_size=8, seed=3, process_index=i, process_count=2)
+              .batch(step)["image"] for i in range(2)]
+    np.testing.assert_array_equal(np.concatenate(halves), batch["image"])
+  assert seen == {0, 1, 2, 3}  # the whole range, never offset 4 (= long - short)
+  other = data.Batcher(source, batch_size=20, seed=3)  # another batch size, same crops
+  by_index = {}
+  for step in range(2):
+    by_index.update(zip(other.global_indices(step).tolist(), _crop_offsets(other.batch(step))))
+  first = {i: o for i, o in zip(run.global_indices(0).tolist(), _crop_offsets(run.batch(0)))}
+  assert all(by_index[i] == o for i, o in first.items())
+  assert not np.array_equal(  # another epoch, other crops
+      np.floor(run.epoch_crop_draws(0) * 4), np.floor(run.epoch_crop_draws(1) * 4))
+  np.testing.assert_array_equal(source.get([5])[0], source.get([5], np.array([0.5]))[0])
+  tall = data.image_folder(_stripe_folder(tmp_path / "t", 1, 8, 12), 8, 3,
+                           crop="random_long_edge")
+  pixels = _coordinate_image(8, 12)
+  pixels[..., 1] = 0
+  np.testing.assert_array_equal(tall.get([0], np.array([0.99]))[0], pixels[3:11])
 
 
 class _RecordingSource:

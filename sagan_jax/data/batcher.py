@@ -11,7 +11,7 @@ from ``k`` alone::
 so a run resumed from a checkpoint at step ``k`` sees exactly the batches it
 would have seen, and two runs with the same seed see the same data. Augmentation
 (``random_flip``) keeps this: each image's flip is drawn from ``(seed, epoch, its
-index)`` (`sagan_jax.data.augment`).
+index)``, and so is each random crop's position (`sagan_jax.data.augment`).
 
 Like the chapter's PyTorch ``DataLoader(shuffle=True)`` (and unlike many JAX
 pipelines), the last, smaller batch of each epoch is kept by default: 400
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from sagan_jax.checks import require_int
-from sagan_jax.data.augment import flip_decisions, flip_horizontally
+from sagan_jax.data.augment import crop_draws, flip_decisions, flip_horizontally
 from sagan_jax.data.errors import DataError
 from sagan_jax.data.source import Source
 from sagan_jax.data.transforms import to_model_range
@@ -57,7 +57,9 @@ class Batcher:
       ``batch_size`` (default False, as the chapter).
     shuffle: False keeps the source's order every epoch (for evaluation).
     random_flip: mirror each image left to right with probability 1/2, drawn
-      per image from ``(seed, epoch, index)`` (StudioGAN's ``apply_rflip``).
+      per image from ``(seed, epoch, index)`` (StudioGAN's ``apply_rflip``). A source
+      built with ``crop='random_long_edge'`` gets each image's crop position drawn the
+      same way (``crop_draws``).
     process_index: this process (``jax.process_index()``).
     process_count: the number of processes (``jax.process_count()``).
 
@@ -104,7 +106,10 @@ class Batcher:
     self.batches_per_epoch = full + (remainder > 0)
     self.last_batch_size = remainder or self.batch_size
     self._order_cache: tuple[int, np.ndarray] | None = None  # (epoch, order)
-    self._flip_cache: tuple[int, np.ndarray] | None = None  # (epoch, flips)
+    # kind ('flip' or 'crop') -> (epoch, that epoch's draws by source index)
+    self._draw_cache: dict[str, tuple[int, np.ndarray]] = {}
+    # A source decoding per batch with crop='random_long_edge' takes one draw per image.
+    self.random_crop = getattr(source, "crop", None) == "random_long_edge"
 
   def __repr__(self) -> str:
     return (f"Batcher({self.num_examples} examples, batch_size={self.batch_size}, "
@@ -138,14 +143,22 @@ class Batcher:
 
   def epoch_flips(self, epoch: int) -> np.ndarray:
     """Whether each source example is flipped in ``epoch`` (bool, by source index)."""
+    return self._epoch_draws("flip", flip_decisions, epoch)
+
+  def epoch_crop_draws(self, epoch: int) -> np.ndarray:
+    """Where each source example's random crop falls in ``epoch`` (by source index)."""
+    return self._epoch_draws("crop", crop_draws, epoch)
+
+  def _epoch_draws(self, kind: str, draw, epoch: int) -> np.ndarray:
+    """``draw(seed, epoch, num_examples)``, read-only, cached for the latest epoch."""
     epoch = _check_int("epoch", epoch, 0)
-    cached = self._flip_cache  # read once: the prefetch thread may replace it
+    cached = self._draw_cache.get(kind)  # read once: the prefetch thread may replace it
     if cached is not None and cached[0] == epoch:
       return cached[1]
-    flips = flip_decisions(self.seed, epoch, self.num_examples)
-    flips.flags.writeable = False
-    self._flip_cache = (epoch, flips)
-    return flips
+    draws = draw(self.seed, epoch, self.num_examples)
+    draws.flags.writeable = False
+    self._draw_cache[kind] = (epoch, draws)
+    return draws
 
   def global_indices(self, step: int) -> np.ndarray:
     """Source indices of the whole global batch at ``step``."""
@@ -172,13 +185,14 @@ class Batcher:
     """
     step = self._check_step(step)
     indices = self.local_indices(step)
+    epoch = step // self.batches_per_epoch
+    crop = {"crop_draws": self.epoch_crop_draws(epoch)[indices]} if self.random_crop else {}
     labels = getattr(self.source, "labels", None)
     if labels is None and hasattr(self.source, "get_labeled"):  # labels read with the images
-      images, labels = self.source.get_labeled(indices)
+      images, labels = self.source.get_labeled(indices, **crop)
     else:
-      images = self.source.get(indices)
+      images = self.source.get(indices, **crop)
       labels = None if labels is None else labels[indices]
-    epoch = step // self.batches_per_epoch
     if self.random_flip:
       images = flip_horizontally(images, self.epoch_flips(epoch)[indices])
     out = {"image": to_model_range(images)}

@@ -184,8 +184,10 @@ class ImageFolderSource:
       count) instead of raising.
     check_files: check every file's header now (`check_image_files`); False only
       lists the files (each is still checked when it is decoded).
-    crop: None, or ``'center_long_edge'``: the centred square of the long edge, taken
-      before the resize (`sagan_jax.data.transforms.center_crop_long_edge`).
+    crop: None, ``'center_long_edge'``: the centred square of the long edge, taken
+      before the resize (`sagan_jax.data.transforms.center_crop_long_edge`), or
+      ``'random_long_edge'``: a square at the position `get`'s ``crop_draws`` give (the
+      `Batcher` draws them per image; none given: the centre).
 
   Raises:
     DataNotFoundError: ``path`` does not exist.
@@ -242,7 +244,7 @@ class ImageFolderSource:
     self.description = (
         f"image folder {self.root}: {len(self.files)} images{skipped}{classes}, decoded per "
         f"batch, {'L' if self.channels == 1 else 'RGB'}, "
-        f"{'center crop of the long edge, ' if self.crop else ''}resized (bicubic, square) to "
+        f"{transforms.CROP_WORDS[self.crop]}resized (bicubic, square) to "
         f"{self.image_size}x{self.image_size}x{self.channels}")
 
   def __len__(self) -> int:
@@ -251,8 +253,9 @@ class ImageFolderSource:
   def __repr__(self) -> str:
     return f"{type(self).__name__}({self.description})"
 
-  def load(self, index: int) -> np.ndarray:
-    """Decodes one image → uint8 ``(image_size, image_size, channels)``.
+  def load(self, index: int, crop_draw: float | None = None) -> np.ndarray:
+    """Decodes one image → uint8 ``(image_size, image_size, channels)`` (``crop_draw``:
+    where a random crop falls, in [0, 1)).
 
     Raises:
       DataNotFoundError: the file has disappeared since the folder was scanned.
@@ -261,18 +264,21 @@ class ImageFolderSource:
     path = self.files[index]
     try:
       with Image.open(path) as image:
-        return transforms.pil_to_array(image, self.image_size, self.channels, self.crop)
+        return transforms.pil_to_array(image, self.image_size, self.channels, self.crop,
+                                       crop_draw)
     except FileNotFoundError as e:
       raise DataNotFoundError(f"image file {path} has disappeared: {e}") from e
     except _DECODE_ERRORS as e:
       raise DataError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
 
-  def get(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Decodes the images at ``indices`` → uint8 ``(n, h, w, c)``."""
+  def get(self, indices: Sequence[int] | np.ndarray,
+          crop_draws: np.ndarray | None = None) -> np.ndarray:
+    """Decodes the images at ``indices`` → uint8 ``(n, h, w, c)`` (``crop_draws``: one
+    random crop draw per index, for ``crop='random_long_edge'``)."""
     idx = as_indices(indices, len(self))
     out = np.empty((len(idx),) + self.image_shape, np.uint8)
     for i, j in enumerate(idx):
-      out[i] = self.load(int(j))
+      out[i] = self.load(int(j), None if crop_draws is None else float(crop_draws[i]))
     return out
 
   def verify(self) -> None:

@@ -155,6 +155,10 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
   image_size = transforms.check_image_size(image_size)
   channels = transforms.check_channels(channels)
   crop = transforms.check_crop(crop)
+  if crop == "random_long_edge":
+    raise DataError("crop='random_long_edge' needs a source that decodes per batch "
+                    f"({' or '.join(transforms.RANDOM_CROP_SOURCES)}); this one decodes "
+                    "once, into memory: use crop='center_long_edge' or source 'tfds_stream'")
   tfds = import_tfds()
   images, labels = [], []
   try:
@@ -177,7 +181,7 @@ def tfds_dataset(name: str, split: str = "train", image_size: int = 64,
     raise DataError(f"tfds '{name}' split '{split}' is empty")
   description = (f"tfds {name} split '{split}': {len(images)} images in memory, "
                  f"{image_size}x{image_size}x{channels} "
-                 f"({'center crop of the long edge, ' if crop else ''}bicubic, square)")
+                 f"({transforms.CROP_WORDS[crop]}bicubic, square)")
   has_labels = len(labels) == len(images)
   names = getattr(info.features[label_key], "names", None) if has_labels else None
   return ArraySource(

@@ -43,8 +43,9 @@ class TfdsStreamSource:
       format (``tfds build NAME --file_format=array_record``; ``download=True`` lets
       TFDS prepare it).
     workers: decoding threads.
-    crop: None, or ``'center_long_edge'``: each image's centred square of its long
-      edge, taken before the resize (aspect ratio kept).
+    crop: None, ``'center_long_edge'``: each image's centred square of its long
+      edge, taken before the resize (aspect ratio kept), or ``'random_long_edge'``: a
+      square at the position ``crop_draws`` give (the `Batcher` draws them per image).
 
   Raises:
     DataError: tensorflow-datasets is missing, the split cannot be opened, or the
@@ -86,7 +87,7 @@ class TfdsStreamSource:
     self.description = (f"tfds {name} split '{split}': {len(self)} examples{classes}, read "
                         f"from ArrayRecord per batch ({workers} decoding threads), "
                         f"{self.image_size}x{self.image_size}x{self.channels} "
-                        f"({'center crop of the long edge, ' if self.crop else ''}bicubic, square)")
+                        f"({transforms.CROP_WORDS[self.crop]}bicubic, square)")
 
   def __len__(self) -> int:
     return len(self._records)
@@ -94,16 +95,20 @@ class TfdsStreamSource:
   def __repr__(self) -> str:
     return f"{type(self).__name__}({self.description})"
 
-  def _example(self, index: int) -> tuple[np.ndarray, int]:
+  def _example(self, index: int, crop_draw: float | None = None) -> tuple[np.ndarray, int]:
     example = self._records[index]
     image = to_pil(np.asarray(example[self.image_key]), self.name, self.image_key)
     label = -1 if self.label_key is None else int(example[self.label_key])
-    return transforms.pil_to_array(image, self.image_size, self.channels, self.crop), label
+    return (transforms.pil_to_array(image, self.image_size, self.channels, self.crop, crop_draw),
+            label)
 
-  def get_labeled(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, Any]:
-    """``(uint8 images (n, h, w, c), int32 labels (n,) or None)`` at ``indices``."""
+  def get_labeled(self, indices: Sequence[int] | np.ndarray,
+                  crop_draws: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+    """``(uint8 images (n, h, w, c), int32 labels (n,) or None)`` at ``indices``
+    (``crop_draws``: one random crop draw per index, for ``crop='random_long_edge'``)."""
     idx = as_indices(indices, len(self))
-    examples = list(self._pool.map(self._example, (int(i) for i in idx)))
+    draws = [None] * len(idx) if crop_draws is None else [float(d) for d in crop_draws]
+    examples = list(self._pool.map(self._example, (int(i) for i in idx), draws))
     images = np.empty((len(idx),) + self.image_shape, np.uint8)
     for i, (image, _) in enumerate(examples):
       images[i] = image
@@ -111,9 +116,10 @@ class TfdsStreamSource:
       return images, None
     return images, np.asarray([label for _, label in examples], np.int32)
 
-  def get(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+  def get(self, indices: Sequence[int] | np.ndarray,
+          crop_draws: np.ndarray | None = None) -> np.ndarray:
     """uint8 ``(len(indices), h, w, c)``: the images at ``indices``."""
-    return self.get_labeled(indices)[0]
+    return self.get_labeled(indices, crop_draws)[0]
 
 
 def tfds_stream(name: str, split: str = "train", image_size: int = 64, channels: int = 3,

@@ -17,7 +17,13 @@ from sagan_jax.data.errors import DataError
 # PIL modes for the supported channel counts.
 MODES = {1: "L", 3: "RGB"}
 # Square crops taken before the resize (``config.data.crop``): None keeps the whole image.
-CROPS = (None, "center_long_edge")
+CROPS = (None, "center_long_edge", "random_long_edge")
+# Sources that decode per batch, the only ones a random crop can reach (the in-memory
+# sources decode once, up front).
+RANDOM_CROP_SOURCES = ("image_folder", "tfds_stream")
+# How each crop reads in a source's description.
+CROP_WORDS = {None: "", "center_long_edge": "center crop of the long edge, ",
+              "random_long_edge": "random crop of the long edge, "}
 
 
 def check_image_size(image_size: int) -> int:
@@ -36,8 +42,7 @@ def check_channels(channels: int) -> int:
 def check_crop(crop: str | None) -> str | None:
   """Returns ``crop`` if it is one of `CROPS`, or raises `DataError` naming them."""
   if crop not in CROPS:
-    raise DataError(f"crop must be one of {list(CROPS)}, got {crop!r} (a random crop of the "
-                    "long edge is not implemented)")
+    raise DataError(f"crop must be one of {list(CROPS)}, got {crop!r}")
   return crop
 
 
@@ -57,8 +62,25 @@ def center_crop_long_edge(image: Image.Image) -> Image.Image:
   return image.crop((left, top, left + side, top + side))
 
 
+def crop_long_edge(image: Image.Image, draw: float) -> Image.Image:
+  """A square of ``image``'s short side at a position along its long edge set by ``draw``
+  in [0, 1): offset ``floor(draw * (long - short))``.
+
+  With ``draw`` uniform this is StudioGAN's (BigGAN-PyTorch's) ``RandomCropLongEdge``,
+  whose ``np.random.randint(0, long - short)`` excludes its upper bound: offsets
+  ``0 … long - short - 1``, each equally likely; the last one is never taken (a quirk kept).
+  """
+  width, height = image.size
+  side = min(width, height)
+  if width == height:
+    return image
+  offset = int(draw * (max(width, height) - side))
+  left, top = (offset, 0) if width > height else (0, offset)
+  return image.crop((left, top, left + side, top + side))
+
+
 def pil_to_array(image: Image.Image, image_size: int, channels: int,
-                 crop: str | None = None) -> np.ndarray:
+                 crop: str | None = None, draw: float | None = None) -> np.ndarray:
   """Converts a PIL image to uint8 ``(image_size, image_size, channels)``.
 
   The image is converted to 'L' or 'RGB' first (an alpha channel is dropped,
@@ -70,13 +92,17 @@ def pil_to_array(image: Image.Image, image_size: int, channels: int,
     image: any PIL image.
     image_size: output height and width.
     channels: 1 for grayscale, 3 for RGB.
-    crop: None, or ``'center_long_edge'`` (`center_crop_long_edge`).
+    crop: None, ``'center_long_edge'`` (`center_crop_long_edge`) or
+      ``'random_long_edge'`` (`crop_long_edge` at ``draw``; without a draw, the centre).
+    draw: the image's crop draw in [0, 1) (`sagan_jax.data.augment.crop_draws`).
 
   Returns:
     A new uint8 array of shape ``(image_size, image_size, channels)``.
   """
   image = image.convert(MODES[channels])
-  if crop == "center_long_edge":
+  if crop == "random_long_edge" and draw is not None:
+    image = crop_long_edge(image, draw)
+  elif crop is not None:
     image = center_crop_long_edge(image)
   if image.size != (image_size, image_size):
     image = image.resize((image_size, image_size), Image.BICUBIC)

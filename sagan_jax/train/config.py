@@ -27,7 +27,7 @@ from ml_collections import config_dict
 from sagan_jax import models
 from sagan_jax.checks import require_int
 from sagan_jax.data import SOURCE_NAMES
-from sagan_jax.data.transforms import CROPS
+from sagan_jax.data.transforms import CROPS, RANDOM_CROP_SOURCES
 from sagan_jax.losses import LOSSES
 from sagan_jax.train.ema import EmaSettings
 
@@ -95,7 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
   # each image left to right with probability 1/2, drawn from (seed, epoch, image index).
   c.data.random_flip = False
   # image_folder, tfds, tfds_stream: None, or 'center_long_edge' (the centred square of each
-  # image's long edge, cut before the resize to image_size, so the aspect ratio is kept).
+  # image's long edge, cut before the resize to image_size, so the aspect ratio is kept);
+  # 'random_long_edge' (image_folder, tfds_stream): a square at a position drawn per image
+  # from (seed, epoch, image index), as StudioGAN's RandomCropLongEdge for training.
   c.data.crop = config_dict.placeholder(str)
   c.data.skip_bad_images = False  # image_folder: leave out unreadable files (else: stop)
 
@@ -237,9 +239,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(config, "loss", tuple(LOSSES))
   _one_of(config, "data.source", SOURCE_NAMES)
   _one_of(config, "data.channels", (1, 3))
-  if config.data.crop not in CROPS:  # a random crop is not built: say so in the one line
-    raise ConfigError(f"config.data.crop must be one of {list(CROPS)}, got "
-                      f"{config.data.crop!r} (a random crop of the long edge is not implemented)")
+  _one_of(config, "data.crop", CROPS)
+  if config.data.crop == "random_long_edge" and config.data.source not in RANDOM_CROP_SOURCES:
+    raise ConfigError(f"config.data.crop='random_long_edge' needs a source that decodes per "
+                      f"batch ({' or '.join(RANDOM_CROP_SOURCES)}), not "
+                      f"{config.data.source!r}: use crop='center_long_edge' there")
   try:
     models.check_model_config(config.model, image_shape(config))
   except ValueError as error:
