@@ -58,6 +58,16 @@ PREFETCH = 2  # config.batching.prefetch's default
 JPEG_QUALITY = 90
 
 
+def tfds_missing() -> str:
+  """Why the tfds_stream rows cannot run here ('' when they can)."""
+  try:
+    import array_record  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow_datasets  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError as error:
+    return f"{error.name} not installed (pip install tensorflow-datasets array-record)"
+  return ""
+
+
 def natural_images(count: int, size: int, seed: int = 0) -> np.ndarray:
   """uint8 (count, size, size, 3): a bicubically upsampled 8×8 random field plus noise."""
   rng = np.random.default_rng(seed)
@@ -158,27 +168,30 @@ def main(argv=None) -> int:
   steps, repeats = (1, 1) if args.smoke else (args.steps, args.repeats)
   cores = os.cpu_count() or 1
   threads = sorted({1, cores, DEFAULT_DECODE_THREADS})
+  missing = tfds_missing()
 
   conditions = Conditions()
   print(conditions.start_line())
   if cores < GPU_MACHINE_CORES:
     print(f"note: {cores} cores here; the GPU machine has {GPU_MACHINE_CORES}, so the decoding "
           "rows (tfds_stream, image_folder) are a floor there")
+  if missing:
+    print(f"tfds_stream rows skipped: {missing}")
   print(f"{'source':<33} | {'shape':<19} | {'images/s':>9} | {'CPU s/step':>10} | "
         f"{'needs':>6} | ratio")
   with tempfile.TemporaryDirectory(prefix="input_pipeline_") as tmp:
     for shape, size, batch_size, d_steps, needed in SHAPES:
       per_step = batch_size * d_steps
-      # Enough images for 2 epochs of drains' worth, at most: each drain reads fresh steps.
+      # A few steps an epoch: each drain reads fresh steps, across epochs as a run does.
       count = per_step * (2 if args.smoke else 3)
       images = natural_images(count, size)
       labels = (np.arange(count) % 10).astype(np.int32)
       folder_fmt = "PNG" if size <= 32 else "JPEG"
-      name = write_array_record(images, os.path.join(tmp, "tfds"))
       folder = write_folder(images, pathlib.Path(tmp, f"folder{size}"), folder_fmt)
       sources = [("memory (ArraySource)",
                   lambda: ArraySource(images, "memory", labels))]
-      for n in threads:
+      name = "" if missing else write_array_record(images, os.path.join(tmp, "tfds"))
+      for n in ([] if missing else threads):
         label = f"tfds_stream, {n} thread{'s' * (n > 1)}"
         label += " (default)" if n == DEFAULT_DECODE_THREADS else ""
         sources.append((label, lambda n=n: data.TfdsStreamSource(
