@@ -17,7 +17,9 @@
 #      StudioGAN's model code in eager fp32 (tests/reference/torch_resnet_sagan.py on CUDA);
 #   4. the paper's model at 128 px, batch 256, 1 D + 1 G: ms/step and peak device memory;
 #   5. FID Inception features, batch 50 of 32 px: images/s vs pytorch-fid on the same GPU, and
-#      the time for 50,000 images.
+#      the time for 50,000 images;
+#   6. the input pipeline (benchmarks/input_pipeline.py, host CPU only): images/s of each data
+#      source through the trainer's prefetch path vs the rate the GPU step eats (rows 3-4).
 # Each benchmark also prints its own lines (load, CPU time, compile times) into $LOGDIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +41,7 @@ if [[ "$SMOKE" == 1 ]]; then
   CIFAR_ARGS=(--cases 32 --batch 2 --repeats 1 --implementations auto)
   BIG_ARGS=(--cases 32 --batch 4 --repeats 1 --implementations auto)
   FID_ARGS=(--batch_size 2 --repeats 1 --implementations xla)
+  PIPELINE_ARGS=(--smoke)
   TRAIN_ARGS=()
 else
   DEVICE=gpu; TORCH_DEVICE=cuda; CONFIG=configs/mnist78.py; TORCH_EPOCHS=${TORCH_EPOCHS:-300}
@@ -46,6 +49,7 @@ else
   CIFAR_ARGS=(--cases cifar10 --repeats 10 --implementations auto)
   BIG_ARGS=(--cases 128 --batch 256 --repeats 5 --implementations auto)
   FID_ARGS=(--batch_size 50 --repeats 10 --implementations xla)
+  PIPELINE_ARGS=(--repeats 5)
   TRAIN_ARGS=(--config.steps_per_dispatch=6)
 fi
 
@@ -96,6 +100,9 @@ run resnet128 python benchmarks/resnet_step.py --device "$DEVICE" "${BIG_ARGS[@]
 # 5. FID features.
 run inception python benchmarks/inception.py --device "$DEVICE" "${FID_ARGS[@]}" \
   --summary "$TABLE"
+
+# 6. The input pipeline: can each data source feed the step of rows 3-4?
+run input_pipeline python benchmarks/input_pipeline.py "${PIPELINE_ARGS[@]}" --summary "$TABLE"
 
 echo
 python benchmarks/summary.py table "$TABLE"
