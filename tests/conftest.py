@@ -107,6 +107,25 @@ SLOW = {
 }
 
 
+# Single tests of the fast floors that take 20–40 s each on a quiet 2-core machine
+# (`--durations`, load ~2: the fast tier took 6:49 with them, over its 5 minutes): the
+# 128-px and the fixture's 64-px ResNet parity (the 32-px cases stay) and its label checks,
+# the chapter models' all-modes shape check and forward-mode check, the export's reference
+# round trip. CI runs them all.
+SLOW_TESTS = (
+    "test_resnet_parity.py::test_resnet_train_steps_match_torch[fixture-resnet_train_step128]",
+    "test_resnet_parity.py::test_resnet_train_steps_match_torch[live-resnet_train_step128]",
+    "test_resnet_parity.py::test_resnet_models_match_torch[fixture-resnet_models_cond128]",
+    "test_resnet_parity.py::test_resnet_models_match_torch[live-resnet_models_cond128]",
+    "test_resnet_parity.py::test_resnet_models_match_torch[fixture-resnet_models_uncond64]",
+    "test_resnet_parity.py::test_models_check_labels_and_shapes",
+    "test_models_parity.py::test_output_shapes_and_modes",
+    "test_forward_mode.py::test_models_jvp_and_linearize_match_reference_paths[False]",
+    "test_forward_mode.py::test_models_jvp_and_linearize_match_reference_paths[True]",
+    "test_to_torch.py::test_reference_models_load_the_export_and_compute_ours",
+)
+
+
 def pytest_collection_modifyitems(config, items):
   del config  # unused
   for item in items:
@@ -117,6 +136,8 @@ def pytest_collection_modifyitems(config, items):
           "(and to the table in tests/README.md)")
     item.add_marker(getattr(pytest.mark, FLOORS[name]))
     if name in SLOW and "no_compute" not in getattr(item, "fixturenames", ()):
+      item.add_marker(pytest.mark.slow)
+    elif item.nodeid.split("/")[-1] in SLOW_TESTS:
       item.add_marker(pytest.mark.slow)
 
 
