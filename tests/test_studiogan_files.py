@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sagan_jax.interop.torch import from_torch
-from sagan_jax.runs import torch_generator
+from sagan_jax.runs import torch_generator, write_sample_files
 from sagan_jax.runs.errors import SamplingError
 from tests.parity import sub
 from tests.reference.fixtures import load_fixture
@@ -86,6 +86,14 @@ def test_a_studiogan_file_samples_and_loads(tmp_path):
   run = torch_generator(path, config)  # read by sagan_jax.interop.torch_file, not torch
   _same(run.variables, from_torch(run.generator, {k: v.numpy() for k, v in
                                                   G.state_dict().items()}))
+  # Without --out the grids go beside the file, named by kind after its stem (in process:
+  # the subprocess below takes --out).
+  written = write_sample_files(None, 3, 0, run=run, beside=path)
+  written += write_sample_files(None, 3, 0, run=run, beside=path, class_grid=True, per_class=1)
+  stem = os.path.splitext(path)[0]
+  assert [str(f.path) for f in written] == [
+      f"{stem}_samples_{run.step:06d}_seed0.png", f"{stem}_classes_{run.step:06d}_seed0.png"]
+  assert all(os.path.getsize(f.path) > 0 for f in written)
   (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
   with pytest.raises(SamplingError, match="cannot read"):
     torch_generator(str(tmp_path / "junk.pth"), config)

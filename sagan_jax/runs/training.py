@@ -55,6 +55,10 @@ def _check_finite(step: int, metrics: dict[str, Any], last_checkpoint: Optional[
   A K-step dispatch carries every step's losses (``all_d_loss``/``all_g_loss``);
   the error names the first bad step.
   """
+  # One device→host transfer for every loss (a cut-short dispatch's are a list of device
+  # scalars: converting each alone would wait on the device once per step).
+  metrics = jax.device_get({k: metrics[k] for k in ("d_loss", "g_loss", "all_d_loss",
+                                                    "all_g_loss") if k in metrics})
   if "all_d_loss" in metrics:
     all_losses = np.stack([np.asarray(metrics["all_d_loss"]), np.asarray(metrics["all_g_loss"])])
     bad = np.flatnonzero(~np.all(np.isfinite(all_losses), axis=0))
@@ -604,7 +608,7 @@ def _report(step: int, metrics: dict[str, Any], progress: ConsoleProgress, waits
   if not (log or first):
     progress.update(step)
     return
-  scalars = {k: v for k, v in jax.device_get(metrics).items() if not k.startswith("all_")}
+  scalars = jax.device_get({k: v for k, v in metrics.items() if not k.startswith("all_")})
   line = progress.update(step, {k: scalars[k] for k in CONSOLE_METRICS})
   if jax.process_index() == 0:  # one progress line per run, not one per host
     logger.info(line)
