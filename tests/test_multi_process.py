@@ -15,6 +15,9 @@ collectives — what ``train.py`` does on several hosts (tests/multi_process_wor
   writes TensorBoard events and sample grids.
 * A checkpoint written by the 2 processes restores in this single process, and
   one written here restores in the 2 processes and trains on.
+* Evaluation during training: each process generates and extracts its half of
+  the samples, process 0 scores the merged measurement — the FID of one process
+  evaluating the same weights — and all save the best checkpoint together.
 * A process that dies (SIGKILL, or a Python error) makes the other exit with a
   clear error, not hang: at its next collective ("another process of this run
   failed or died", one line), or — if it waits elsewhere — JAX's "another task
@@ -32,15 +35,18 @@ import sys
 import time
 
 import jax
+import numpy as np
 import pytest
 
 from sagan_jax import data as data_lib
 from sagan_jax import sharding
-from sagan_jax.runs import Trainer, train_and_evaluate
+from sagan_jax.eval import stats
+from sagan_jax.runs import Trainer, evaluation, restore_generator, train_and_evaluate
+from sagan_jax.runs.best_checkpoint import read_best
 from sagan_jax.runtime.distributed import HEARTBEAT_TIMEOUT_ENV
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from tests import ROOT
-from tests.multi_process_worker import MULTI_PROCESS_STEPS, config
+from tests.multi_process_worker import EVAL_SAMPLES, MULTI_PROCESS_STEPS, config, eval_config
 from tests.parity import (assert_close, assert_params_close_under_adam, assert_tree_close,
                           tiny_gradient_mask)
 from tests.compilation import cache_dir
@@ -177,6 +183,61 @@ def test_two_processes_train_like_one(tmp_path, env):
                            (resumed, {reports[0]["pid"], os.getpid()})):
     events = [n for n in os.listdir(workdir) if n.startswith("events.out.tfevents")]
     assert sorted(_pid_of(n) for n in events) == sorted(writers), events
+
+
+def test_two_processes_evaluate_like_one(tmp_path, env):
+  workdir = tmp_path / "run"
+  with processes(["evaluate", str(tmp_path), str(workdir)], env, tmp_path) as running:
+    for i, process in enumerate(running):
+      assert process.wait(TIMEOUT_S) == 0, output(tmp_path, i)[-5000:]
+  reports = [json.loads((tmp_path / f"process_{i}.json").read_text()) for i in range(PROCESSES)]
+  half = EVAL_SAMPLES // PROCESSES
+  # 1. Each process generated and measured its half; process 0 scored all of them.
+  assert [r["measured"] for r in reports] == [[half], [half]]
+  (report_file,) = (workdir / "eval").glob("eval_000003_*.json")
+  report = json.loads(report_file.read_text())
+  assert report["num_samples"] == EVAL_SAMPLES
+  assert report["samples_per_process"] == [half, half]
+  assert scalars(workdir)[(3, "eval/fid")] == pytest.approx(report["fid"], rel=1e-6)  # float32
+  # 2. Both processes saved the best checkpoint together; it restores in this process.
+  assert read_best(workdir) == {"step": 3, "fid": report["fid"]}
+  run = restore_generator(str(workdir), best=True)
+  # 3. One process scoring the same weights on the same samples, on as many devices as each
+  # of the two had: the same per-device batch, so each sample's image and features are the
+  # same bits (on all 4 devices XLA's per-device program rounds otherwise: FID 2e-9 apart).
+  evaluator = evaluation.make_evaluator(run.config, batch_size=EVAL_SAMPLES,
+                                        seed=run.config.seed)
+  measured = evaluation.measure_generator(run.generator, run.variables, run.config, evaluator,
+                                          num_samples=EVAL_SAMPLES, batch_size=EVAL_SAMPLES,
+                                          seed=run.config.seed,
+                                          devices=jax.devices()[:DEVICES_PER_PROCESS])
+  one = evaluator.score(measured)
+  assert one["num_samples"] == EVAL_SAMPLES
+  assert abs(report["fid"] - one["fid"]) <= _merge_tolerance(evaluator, measured), (
+      report["fid"], one["fid"])
+
+
+def _merge_tolerance(evaluator, measured) -> float:
+  """How far the FID of merged per-process moments may lie from one process's.
+
+  The samples and their features are the same bits; only the float64 moments may differ:
+  one `stats.of` of n = 8 samples vs Chan's merge of two `stats.of` of 4, each entry within
+  δ = 4 n ε₆₄ ‖Σf‖ (a sum of n terms, and the merge's few operations). With d = 64 features
+  Σf has rank ≤ n − 1: `trace_sqrt_product` takes √Σf (clipping round-off eigenvalues at
+  0), so a null direction may carry √δ there and M = √Σf Σr √Σf an eigenvalue up to
+  δ ‖Σr‖ (plus eigvalsh's backward error d ε ‖M‖ ≤ d ε ‖Σf‖ ‖Σr‖) that is 0 in exact
+  arithmetic; each of the d − n + 1 adds its square root to tr √M, and the FID holds
+  −2 tr √M: 2 (d − n + 1) √((4n + d) ε ‖Σf‖ ‖Σr‖), plus 4 n ε on the regular terms.
+  """
+  eps = np.finfo(np.float64).eps
+  _, sigma_r = stats.mean_cov(evaluator.real_reference().all.moments)
+  _, sigma_f = stats.mean_cov(measured.features.moments)
+  d, n = sigma_f.shape[0], measured.count
+  norms = np.linalg.norm(sigma_f, 2) * np.linalg.norm(sigma_r, 2)
+  mu_f, _ = stats.mean_cov(measured.features.moments)
+  mu_r, _ = stats.mean_cov(evaluator.real_reference().all.moments)
+  regular = 4 * n * eps * (np.trace(sigma_f) + np.trace(sigma_r) + np.sum((mu_f - mu_r) ** 2))
+  return 2 * (d - n + 1) * np.sqrt((4 * n + d) * eps * norms) + regular
 
 
 def _pid_of(events_file: str) -> int:

@@ -31,7 +31,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import ml_collections
 import numpy as np
@@ -263,12 +263,13 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
 
 def measure_generator(generator: Any, variables: Any, config: ml_collections.ConfigDict,
                       evaluator: Evaluator, *, num_samples: int, batch_size: int, seed: int,
-                      start: int = 0) -> Measurement:
+                      start: int = 0, devices: Optional[Sequence[Any]] = None) -> Measurement:
   """`Evaluator.measure` of ``generator``'s samples ``start … start+num_samples-1`` of
   ``seed`` (a share of an evaluation: the samples, and for a conditional generator their
-  classes, are those the whole evaluation draws there)."""
+  classes, are those the whole evaluation draws there), generated on ``devices``
+  (default: this process's)."""
   num_classes = config.model.get("num_classes")
-  sampler = Sampler(generator, config.model.z_dim, num_classes=num_classes)
+  sampler = Sampler(generator, config.model.z_dim, devices=devices, num_classes=num_classes)
   batches = (s.images for s in sampler.batches(variables, num_samples, seed=seed,
                                                batch_size=batch_size, start=start))
   if num_classes is None:
