@@ -35,18 +35,17 @@ import sys
 import time
 
 import jax
-import numpy as np
 import pytest
 
 from sagan_jax import data as data_lib
 from sagan_jax import sharding
-from sagan_jax.eval import stats
 from sagan_jax.runs import Trainer, evaluation, restore_generator, train_and_evaluate
 from sagan_jax.runs.best_checkpoint import read_best
 from sagan_jax.runtime.distributed import HEARTBEAT_TIMEOUT_ENV
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from tests import ROOT
 from tests.multi_process_worker import EVAL_SAMPLES, MULTI_PROCESS_STEPS, config, eval_config
+from tests.test_eval_shares import fid_merge_tolerance
 from tests.parity import (assert_close, assert_params_close_under_adam, assert_tree_close,
                           tiny_gradient_mask)
 from tests.compilation import cache_dir
@@ -213,31 +212,9 @@ def test_two_processes_evaluate_like_one(tmp_path, env):
                                           devices=jax.devices()[:DEVICES_PER_PROCESS])
   one = evaluator.score(measured)
   assert one["num_samples"] == EVAL_SAMPLES
-  assert abs(report["fid"] - one["fid"]) <= _merge_tolerance(evaluator, measured), (
-      report["fid"], one["fid"])
-
-
-def _merge_tolerance(evaluator, measured) -> float:
-  """How far the FID of merged per-process moments may lie from one process's.
-
-  The samples and their features are the same bits; only the float64 moments may differ:
-  one `stats.of` of n = 8 samples vs Chan's merge of two `stats.of` of 4, each entry within
-  δ = 4 n ε₆₄ ‖Σf‖ (a sum of n terms, and the merge's few operations). With d = 64 features
-  Σf has rank ≤ n − 1: `trace_sqrt_product` takes √Σf (clipping round-off eigenvalues at
-  0), so a null direction may carry √δ there and M = √Σf Σr √Σf an eigenvalue up to
-  δ ‖Σr‖ (plus eigvalsh's backward error d ε ‖M‖ ≤ d ε ‖Σf‖ ‖Σr‖) that is 0 in exact
-  arithmetic; each of the d − n + 1 adds its square root to tr √M, and the FID holds
-  −2 tr √M: 2 (d − n + 1) √((4n + d) ε ‖Σf‖ ‖Σr‖), plus 4 n ε on the regular terms.
-  """
-  eps = np.finfo(np.float64).eps
-  _, sigma_r = stats.mean_cov(evaluator.real_reference().all.moments)
-  _, sigma_f = stats.mean_cov(measured.features.moments)
-  d, n = sigma_f.shape[0], measured.count
-  norms = np.linalg.norm(sigma_f, 2) * np.linalg.norm(sigma_r, 2)
-  mu_f, _ = stats.mean_cov(measured.features.moments)
-  mu_r, _ = stats.mean_cov(evaluator.real_reference().all.moments)
-  regular = 4 * n * eps * (np.trace(sigma_f) + np.trace(sigma_r) + np.sum((mu_f - mu_r) ** 2))
-  return 2 * (d - n + 1) * np.sqrt((4 * n + d) * eps * norms) + regular
+  tolerance = fid_merge_tolerance(measured.features.moments,
+                                  evaluator.real_reference().all.moments)
+  assert abs(report["fid"] - one["fid"]) <= tolerance, (report["fid"], one["fid"], tolerance)
 
 
 def _pid_of(events_file: str) -> int:
