@@ -44,7 +44,7 @@ from sagan_jax.runs.best_checkpoint import read_best
 from sagan_jax.runtime.distributed import HEARTBEAT_TIMEOUT_ENV
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from tests import ROOT
-from tests.multi_process_worker import EVAL_SAMPLES, MULTI_PROCESS_STEPS, config, eval_config
+from tests.multi_process_worker import EVAL_SAMPLES, MULTI_PROCESS_STEPS, config
 from tests.test_eval_shares import fid_merge_tolerance
 from tests.parity import (assert_close, assert_params_close_under_adam, assert_tree_close,
                           tiny_gradient_mask)
