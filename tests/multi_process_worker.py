@@ -29,11 +29,12 @@ import signal
 import sys
 
 import jax
+import numpy as np
 
 from sagan_jax import data as data_lib
 from sagan_jax import viz
 from sagan_jax.runs import train_and_evaluate
-from sagan_jax.runtime import distributed
+from sagan_jax.runtime import distributed, gather
 from sagan_jax.runs import training
 from tests.tiny_configs import tiny_config
 
@@ -68,8 +69,10 @@ def evaluate(report_dir: str, workdir: str) -> None:
 
   training.shared_evaluation.evaluation.measure_generator = recording_measure
   state = train_and_evaluate(eval_config(), workdir)
+  # float64 values no float32 holds, gathered from every process: bit-exact or not?
+  thirds = gather.allgather_objects(np.float64(jax.process_index() + 1) / 3)
   report = {"process_index": jax.process_index(), "step": int(state.step),
-            "measured": measured}
+            "measured": measured, "thirds": [float(x).hex() for x in thirds]}
   with open(os.path.join(report_dir, f"process_{jax.process_index()}.json"), "w") as f:
     json.dump(report, f)
 

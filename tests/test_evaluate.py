@@ -127,6 +127,10 @@ def test_generation_does_not_depend_on_batch_size_or_devices(workdir):
   # XLA:CPU sums in another order on one device than on several: float32 rounding.
   np.testing.assert_allclose(np.concatenate([np.asarray(b) for b in many_batches]), one,
                              atol=1e-5)
+  # Drawn from index 4 on (a process's share of an evaluation): samples 4… of the same seed.
+  share = runs.Sampler(run.generator, 20, devices=jax.local_devices()[:1]).batches(
+      run.variables, 6, seed=3, start=4)
+  np.testing.assert_array_equal(np.asarray(next(share).images), one[4:])
   # Sample i is the same image whoever asks: here the first 4 with their attention maps.
   with_maps = runs.Sampler(run.generator, 20, return_attention=True).sample(
       run.variables, 4, seed=3)

@@ -193,6 +193,7 @@ def test_two_processes_evaluate_like_one(tmp_path, env):
   half = EVAL_SAMPLES // PROCESSES
   # 1. Each process generated and measured its half; process 0 scored all of them.
   assert [r["measured"] for r in reports] == [[half], [half]]
+  assert [r["thirds"] for r in reports] == [[(1 / 3).hex(), (2 / 3).hex()]] * PROCESSES
   (report_file,) = (workdir / "eval").glob("eval_000003_*.json")
   report = json.loads(report_file.read_text())
   assert report["num_samples"] == EVAL_SAMPLES

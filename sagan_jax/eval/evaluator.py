@@ -101,7 +101,7 @@ class RealReference(NamedTuple):
   all: FeatureSet  # every held-out image
   half_a: FeatureSet  # two disjoint halves (every other image of each digit),
   half_b: FeatureSet  # for the real-vs-real floor
-  radii: np.ndarray  # k-NN radii of ``all`` for precision
+  radii: Optional[np.ndarray]  # k-NN radii of ``all`` for precision (None: not computed)
   description: str
 
 
