@@ -52,7 +52,8 @@ def evaluate_in_shares(evaluator: Evaluator, generator: Any, variables: Any,
 
   A collective: every process calls it (process 0 with the scoring evaluator, the
   others with a measure-only one, see `evaluation.make_evaluator`). Returns the
-  result on process 0, None on the others.
+  result on process 0 — with ``samples_per_process``, how many samples each measured —
+  and None on the others.
   """
   began = time.monotonic()
   start, stop = process_share(num_samples, jax.process_index(), jax.process_count())
