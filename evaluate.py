@@ -12,6 +12,8 @@ statistics (computed once, cached in ``<workdir>/eval/``). Writes
 ``<workdir>/eval/eval_<step>_<features>_<reference>_n<samples>.json`` (one file per
 evaluation: another reference or sample count never replaces a report) and the scalars
 ``eval/*`` through the run's writers (``config.logging``), and prints a table.
+``--metrics fid,is`` computes only those (default: ``config.eval.metrics``, all of
+them unless the run says otherwise); KID and precision/recall are the slow ones.
 
 The standard protocol (numbers comparable with the literature): the FID
 Inception network (pytorch-fid's weight file, never downloaded here) and a
@@ -45,7 +47,7 @@ from ml_collections import config_flags
 
 from sagan_jax import data, runs
 from sagan_jax.eval import EvalError, reference_stats
-from sagan_jax.eval.evaluator import features_name
+from sagan_jax.eval.evaluator import METRICS, check_metrics, features_name
 from sagan_jax.eval.inception_weights import check_weights_file
 from sagan_jax.runtime import compilation_cache, console
 from sagan_jax.runtime import workdir as workdir_lib
@@ -70,6 +72,9 @@ flags.DEFINE_string("inception_weights", None,
                     "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: the run's "
                     "config.eval.inception_weights, else torch hub's cache, where pytorch-fid "
                     "downloads it).")
+flags.DEFINE_list("metrics", None, "What to compute, comma-separated, of "
+                  f"{','.join(METRICS)} (default: the run's config.eval.metrics, all of them "
+                  "unless it says otherwise); kid and precision_recall are the slow ones.")
 flags.DEFINE_string("ref_stats", None, "Score against these reference statistics (.npz from "
                     "`evaluate.py stats` or pytorch-fid). Default: the run's "
                     "config.eval.ref_stats, else its held-out digits (MNIST sources) or its "
@@ -107,6 +112,11 @@ def _input_problems(stats: bool) -> list[str]:
           FLAGS.num_samples, FLAGS.batch_size, FLAGS.seed)
     except EvalError as error:
       problems.append(str(error))
+    if FLAGS.metrics is not None:
+      try:
+        check_metrics(FLAGS.metrics)
+      except EvalError as error:
+        problems.append(f"--metrics: {error}")
   run_config, workdir_problem = None, None
   if FLAGS.workdir is not None:
     try:
@@ -175,7 +185,7 @@ def _evaluate():
   extractor = (None if features is None  # the run's config.eval says
                else runs.make_extractor(features, FLAGS.inception_weights))
   options = dict(num_samples=FLAGS.num_samples, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-                 extractor=extractor, ref_stats=FLAGS.ref_stats)
+                 extractor=extractor, ref_stats=FLAGS.ref_stats, metrics=FLAGS.metrics)
   if FLAGS.torch_generator is None:
     result = runs.evaluate_run(FLAGS.workdir, step=FLAGS.step,
                                use_ema=None if FLAGS.ema else False, **options)

@@ -58,6 +58,7 @@ FLOORS = {
     "test_configs.py": "train",
     "test_eval_metrics.py": "eval",
     "test_eval_honesty.py": "eval",
+    "test_eval_shares.py": "eval",
     "test_inception.py": "eval",
     "test_inception_parity.py": "eval",
     "test_reference_stats.py": "eval",

@@ -1,6 +1,7 @@
 """One process of the two-process runs of tests/test_multi_process.py.
 
     python -m tests.multi_process_worker train REPORT_DIR WORKDIR...
+    python -m tests.multi_process_worker evaluate REPORT_DIR WORKDIR
     python -m tests.multi_process_worker die PROCESS_ID HOW -- TRAIN_ARGS...
 
 The coordinator, process count and id come from the environment, as for
@@ -11,6 +12,9 @@ The coordinator, process count and id come from the environment, as for
 resuming what is there) through `sagan_jax.runs.train_and_evaluate`, recording
 which examples this process read and which PNGs it wrote; writes
 ``REPORT_DIR/process_<i>.json``.
+
+``evaluate``: trains `eval_config` (an evaluation at step 3) in WORKDIR, recording how
+many samples this process measured; writes ``REPORT_DIR/process_<i>.json``.
 
 ``die``: runs ``train.py TRAIN_ARGS``; process PROCESS_ID dies after step 2 —
 ``kill``: SIGKILL, ``raise``: an exception (through train.py's error path).
@@ -25,11 +29,12 @@ import signal
 import sys
 
 import jax
+import numpy as np
 
 from sagan_jax import data as data_lib
 from sagan_jax import viz
 from sagan_jax.runs import train_and_evaluate
-from sagan_jax.runtime import distributed
+from sagan_jax.runtime import distributed, gather
 from sagan_jax.runs import training
 from tests.tiny_configs import tiny_config
 
@@ -41,6 +46,35 @@ def config():
   log line and sample grid at step 3 (and the run's end)."""
   return tiny_config(num_steps=MULTI_PROCESS_STEPS, checkpoint_every=MULTI_PROCESS_STEPS,
                      sample_every=MULTI_PROCESS_STEPS, log_every=1)
+
+
+EVAL_SAMPLES = 8
+
+
+def eval_config():
+  """`config` with an evaluation at step 3 on 8 samples (the MNIST classifier's features)."""
+  config_ = config()
+  config_.eval.update(every=MULTI_PROCESS_STEPS, num_samples=EVAL_SAMPLES, batch_size=8)
+  return config_
+
+
+def evaluate(report_dir: str, workdir: str) -> None:
+  measured: list[int] = []
+  measure_generator = training.shared_evaluation.evaluation.measure_generator
+
+  def recording_measure(*args, **kwargs):
+    result = measure_generator(*args, **kwargs)
+    measured.append(result.count)
+    return result
+
+  training.shared_evaluation.evaluation.measure_generator = recording_measure
+  state = train_and_evaluate(eval_config(), workdir)
+  # float64 values no float32 holds, gathered from every process: bit-exact or not?
+  thirds = gather.allgather_objects(np.float64(jax.process_index() + 1) / 3)
+  report = {"process_index": jax.process_index(), "step": int(state.step),
+            "measured": measured, "thirds": [float(x).hex() for x in thirds]}
+  with open(os.path.join(report_dir, f"process_{jax.process_index()}.json"), "w") as f:
+    json.dump(report, f)
 
 
 def train(report_dir: str, workdirs: list[str]) -> None:
@@ -99,6 +133,9 @@ def main(argv: list[str]) -> None:
   if argv[1] == "train":
     distributed.maybe_initialize()
     train(argv[2], argv[3:])
+  elif argv[1] == "evaluate":
+    distributed.maybe_initialize()
+    evaluate(argv[2], argv[3])
   elif argv[1] == "die":
     die(int(argv[2]), argv[3], argv[argv.index("--") + 1:])
   else:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
+from sagan_jax import data as data_lib
 from sagan_jax import eval as eval_lib
 from sagan_jax import runs
 from sagan_jax.eval import mnist_classifier as mc
@@ -126,6 +127,10 @@ def test_generation_does_not_depend_on_batch_size_or_devices(workdir):
   # XLA:CPU sums in another order on one device than on several: float32 rounding.
   np.testing.assert_allclose(np.concatenate([np.asarray(b) for b in many_batches]), one,
                              atol=1e-5)
+  # Drawn from index 4 on (a process's share of an evaluation): samples 4… of the same seed.
+  share = runs.Sampler(run.generator, 20, devices=jax.local_devices()[:1]).batches(
+      run.variables, 6, seed=3, start=4)
+  np.testing.assert_array_equal(np.asarray(next(share).images), one[4:])
   # Sample i is the same image whoever asks: here the first 4 with their attention maps.
   with_maps = runs.Sampler(run.generator, 20, return_attention=True).sample(
       run.variables, 4, seed=3)
@@ -239,7 +244,8 @@ def _pixels(images):
 _pixels.name = "pixels"
 
 
-def test_any_source_is_scored_against_its_cached_training_statistics(tmp_path, caplog):
+def test_any_source_is_scored_against_its_cached_training_statistics(tmp_path, caplog,
+                                                                     monkeypatch):
   """A folder run (no held-out split, no ref_stats): the training images' statistics are
   computed once, with a line saying so, cached in the workdir and found by a rerun."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -268,6 +274,27 @@ def test_any_source_is_scored_against_its_cached_training_statistics(tmp_path, c
   config.data.image_size = 8  # other data: other statistics, beside the first
   runs.make_evaluator(config, _pixels, workdir=workdir)
   assert len(list(pathlib.Path(workdir, "eval").glob("reference_pixels_*.npz"))) == 2
+  # A trainer passes the source it already has: the data is not opened a second time.
+  config.data.image_size = 4
+  source = data_lib.make_source(config.data)
+  monkeypatch.setattr(evaluation, "make_source",
+                      lambda *args, **kwargs: pytest.fail("the source was built again"))
+  from_trainer = runs.make_evaluator(config, _pixels, workdir=workdir, source=source)
+  assert from_trainer.real.num_images == 12
+
+
+def test_only_the_chosen_metrics(workdir):
+  out = runs.evaluate_run(workdir, num_samples=8, batch_size=8, write=False,
+                          metrics=("fid", "is"))
+  assert {"fid", "classifier_score", "confident_fraction", "spread_ratio"} <= set(out)
+  assert not {"kid", "precision", "recall"} & set(out) and "kid" not in out["real"]
+  proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--workdir",
+                         str(workdir), "--metrics", "fid,fd"], capture_output=True, text=True,
+                        cwd=ROOT, timeout=120)
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "error: --metrics: unknown metric 'fd'; choose from ['fid', 'is', 'kid', "
+      "'precision_recall', 'conditional']")
 
 
 def test_a_config_of_an_earlier_release_keeps_its_eval_settings():

@@ -15,6 +15,9 @@ collectives — what ``train.py`` does on several hosts (tests/multi_process_wor
   writes TensorBoard events and sample grids.
 * A checkpoint written by the 2 processes restores in this single process, and
   one written here restores in the 2 processes and trains on.
+* Evaluation during training: each process generates and extracts its half of
+  the samples, process 0 scores the merged measurement — the FID of one process
+  evaluating the same weights — and all save the best checkpoint together.
 * A process that dies (SIGKILL, or a Python error) makes the other exit with a
   clear error, not hang: at its next collective ("another process of this run
   failed or died", one line), or — if it waits elsewhere — JAX's "another task
@@ -36,11 +39,13 @@ import pytest
 
 from sagan_jax import data as data_lib
 from sagan_jax import sharding
-from sagan_jax.runs import Trainer, train_and_evaluate
+from sagan_jax.runs import Trainer, evaluation, restore_generator, train_and_evaluate
+from sagan_jax.runs.best_checkpoint import read_best
 from sagan_jax.runtime.distributed import HEARTBEAT_TIMEOUT_ENV
 from sagan_jax.train.checkpoint import Checkpointer, abstract_like
 from tests import ROOT
-from tests.multi_process_worker import MULTI_PROCESS_STEPS, config
+from tests.multi_process_worker import EVAL_SAMPLES, MULTI_PROCESS_STEPS, config
+from tests.test_eval_shares import fid_merge_tolerance
 from tests.parity import (assert_close, assert_params_close_under_adam, assert_tree_close,
                           tiny_gradient_mask)
 from tests.compilation import cache_dir
@@ -177,6 +182,40 @@ def test_two_processes_train_like_one(tmp_path, env):
                            (resumed, {reports[0]["pid"], os.getpid()})):
     events = [n for n in os.listdir(workdir) if n.startswith("events.out.tfevents")]
     assert sorted(_pid_of(n) for n in events) == sorted(writers), events
+
+
+def test_two_processes_evaluate_like_one(tmp_path, env):
+  workdir = tmp_path / "run"
+  with processes(["evaluate", str(tmp_path), str(workdir)], env, tmp_path) as running:
+    for i, process in enumerate(running):
+      assert process.wait(TIMEOUT_S) == 0, output(tmp_path, i)[-5000:]
+  reports = [json.loads((tmp_path / f"process_{i}.json").read_text()) for i in range(PROCESSES)]
+  half = EVAL_SAMPLES // PROCESSES
+  # 1. Each process generated and measured its half; process 0 scored all of them.
+  assert [r["measured"] for r in reports] == [[half], [half]]
+  assert [r["thirds"] for r in reports] == [[(1 / 3).hex(), (2 / 3).hex()]] * PROCESSES
+  (report_file,) = (workdir / "eval").glob("eval_000003_*.json")
+  report = json.loads(report_file.read_text())
+  assert report["num_samples"] == EVAL_SAMPLES
+  assert report["samples_per_process"] == [half, half]
+  assert scalars(workdir)[(3, "eval/fid")] == pytest.approx(report["fid"], rel=1e-6)  # float32
+  # 2. Both processes saved the best checkpoint together; it restores in this process.
+  assert read_best(workdir) == {"step": 3, "fid": report["fid"]}
+  run = restore_generator(str(workdir), best=True)
+  # 3. One process scoring the same weights on the same samples, on as many devices as each
+  # of the two had: the same per-device batch, so each sample's image and features are the
+  # same bits (on all 4 devices XLA's per-device program rounds otherwise: FID 2e-9 apart).
+  evaluator = evaluation.make_evaluator(run.config, batch_size=EVAL_SAMPLES,
+                                        seed=run.config.seed)
+  measured = evaluation.measure_generator(run.generator, run.variables, run.config, evaluator,
+                                          num_samples=EVAL_SAMPLES, batch_size=EVAL_SAMPLES,
+                                          seed=run.config.seed,
+                                          devices=jax.devices()[:DEVICES_PER_PROCESS])
+  one = evaluator.score(measured)
+  assert one["num_samples"] == EVAL_SAMPLES
+  tolerance = fid_merge_tolerance(measured.features.moments,
+                                  evaluator.real_reference().all.moments)
+  assert abs(report["fid"] - one["fid"]) <= tolerance, (report["fid"], one["fid"], tolerance)
 
 
 def _pid_of(events_file: str) -> int:

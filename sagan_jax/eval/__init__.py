@@ -14,6 +14,8 @@ This floor knows feature networks and metrics, not trainers or checkpoints:
 * `extractors`: `make_extractor` — a feature network by its config name.
 * `evaluator`: `Evaluator` — score batches of generated images against real
   ones; `format_table` and `scalars` render a result.
+* `measurement`: what `Evaluator.measure` gathers of a share of the samples, and
+  `merge` of the shares (one per process of a multi-host evaluation).
 
 Scoring a training run (generate from its checkpoint, compare with its
 held-out data, write ``eval/eval_<step>_<features>_<reference>_n<samples>.json``) is
@@ -24,6 +26,7 @@ from sagan_jax.eval import metrics, stats
 from sagan_jax.eval.errors import EvalAssetNotFoundError, EvalError
 from sagan_jax.eval.evaluator import Evaluator, RealImages, RealReference, format_table, scalars
 from sagan_jax.eval.features import FeatureExtractor, FeatureSet, extract
+from sagan_jax.eval.measurement import Measurement
 from sagan_jax.eval.inception import FIDInception
 from sagan_jax.eval.metrics import (classifier_score, fid, frechet_distance, kernel_mmd2, kid,
                                     precision_recall)
@@ -37,6 +40,7 @@ __all__ = [
     "FIDInception",
     "FeatureExtractor",
     "FeatureSet",
+    "Measurement",
     "MnistClassifier",
     "RealImages",
     "RealReference",

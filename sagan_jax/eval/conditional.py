@@ -14,13 +14,29 @@ for, so per-class statistics stream with the overall ones (no features kept).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from sagan_jax.eval import metrics, stats
 from sagan_jax.eval.errors import EvalError
 from sagan_jax.eval.features import FeatureExtractor, check_output
+
+
+class ClassCounts(NamedTuple):
+  """Per expected class: the features' moments, the samples read as that class, all samples."""
+  moments: dict[Any, stats.Moments]
+  correct: dict[Any, int]  # empty when the extractor has no class readings
+  count: dict[Any, int]
+
+
+def merge_counts(a: ClassCounts, b: ClassCounts) -> ClassCounts:
+  """The counts of the union of two disjoint sets of samples."""
+  moments = dict(a.moments)
+  for c, m in b.moments.items():
+    moments[c] = stats.merge(moments[c], m) if c in moments else m
+  add = lambda x, y: {c: x.get(c, 0) + y.get(c, 0) for c in {**x, **y}}
+  return ClassCounts(moments, add(a.correct, b.correct), add(a.count, b.count))
 
 
 class ClassTally:
@@ -63,6 +79,10 @@ class ClassTally:
       if read is not None:
         self.correct[key] = self.correct.get(key, 0) + int((read[of_class] == c).sum())
     return out
+
+  def counts(self) -> ClassCounts:
+    """What the tally has gathered so far."""
+    return ClassCounts(dict(self.moments), dict(self.correct), dict(self.count))
 
 
 def accuracy(correct: Mapping[Any, int], count: Mapping[Any, int], classes: Sequence[Any]

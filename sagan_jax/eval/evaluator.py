@@ -28,6 +28,18 @@ against them, returning a flat dict of metrics:
   halves of the real images (the floor a perfect generator would reach at
   that sample size) and the classifier readings of all of them.
 
+``metrics`` (`METRICS`; default all) names what is computed — ``fid``;
+``is`` (the classifier score and, with held-out images, the class readings
+and what they hide); ``kid``; ``precision_recall`` (precision, recall and,
+with held-out images, what the readings hide); ``conditional`` (conditional
+accuracy, intra-FID) — the rest is skipped: KID's subsets and the k-NN of
+precision/recall are the slow parts at 10,000+ samples.
+
+`Evaluator.evaluate` is `Evaluator.measure` (extract the samples' features)
+then `Evaluator.score` (the metrics); between them the measurements of
+disjoint shares of the samples merge (`sagan_jax.eval.measurement`), so
+several processes can each measure a share.
+
 The real side is either images (`RealImages`, features computed once) or a
 dataset's precomputed statistics (`ReferenceStats`, e.g. pytorch-fid's
 training-set ``.npz``: the standard protocol). Against statistics there is no
@@ -52,11 +64,27 @@ from sagan_jax.checks import require_int
 from sagan_jax.eval import conditional, metrics, stats
 from sagan_jax.eval.errors import EvalError
 from sagan_jax.eval.features import FeatureExtractor, FeatureSet, extract
+from sagan_jax.eval.measurement import Measurement
 from sagan_jax.eval.mnist_classifier import MnistClassifier
 from sagan_jax.eval.reference_stats import ReferenceStats
 
-__all__ = ["Evaluator", "PRECISION_RECALL_K", "RealImages", "RealReference", "format_table",
-           "min_generated_samples", "scalars"]
+__all__ = ["Evaluator", "METRICS", "PRECISION_RECALL_K", "RealImages", "RealReference",
+           "check_metrics", "format_table", "min_generated_samples", "scalars"]
+
+# What ``metrics`` can name (train/config.py's EVAL_METRICS; a test keeps the two equal).
+METRICS = ("fid", "is", "kid", "precision_recall", "conditional")
+
+
+def check_metrics(metrics: Any) -> tuple[str, ...]:
+  """``metrics`` as a tuple of `METRICS` names; one-line `EvalError` for anything else."""
+  if isinstance(metrics, str):
+    metrics = [m for m in metrics.split(",") if m]
+  if not isinstance(metrics, (tuple, list)) or not metrics:
+    raise EvalError(f"metrics must name at least one of {list(METRICS)}, got {metrics!r}")
+  unknown = [m for m in metrics if m not in METRICS]
+  if unknown:
+    raise EvalError(f"unknown metric {unknown[0]!r}; choose from {list(METRICS)}")
+  return tuple(dict.fromkeys(metrics))
 
 PRECISION_RECALL_K = 3  # neighbourhood size of precision/recall (k = 3 in Kynkäänniemi et al.)
 
@@ -73,7 +101,7 @@ class RealReference(NamedTuple):
   all: FeatureSet  # every held-out image
   half_a: FeatureSet  # two disjoint halves (every other image of each digit),
   half_b: FeatureSet  # for the real-vs-real floor
-  radii: np.ndarray  # k-NN radii of ``all`` for precision
+  radii: Optional[np.ndarray]  # k-NN radii of ``all`` for precision (None: not computed)
   description: str
 
 
@@ -111,22 +139,28 @@ def _class_metrics(probs: np.ndarray, labels: Sequence[Any], classes: Sequence[i
 def _distances(real: FeatureSet | ReferenceStats, fake: FeatureSet,
                real_radii: Optional[np.ndarray], settings: Mapping[str, Any],
                seed: int) -> dict[str, Any]:
+  """The distances of ``settings["metrics"]`` between generated and real features."""
   if isinstance(real, ReferenceStats):
     (mu_r, cov_r), real_features = (real.mu, real.sigma), real.features
   else:
     (mu_r, cov_r), real_features = stats.mean_cov(real.moments), real.features
-  mu_f, cov_f = stats.mean_cov(fake.moments)
-  out: dict[str, Any] = {"fid": metrics.frechet_distance(mu_f, cov_f, mu_r, cov_r)}
+  wanted = settings["metrics"]
+  out: dict[str, Any] = {}
+  if "fid" in wanted:
+    mu_f, cov_f = stats.mean_cov(fake.moments)
+    out["fid"] = metrics.frechet_distance(mu_f, cov_f, mu_r, cov_r)
   if real_features is None:  # statistics without features: FID only
     return out
-  kid = metrics.kid(fake.features, real_features, num_subsets=settings["kid_subsets"],
-                    subset_size=settings["kid_subset_size"], seed=seed)
-  # Precision/recall assume sets of equal size: as many generated samples as real ones.
-  n = min(len(real_features), len(fake.features))
-  pr = metrics.precision_recall(real_features, fake.features[:n], k=settings["k"],
-                                real_radii=real_radii)
-  out.update({"kid": kid.mean, "kid_std": kid.std,
-              "precision": pr.precision, "recall": pr.recall})
+  if "kid" in wanted:
+    kid = metrics.kid(fake.features, real_features, num_subsets=settings["kid_subsets"],
+                      subset_size=settings["kid_subset_size"], seed=seed)
+    out.update({"kid": kid.mean, "kid_std": kid.std})
+  if "precision_recall" in wanted:
+    # Precision/recall assume sets of equal size: as many generated samples as real ones.
+    n = min(len(real_features), len(fake.features))
+    pr = metrics.precision_recall(real_features, fake.features[:n], k=settings["k"],
+                                  real_radii=real_radii)
+    out.update({"precision": pr.precision, "recall": pr.recall})
   return out
 
 
@@ -180,7 +214,8 @@ class Evaluator:
 
   Args:
     real: the real images, their classes and a description; or a dataset's
-      `ReferenceStats` (made with the same extractor).
+      `ReferenceStats` (made with the same extractor); or None for an evaluator
+      that only measures (`measure`: another process scores).
     classes: the classes a generated image should be read as (the
       ``confident_fraction`` and ``share_<c>`` readings; the real halves of
       the floor keep the same mix of them).
@@ -193,14 +228,15 @@ class Evaluator:
     max_kept: generated samples whose features are kept for KID and
       precision/recall (FID uses streaming statistics of all samples).
     seed: KID's subset sampling.
+    metrics: what to compute (`METRICS`; default all of them).
   """
 
-  def __init__(self, real: RealImages | ReferenceStats, classes: Sequence[int],
+  def __init__(self, real: Optional[RealImages | ReferenceStats], classes: Sequence[int],
                extractor: Optional[FeatureExtractor] = None, *,
                batch_size: int = 500, kid_subsets: int = 100, kid_subset_size: int = 1000,
                k: int = PRECISION_RECALL_K, splits: int = 10, confidence: float = 0.9,
                max_kept: int = 10_000,
-               seed: int = 0):
+               seed: int = 0, metrics: Sequence[str] = METRICS):
     extractor = MnistClassifier() if extractor is None else extractor
     if not callable(extractor):
       raise EvalError(f"extractor must be callable, got {type(extractor).__name__}")
@@ -217,6 +253,7 @@ class Evaluator:
         "splits": _positive_int(splits, "splits"),
         "confidence": float(confidence),
         "max_kept": _positive_int(max_kept, "max_kept", min_generated_samples(k)),
+        "metrics": list(check_metrics(metrics)),
     }
     self.seed = int(seed)
     self._real: Optional[RealReference] = None
@@ -259,13 +296,13 @@ class Evaluator:
         probs = None if full.probs is None else full.probs[index]
         return FeatureSet(stats.of(full.features[index]), full.features[index], probs)
 
-      self._real = RealReference(full, subset(half_a), subset(half_b),
-                                 metrics.knn_radii(full.features, self.settings["k"]),
-                                 description)
+      radii = (metrics.knn_radii(full.features, self.settings["k"])
+               if "precision_recall" in self.settings["metrics"] else None)
+      self._real = RealReference(full, subset(half_a), subset(half_b), radii, description)
     return self._real
 
   def _classifier_metrics(self, probs: Optional[np.ndarray]) -> dict[str, Any]:
-    if probs is None:
+    if probs is None or "is" not in self.settings["metrics"]:
       return {}
     # A fixed shuffle first: the real images are sorted by digit, and the score's
     # consecutive splits assume samples in random order.
@@ -279,7 +316,7 @@ class Evaluator:
       out.update(_class_metrics(probs, labels, self.classes, self.settings["confidence"]))
     return out
 
-  def _conditional_metrics(self, tally: conditional.ClassTally, real: RealReference,
+  def _conditional_metrics(self, tally: conditional.ClassCounts, real: RealReference,
                            floor: dict[str, Any]) -> dict[str, Any]:
     """Conditional accuracy and intra-FID of ``tally``; their real floors go to ``floor``
     (the classifier on the real images of each class; FID between the halves of each)."""
@@ -299,25 +336,42 @@ class Evaluator:
     floor.update(conditional.intra_fid(halves[0], halves[1], self.classes))
     return out
 
-  def evaluate(self, image_batches: Any, expected: Optional[Sequence[Any]] = None
-               ) -> dict[str, Any]:
-    """Metrics of generated images (an iterable of batches in [-1, 1]) vs the real reference.
+  def _wants(self, *names: str) -> bool:
+    return any(name in self.settings["metrics"] for name in names)
 
-    ``expected``: for a class-conditional generator, the class each sample was
-    drawn for (values of ``classes``, in batch order); adds the conditional
-    accuracy and intra-FID.
+  def measure(self, image_batches: Any, expected: Optional[Sequence[Any]] = None
+              ) -> Measurement:
+    """Features of generated images (an iterable of batches in [-1, 1]): what `score` reads.
+
+    Keeps the first ``max_kept`` samples' features only where a chosen metric needs
+    them (KID, precision/recall, the readings beside the classifier's), and the class
+    probabilities only for ``is``. ``expected``: see `evaluate`.
     """
+    keep = self.settings["max_kept"] if self._wants("kid", "precision_recall", "is") else 0
+    tally = (conditional.ClassTally(self.extractor, expected)
+             if expected is not None and self._wants("conditional") else None)
+    fake = extract(tally or self.extractor, image_batches, keep=keep)
+    if not self._wants("is"):
+      fake = fake._replace(probs=None)
+    return Measurement(fake, None if tally is None else tally.counts())
+
+  def score(self, measured: Measurement) -> dict[str, Any]:
+    """The chosen metrics of a `measure` result (or a `merge` of several) vs the real
+    reference."""
+    if self.real is None:
+      raise EvalError("this evaluator only measures (real=None): score on the process that "
+                      "holds the real reference")
     start = time.monotonic()
     real = self.real_reference()
-    tally = None if expected is None else conditional.ClassTally(self.extractor, expected)
-    fake = extract(tally or self.extractor, image_batches, keep=self.settings["max_kept"])
+    fake, tally = measured.features, measured.classes
     if fake.count < min_generated_samples(self.settings["k"]):
       raise EvalError(f"need at least {min_generated_samples(self.settings['k'])} generated "
                       f"samples (precision/recall with k={self.settings['k']}), got {fake.count}")
     result: dict[str, Any] = {"num_samples": fake.count}
     if isinstance(real, ReferenceStats):
       self._check_statistics(real, fake)
-      if self._stats_radii is None and real.features is not None:
+      if (self._stats_radii is None and real.features is not None
+          and self._wants("precision_recall")):
         self._stats_radii = metrics.knn_radii(real.features, self.settings["k"])
       result["num_real"] = real.num_images
       result.update(_distances(real, fake, self._stats_radii, self.settings, self.seed))
@@ -329,18 +383,35 @@ class Evaluator:
     result.update(self._classifier_metrics(fake.probs))
     if not isinstance(real, ReferenceStats):
       labels = np.asarray(self.real.labels)
-      result.update(_diversity(real.all, fake, labels, self.classes, self.settings["k"]))
+      diversity = self._wants("is", "precision_recall")  # beside the classifier's readings
+      if diversity:
+        result.update(_diversity(real.all, fake, labels, self.classes, self.settings["k"]))
       floor = {"num_per_half": min(real.half_a.count, real.half_b.count)}
       floor.update(_distances(real.half_a, real.half_b, None, self.settings, self.seed))
       floor.update(self._classifier_metrics(real.all.probs))
-      floor.update(_diversity(real.half_a, real.half_b, labels[_halves(labels, self.classes)[0]],
-                              self.classes, self.settings["k"]))
+      if diversity:
+        floor.update(_diversity(real.half_a, real.half_b,
+                                labels[_halves(labels, self.classes)[0]], self.classes,
+                                self.settings["k"]))
       if tally is not None:
         result.update(self._conditional_metrics(tally, real, floor))
       result["real"] = floor
     result.update(extractor=self.extractor_name, classes=list(self.classes),
                   real_data=real.description, settings=dict(self.settings),
                   seconds=round(time.monotonic() - start, 2))
+    return result
+
+  def evaluate(self, image_batches: Any, expected: Optional[Sequence[Any]] = None
+               ) -> dict[str, Any]:
+    """Metrics of generated images (an iterable of batches in [-1, 1]) vs the real reference.
+
+    ``expected``: for a class-conditional generator, the class each sample was
+    drawn for (values of ``classes``, in batch order); adds the conditional
+    accuracy and intra-FID (``conditional`` among the metrics).
+    """
+    start = time.monotonic()
+    result = self.score(self.measure(image_batches, expected))
+    result["seconds"] = round(time.monotonic() - start, 2)
     return result
 
 

@@ -81,7 +81,7 @@ def extract(extractor: FeatureExtractor, batches: Iterable[Any],
     batches: an iterable of image batches (B, H, W, C) in [-1, 1], e.g. a
       generator that produces each batch on demand.
     keep: how many samples' features to keep for the metrics that need the
-      samples themselves (KID, precision/recall); None keeps all. The
+      samples themselves (KID, precision/recall); None keeps all, 0 none. The
       mean/covariance always cover every sample.
 
   Returns:
@@ -105,6 +105,8 @@ def extract(extractor: FeatureExtractor, batches: Iterable[Any],
       take = batch if keep is None else min(batch, keep - kept_count)
       kept.append(features[:take])
       kept_count += take
+    elif not kept:  # keep=0: none kept, but the (0, D) array says D
+      kept.append(features[:0])
     if p is not None:
       probs.append(p)
   if moments is None:

@@ -8,6 +8,9 @@ is replaced) and records ``{"step", <metric>}`` in ``best_checkpoint/best.json``
 A resumed run that selects by another metric than the record's moves the old
 best aside to ``best_checkpoint.by_<metric>.step_<step>`` (kept, never deleted) and starts
 a new record.
+With several processes, process 0 (which alone scores, see
+`sagan_jax.runs.shared_evaluation`) keeps the record and decides; every process
+then saves the state together (orbax's save is a collective).
 ``keep_checkpoints`` never deletes it, so the run's best weights survive however
 long it trains (the README's chapter run was best at steps 900–1,200 and those
 checkpoints were gone by step 2,100). ``restore_generator(workdir, best=True)``
@@ -21,6 +24,10 @@ import logging
 import math
 import os
 from typing import Any, Mapping, Optional
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from sagan_jax.atomic_file import atomic_write
 from sagan_jax.train.checkpoint import Checkpointer
@@ -55,7 +62,8 @@ class BestCheckpoint:
     self.workdir = workdir
     self.metric = metric
     self.lower_is_better = BEST_METRICS[metric] == "lower"
-    self.best = read_best(workdir)  # survives a resume
+    self.is_chief = jax.process_index() == 0  # the one that decides (the others: None)
+    self.best = read_best(workdir) if self.is_chief else None  # survives a resume
     if self.best is not None and metric not in self.best:
       self._move_aside()
     self._checkpointer: Optional[Checkpointer] = None
@@ -75,15 +83,24 @@ class BestCheckpoint:
     record = self.best[self.metric]
     return value < record if self.lower_is_better else value > record
 
-  def update(self, step: int, result: Mapping[str, Any], state: Any, config: Any) -> bool:
-    """Saves ``state`` as the best if ``result`` beats the record; returns whether it did."""
-    value = result.get(self.metric)
-    if value is None or not math.isfinite(value) or not self._beats_record(value):
+  def update(self, step: int, result: Optional[Mapping[str, Any]], state: Any,
+             config: Any) -> bool:
+    """Saves ``state`` as the best if ``result`` beats the record; returns whether it did.
+
+    With several processes a collective: every process calls it, process 0 with the
+    result (the others pass None), and all save when process 0 says so."""
+    value = None if result is None else result.get(self.metric)
+    better = value is not None and math.isfinite(value) and self._beats_record(value)
+    if jax.process_count() > 1:
+      better = bool(multihost_utils.broadcast_one_to_all(np.int32(better)))
+    if not better:
       return False
     if self._checkpointer is None:
       self._checkpointer = Checkpointer(self.workdir, keep=1, subdir=SUBDIR)
     self._checkpointer.save(step, state, config)
     self._checkpointer.wait()  # the record must not name a step still being written
+    if not self.is_chief:
+      return True
     self.best = {"step": int(step), self.metric: float(value)}
     atomic_write(record_path(self.workdir), json.dumps(self.best).encode())
     logger.info("step %d: new best %s %.4g, saved to %s", step, self.metric, value,

@@ -30,16 +30,17 @@ import json
 import logging
 import math
 import os
-from typing import Any, Mapping, Optional
+import time
+from typing import Any, Mapping, Optional, Sequence
 
 import ml_collections
 import numpy as np
 
 from sagan_jax.atomic_file import atomic_write, check_writable_folder
 from sagan_jax.checks import require_int
-from sagan_jax.data import make_source, to_model_range
-from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, RealImages, ReferenceStats,
-                            reference_stats, scalars)
+from sagan_jax.data import Source, make_source, to_model_range
+from sagan_jax.eval import (EvalError, Evaluator, FeatureExtractor, Measurement, RealImages,
+                            ReferenceStats, reference_stats, scalars)
 from sagan_jax.eval.evaluator import PRECISION_RECALL_K, features_name, min_generated_samples
 from sagan_jax.eval.extractors import FEATURES, make_extractor
 from sagan_jax.runs.dataset_stats import dataset_statistics
@@ -52,9 +53,8 @@ from sagan_jax.train.config import HELDOUT_SOURCES, base_config, uses_ema, valid
 
 __all__ = ["FEATURES", "eval_settings", "evaluate_generator", "evaluate_run",
            "evaluate_torch_generator", "extractor_of", "heldout_images", "make_evaluator",
-           "make_extractor", "report_name", "run_writer", "summary_line",
-           "training_statistics",
-           "write_results"]
+           "make_extractor", "measure_generator", "report_name", "run_writer", "summary_line",
+           "training_statistics", "uses_training_statistics", "write_results"]
 
 logger = logging.getLogger(__name__)
 _OLD_EVAL_FIELDS = ("eval_every", "eval_num_samples", "eval_batch_size")  # before config.eval
@@ -155,18 +155,27 @@ def _statistics_path(config: ml_collections.ConfigDict, extractor: FeatureExtrac
   return os.path.join(workdir_lib.eval_dir(workdir), f"reference_{name}_{digest}.npz")
 
 
+def uses_training_statistics(config: ml_collections.ConfigDict,
+                             ref_stats: Optional[str] = None) -> bool:
+  """Whether `make_evaluator` scores against the run's training-data statistics."""
+  ref_stats = eval_settings(config).ref_stats if ref_stats is None else ref_stats
+  return ref_stats is None and config.data.source not in HELDOUT_SOURCES
+
+
 def training_statistics(config: ml_collections.ConfigDict, extractor: FeatureExtractor,
-                        workdir: str, batch_size: int = 500) -> ReferenceStats:
+                        workdir: str, batch_size: int = 500,
+                        source: Optional[Source] = None) -> ReferenceStats:
   """The feature statistics of the run's own training data: read from
   ``<workdir>/eval/reference_<features>_<hash>.npz`` when an earlier evaluation made
-  them, else computed once (all training images) and saved there."""
+  them, else computed once (all training images of ``source``, default
+  ``make_source(config.data)``: the trainer passes its own) and saved there."""
   path = _statistics_path(config, extractor, workdir)
   if os.path.exists(path):
     reference = reference_stats.load(path)
     logger.info("Evaluation reference: %s (%d images), cached in %s", reference.description,
                 reference.num_images or 0, path)
     return reference
-  source = make_source(config.data)
+  source = make_source(config.data) if source is None else source
   logger.info("No config.eval.ref_stats: computing the reference statistics of the training "
               "data (%s, %d images) once; they are cached in %s. For numbers comparable with "
               "published ones give the standard statistics (evaluate.py stats).",
@@ -178,21 +187,31 @@ def training_statistics(config: ml_collections.ConfigDict, extractor: FeatureExt
 
 def make_evaluator(config: ml_collections.ConfigDict,
                    extractor: Optional[FeatureExtractor] = None,
-                   ref_stats: Optional[str] = None, workdir: Optional[str] = None,
+                   ref_stats: Optional[str] = None, workdir: Optional[str] = None, *,
+                   source: Optional[Source] = None, measure_only: bool = False,
                    **options: Any) -> Evaluator:
   """An `Evaluator` expecting ``config``'s classes, with ``extractor`` (default: the one
-  ``config.eval`` names), against
+  ``config.eval`` names), computing ``options["metrics"]`` (None or absent:
+  ``config.eval.metrics``), against
 
   * ``ref_stats`` (default ``config.eval.ref_stats``): an ``.npz`` of
     `sagan_jax.eval.reference_stats` or pytorch-fid — any data source;
   * else, for the MNIST sources, the held-out digits;
-  * else the statistics of the run's training data, computed once and cached in
-    ``workdir`` (`training_statistics`).
+  * else the statistics of the run's training data (``source``: the trainer's
+    own; default ``config.data``'s), computed once and cached in ``workdir``
+    (`training_statistics`).
+
+  ``measure_only``: no reference at all — an evaluator that measures its share of
+  the samples for another process to score (`sagan_jax.runs.shared_evaluation`).
   """
   settings = eval_settings(config)
   extractor = extractor_of(config) if extractor is None else extractor
   ref_stats = settings.ref_stats if ref_stats is None else ref_stats
+  if options.get("metrics") is None:
+    options["metrics"] = tuple(settings.metrics)
   classes = class_values(config)
+  if measure_only:
+    return Evaluator(None, classes, extractor, **options)
   if ref_stats is not None:
     return Evaluator(reference_stats.load(ref_stats), classes, extractor, **options)
   if config.data.source in HELDOUT_SOURCES:
@@ -202,7 +221,7 @@ def make_evaluator(config: ml_collections.ConfigDict,
                     "reference statistics (config.eval.ref_stats or --ref_stats, from "
                     "`evaluate.py stats`), or a workdir to cache its training data's")
   reference = training_statistics(config, extractor, workdir,
-                                  options.get("batch_size", settings.batch_size))
+                                  options.get("batch_size", settings.batch_size), source)
   return Evaluator(reference, classes, extractor, **options)
 
 
@@ -226,24 +245,39 @@ def evaluate_generator(generator: Any, variables: Any, config: ml_collections.Co
     workdir: where the training data's statistics are cached when they are the
       reference (see `make_evaluator`).
     **evaluator_options: ``ref_stats`` (see `make_evaluator`) and
-      `Evaluator`'s keyword arguments (``kid_subsets``, ``k``, ``splits``,
-      ``confidence``, ``max_kept``, ...).
+      `Evaluator`'s keyword arguments (``metrics``, default ``config.eval.metrics``;
+      ``kid_subsets``, ``k``, ``splits``, ``confidence``, ``max_kept``, ...).
   """
   num_samples, batch_size, seed = _check_counts(
       num_samples, batch_size, seed, evaluator, evaluator_options.get("k", PRECISION_RECALL_K))
   if evaluator is None:
     evaluator = make_evaluator(config, extractor, workdir=workdir, batch_size=batch_size,
                                seed=seed, **evaluator_options)
+  start = time.monotonic()
+  result = evaluator.score(measure_generator(generator, variables, config, evaluator,
+                                             num_samples=num_samples, batch_size=batch_size,
+                                             seed=seed))
+  result["seconds"] = round(time.monotonic() - start, 2)  # generation and extraction too
+  return result
+
+
+def measure_generator(generator: Any, variables: Any, config: ml_collections.ConfigDict,
+                      evaluator: Evaluator, *, num_samples: int, batch_size: int, seed: int,
+                      start: int = 0, devices: Optional[Sequence[Any]] = None) -> Measurement:
+  """`Evaluator.measure` of ``generator``'s samples ``start … start+num_samples-1`` of
+  ``seed`` (a share of an evaluation: the samples, and for a conditional generator their
+  classes, are those the whole evaluation draws there), generated on ``devices``
+  (default: this process's)."""
   num_classes = config.model.get("num_classes")
-  sampler = Sampler(generator, config.model.z_dim, num_classes=num_classes)
+  sampler = Sampler(generator, config.model.z_dim, devices=devices, num_classes=num_classes)
   batches = (s.images for s in sampler.batches(variables, num_samples, seed=seed,
-                                               batch_size=batch_size))
+                                               batch_size=batch_size, start=start))
   if num_classes is None:
-    return evaluator.evaluate(batches)
+    return evaluator.measure(batches)
   # The sampler's default classes (i mod K), as the classifier names them.
-  expected = np.asarray(class_values(config))[default_labels(np.arange(num_samples),
-                                                             num_classes)]
-  return evaluator.evaluate(batches, expected)
+  expected = np.asarray(class_values(config))[
+      default_labels(np.arange(start, start + num_samples), num_classes)]
+  return evaluator.measure(batches, expected)
 
 
 _SUMMARY = (("fid", "FID"), ("kid", "KID"), ("precision", "precision"), ("recall", "recall"),

@@ -127,21 +127,24 @@ class Sampler:
     return labels.astype(np.int32)
 
   def batches(self, variables: Any, num_samples: int, *, seed: int = 0,
-              batch_size: int = 500, labels: Optional[Any] = None) -> Iterator[Samples]:
-    """Yields samples ``0 … num_samples-1`` of ``seed``, ``batch_size`` at a time
-    (the last batch may be smaller). Each call is padded to a multiple of the
-    device count and the padding dropped. ``labels``: the ``num_samples`` classes
+              batch_size: int = 500, labels: Optional[Any] = None,
+              start: int = 0) -> Iterator[Samples]:
+    """Yields samples ``start … start+num_samples-1`` of ``seed``, ``batch_size`` at a
+    time (the last batch may be smaller). Sample ``i``'s noise and default class depend
+    on ``(seed, i)`` alone, so drawing ``0 … n-1`` in shares (one per process, each its
+    ``start``) draws the very samples one call would. Each call is padded to a multiple
+    of the device count and the padding dropped. ``labels``: the ``num_samples`` classes
     of a conditional generator's samples (default `default_labels`)."""
     variables = self.place(variables)
-    all_labels = self._labels(labels, np.arange(num_samples))
+    all_labels = self._labels(labels, np.arange(start, start + num_samples))
     if len(all_labels) != num_samples:
       raise ValueError(f"{len(all_labels)} labels for {num_samples} samples")
     per_call = sharding.padded_size(batch_size, self.mesh)
-    for start in range(0, num_samples, batch_size):
-      n = min(batch_size, num_samples - start)
-      indices = np.arange(start, start + per_call, dtype=np.uint32)
+    for offset in range(0, num_samples, batch_size):
+      n = min(batch_size, num_samples - offset)
+      indices = np.arange(start + offset, start + offset + per_call, dtype=np.uint32)
       batch_labels = np.zeros(per_call, np.int32)
-      batch_labels[:n] = all_labels[start:start + n]
+      batch_labels[:n] = all_labels[offset:offset + n]
       images, maps = self._sample(variables, seed, jax.device_put(indices, self._batched),
                                   jax.device_put(batch_labels, self._batched))
       yield _trimmed(images, maps, n, per_call)

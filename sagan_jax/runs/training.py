@@ -26,7 +26,7 @@ from sagan_jax import sharding
 from sagan_jax.eval.evaluator import min_generated_samples
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan, is_conditional
-from sagan_jax.runs import evaluation, sampling
+from sagan_jax.runs import evaluation, sampling, shared_evaluation
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import BestCheckpoint
 from sagan_jax.runs.cadence import Cadence
@@ -331,16 +331,29 @@ class Trainer:
     return self.device_batch(self.host_batch(step))
 
 
-def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
-                   writer: MetricWriter) -> dict[str, Any]:
-  """Scores ``state``'s generator as ``config.eval`` says → eval/eval_<step>_….json and the
-  ``eval/*`` scalars; returns the result."""
+def make_run_evaluator(trainer: Trainer, workdir: str):
+  """The evaluator of ``config.eval`` for this process: process 0's scores (against the
+  reference: the training data's statistics from the trainer's own source when those
+  are the reference), the others' only measure their share (`shared_evaluation`)."""
   config = trainer.config
-  result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed}
-  result.update(evaluation.evaluate_generator(
-      trainer.generator, state.generator_variables(config.ema.use_for_eval), config,
-      num_samples=config.eval.num_samples, batch_size=config.eval.batch_size, seed=config.seed,
-      evaluator=evaluator))
+  return evaluation.make_evaluator(config, workdir=workdir, source=trainer.source,
+                                   measure_only=jax.process_index() != 0,
+                                   batch_size=config.eval.batch_size, seed=config.seed)
+
+
+def evaluate_state(evaluator, trainer: Trainer, state: GANState, step: int, workdir: str,
+                   writer: MetricWriter) -> Optional[dict[str, Any]]:
+  """Scores ``state``'s generator as ``config.eval`` says → eval/eval_<step>_….json and the
+  ``eval/*`` scalars; returns the result. A collective: every process generates and
+  extracts its share of the samples; process 0 scores, writes and returns the result,
+  the others return None."""
+  config = trainer.config
+  scored = shared_evaluation.evaluate_in_shares(
+      evaluator, trainer.generator, state.generator_variables(config.ema.use_for_eval), config,
+      num_samples=config.eval.num_samples, batch_size=config.eval.batch_size, seed=config.seed)
+  if scored is None:
+    return None
+  result = {"step": step, "workdir": os.path.abspath(workdir), "seed": config.seed, **scored}
   evaluation.write_results(workdir, result, writer)
   logger.info("eval step %d: %s", step, evaluation.summary_line(result))
   if result.get("collapsed"):
@@ -533,9 +546,8 @@ def _run_steps(trainer: Trainer, cadence: Cadence, state: GANState, workdir: str
   config, start, total = trainer.config, int(state.step), cadence.total
   is_chief = jax.process_index() == 0
   evaluator = best = None
-  if config.eval.every and is_chief:  # first: a missing weight file stops before any writer
-    evaluator = evaluation.make_evaluator(config, workdir=workdir,
-                                          batch_size=config.eval.batch_size, seed=config.seed)
+  if config.eval.every:  # first: a missing weight file stops before any writer
+    evaluator = make_run_evaluator(trainer, workdir)
     best = BestCheckpoint(workdir, config.eval.best_metric)
   writer = evaluation.run_writer(config, workdir, enabled=is_chief,
                                  resume_step=start if start else None)

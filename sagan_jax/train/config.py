@@ -40,6 +40,12 @@ EVAL_FEATURES = ("mnist", "inception")  # the feature networks evaluation knows
 # Metrics best_checkpoint/ can select by, and whether lower is better.
 BEST_METRICS = {"fid": "lower", "kid": "lower", "precision": "higher", "recall": "higher",
                 "inception_score": "higher", "classifier_score": "higher"}
+# What config.eval.metrics can name (sagan_jax/eval/evaluator.py's METRICS; a test keeps the
+# two equal), and which of them computes each BEST_METRICS entry.
+EVAL_METRICS = ("fid", "is", "kid", "precision_recall", "conditional")
+METRIC_OF_BEST = {"fid": "fid", "kid": "kid", "precision": "precision_recall",
+                  "recall": "precision_recall", "inception_score": "is",
+                  "classifier_score": "is"}
 
 
 class ConfigError(ValueError):
@@ -159,6 +165,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.num_samples = 2000  # generated images per evaluation
   c.eval.batch_size = 500  # images per generator and feature-network call
   c.eval.best_metric = "fid"  # best_checkpoint/ keeps the best step by this (BEST_METRICS)
+  # What to compute (EVAL_METRICS; default all): 'fid' — FID; 'is' — the Inception Score
+  # (the classifier score with the MNIST classifier) and, against held-out digits, the
+  # classifier's readings (confident share per digit) with what they can hide beside them
+  # (per-digit recall, spread, the collapse flag); 'kid' — KID over 100 subsets;
+  # 'precision_recall' — k-NN precision and recall (and the per-digit recall, spread and
+  # collapse flag); 'conditional' — a class-conditional generator's conditional accuracy and
+  # intra-FID. KID and precision/recall are the slow ones at 10,000+ samples.
+  c.eval.metrics = EVAL_METRICS
   return c
 
 
@@ -283,6 +297,7 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
   _positive_int(config, "eval.batch_size")
   _one_of(config, "eval.features", EVAL_FEATURES)
   _one_of(config, "eval.best_metric", tuple(BEST_METRICS))
+  _validate_eval_metrics(config)
   if config.eval.features == "mnist":
     if config.eval.inception_weights is not None:
       raise ConfigError("config.eval.inception_weights is set but config.eval.features is "
@@ -291,3 +306,19 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config.eval.features='mnist' reads MNIST digits (data.source one "
                         f"of {list(HELDOUT_SOURCES)}); for data.source "
                         f"{config.data.source!r} set config.eval.features='inception'")
+
+
+def _validate_eval_metrics(config: ml_collections.ConfigDict) -> None:
+  metrics = config.eval.metrics
+  if isinstance(metrics, str) or not isinstance(metrics, (tuple, list)) or not metrics:
+    raise ConfigError(f"config.eval.metrics must be a non-empty tuple of names from "
+                      f"{list(EVAL_METRICS)}, got {metrics!r}")
+  for name in metrics:
+    if name not in EVAL_METRICS:
+      raise ConfigError(f"config.eval.metrics: unknown metric {name!r}; choose from "
+                        f"{list(EVAL_METRICS)}")
+  needed = METRIC_OF_BEST[config.eval.best_metric]
+  if needed not in metrics:
+    raise ConfigError(f"config.eval.best_metric={config.eval.best_metric!r} is computed by "
+                      f"{needed!r}, which config.eval.metrics={tuple(metrics)!r} leaves out: add "
+                      f"it, or choose a best_metric among the computed ones")
