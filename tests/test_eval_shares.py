@@ -10,6 +10,7 @@ import pytest
 from sagan_jax.eval import EvalError, Evaluator, RealImages, metrics, stats
 from sagan_jax.eval.evaluator import METRICS
 from sagan_jax.eval.measurement import merge
+from sagan_jax.eval.reference_stats import ReferenceStats
 from sagan_jax.runs.shared_evaluation import process_share
 from sagan_jax.train.config import EVAL_METRICS, ConfigError, base_config, validate
 
@@ -158,3 +159,23 @@ def test_process_shares_cover_the_samples_in_order(num_samples, count):
   assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
   sizes = [b - a for a, b in shares]
   assert max(sizes) - min(sizes) <= 1
+
+
+def test_class_moments_only_where_intra_fid_can_use_them():
+  """Per-class moments (d×d float64 each: 33 GB for 1,000 ImageNet classes of Inception
+  features) are kept only when the scoring side has real images of each class."""
+  fake, expected = images(12, 3), np.arange(12) % 2
+  with_images = evaluator().measure(batches(fake), expected)
+  assert set(with_images.classes.moments) == set(CLASSES)
+  real_features = LinearReader()(images(40, 0))["features"]
+  reference = ReferenceStats(*stats.mean_cov(stats.of(real_features)), 40, "linear_reader",
+                             "40 random images", real_features)
+  against_stats = Evaluator(reference, CLASSES, LinearReader(), kid_subsets=10)
+  measured = against_stats.measure(batches(fake), expected)
+  assert measured.classes.moments == {} and measured.classes.count == {0: 6, 1: 6}
+  assert "conditional_accuracy" in against_stats.score(measured)
+  # A measuring-only process is told what the scoring one holds.
+  assert Evaluator(None, CLASSES, LinearReader()).measure(
+      batches(fake), expected).classes.moments == {}
+  assert set(Evaluator(None, CLASSES, LinearReader(), per_class_reference=True).measure(
+      batches(fake), expected).classes.moments) == set(CLASSES)

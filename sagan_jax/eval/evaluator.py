@@ -229,6 +229,9 @@ class Evaluator:
       precision/recall (FID uses streaming statistics of all samples).
     seed: KID's subset sampling.
     metrics: what to compute (`METRICS`; default all of them).
+    per_class_reference: whether the scoring side holds real images of each class
+      (intra-FID; then `measure` keeps each class's feature moments). Default: whether
+      ``real`` is `RealImages`; a measuring-only evaluator (``real=None``) is told.
   """
 
   def __init__(self, real: Optional[RealImages | ReferenceStats], classes: Sequence[int],
@@ -236,11 +239,14 @@ class Evaluator:
                batch_size: int = 500, kid_subsets: int = 100, kid_subset_size: int = 1000,
                k: int = PRECISION_RECALL_K, splits: int = 10, confidence: float = 0.9,
                max_kept: int = 10_000,
-               seed: int = 0, metrics: Sequence[str] = METRICS):
+               seed: int = 0, metrics: Sequence[str] = METRICS,
+               per_class_reference: Optional[bool] = None):
     extractor = MnistClassifier() if extractor is None else extractor
     if not callable(extractor):
       raise EvalError(f"extractor must be callable, got {type(extractor).__name__}")
     self.real = real
+    self.per_class_reference = (isinstance(real, RealImages) if per_class_reference is None
+                                else bool(per_class_reference))
     self.extractor = extractor
     self.classes = tuple(int(c) for c in classes)
     self.batch_size = _positive_int(batch_size, "batch_size")
@@ -348,7 +354,9 @@ class Evaluator:
     probabilities only for ``is``. ``expected``: see `evaluate`.
     """
     keep = self.settings["max_kept"] if self._wants("kid", "precision_recall", "is") else 0
-    tally = (conditional.ClassTally(self.extractor, expected)
+    # Intra-FID needs the real images of each class; reference statistics hold none.
+    tally = (conditional.ClassTally(self.extractor, expected,
+                                    class_moments=self.per_class_reference)
              if expected is not None and self._wants("conditional") else None)
     fake = extract(tally or self.extractor, image_batches, keep=keep)
     if not self._wants("is"):

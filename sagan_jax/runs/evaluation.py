@@ -210,8 +210,9 @@ def make_evaluator(config: ml_collections.ConfigDict,
   if options.get("metrics") is None:
     options["metrics"] = tuple(settings.metrics)
   classes = class_values(config)
-  if measure_only:
-    return Evaluator(None, classes, extractor, **options)
+  if measure_only:  # the scoring process has per-class real images only for held-out digits
+    return Evaluator(None, classes, extractor, **options, per_class_reference=(
+        ref_stats is None and config.data.source in HELDOUT_SOURCES))
   if ref_stats is not None:
     return Evaluator(reference_stats.load(ref_stats), classes, extractor, **options)
   if config.data.source in HELDOUT_SOURCES:
