@@ -22,7 +22,7 @@ layers in :mod:`sagan_jax.layers` use it.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -67,37 +67,6 @@ def init_power_iteration(
       v=l2_normalize(jax.random.normal(key_v, (columns,), dtype), eps))
 
 
-class MatrixProducts(NamedTuple):
-  """``x ↦ W x`` and ``y ↦ Wᵀ y`` for a weight's matrix view ``W``."""
-  times: Callable[[jax.Array], jax.Array]
-  transposed_times: Callable[[jax.Array], jax.Array]
-
-
-def matrix_products(weight: jax.Array, out_axis: int = -1) -> MatrixProducts:
-  """The products of ``weight_matrix(weight, out_axis)``, without building it.
-
-  For a Flax kernel ``(..., in, out)``, ``W`` is the transpose of the free view
-  ``kernel.reshape(-1, out)``: materializing it copies the kernel on every
-  train-mode call and its gradient back (the chapter D's 4×4×256×512 kernel:
-  ~1.5% of a CPU training step). The products read the view as it lies; each
-  element of ``W x`` and ``Wᵀ y`` is still the sum over the same elements.
-  """
-  if out_axis % weight.ndim == weight.ndim - 1:
-    rows_by_column = weight.reshape(-1, weight.shape[-1])  # Wᵀ, a free view
-    return MatrixProducts(lambda x: x @ rows_by_column, lambda y: rows_by_column @ y)
-  matrix = weight_matrix(weight, out_axis)
-  return MatrixProducts(lambda x: matrix @ x, lambda y: y @ matrix)
-
-
-def _iterate(products: MatrixProducts, state: PowerIterationState, num_iterations: int,
-             eps: float) -> PowerIterationState:
-  u, v = state
-  for _ in range(num_iterations):
-    v = l2_normalize(products.transposed_times(u), eps)
-    u = l2_normalize(products.times(v), eps)
-  return PowerIterationState(jax.lax.stop_gradient(u), jax.lax.stop_gradient(v))
-
-
 def power_iteration(
     matrix: jax.Array, state: PowerIterationState, num_iterations: int = 1,
     eps: float = DEFAULT_EPS) -> PowerIterationState:
@@ -106,8 +75,12 @@ def power_iteration(
   No gradient flows through the result: like PyTorch, the vectors are treated
   as constants when differentiating the normalized weight.
   """
-  return _iterate(matrix_products(jax.lax.stop_gradient(matrix), 0), state, num_iterations,
-                  eps)
+  matrix = jax.lax.stop_gradient(matrix)
+  u, v = state
+  for _ in range(num_iterations):
+    v = l2_normalize(matrix.T @ u, eps)
+    u = l2_normalize(matrix @ v, eps)
+  return PowerIterationState(jax.lax.stop_gradient(u), jax.lax.stop_gradient(v))
 
 
 def spectral_norm_estimate(matrix: jax.Array, state: PowerIterationState) -> jax.Array:
@@ -133,16 +106,11 @@ def spectral_normalize(
   Returns:
     ``(weight / σ, new_state, σ)``.
   """
+  matrix = weight_matrix(weight, out_axis)
   if update:
-    state = _iterate(matrix_products(jax.lax.stop_gradient(weight), out_axis), state,
-                     num_iterations, eps)
-  sigma = _estimate(weight, state, out_axis)
+    state = power_iteration(matrix, state, num_iterations, eps)
+  sigma = spectral_norm_estimate(matrix, state)
   return weight / sigma, state, sigma
-
-
-def _estimate(weight: jax.Array, state: PowerIterationState, out_axis: int) -> jax.Array:
-  """`spectral_norm_estimate` of ``weight``'s matrix view, through `matrix_products`."""
-  return jnp.dot(state.u, matrix_products(weight, out_axis).times(state.v))
 
 
 def spectral_normalized(
@@ -189,9 +157,10 @@ def spectral_normalized(
   if iterate and not static_flag:
     # A traced flag: the new state where it is true, the stored one (and the σ
     # it gives) where it is false.
+    matrix = weight_matrix(weight, out_axis)
     new_state = PowerIterationState(*(jnp.where(update_stats, new, old)
                                       for new, old in zip(new_state, state)))
-    sigma = _estimate(weight, new_state, out_axis)
+    sigma = spectral_norm_estimate(matrix, new_state)
     normalized = weight / sigma
   sigma_var = module.variable(collection, prefix + "sigma",
                               lambda: jax.lax.stop_gradient(sigma))

@@ -44,11 +44,6 @@ def _merge(collections, updated):
 
 def _update(network: NetworkState, grads, tx: optax.GradientTransformation,
             collections) -> NetworkState:
-  # One materialized gradient per parameter: without the barrier XLA fuses a gradient's
-  # computation (for a spectrally normalized kernel, its layout transposes and σ terms)
-  # into each of Adam's moment updates and computes it once for each (the chapter D's
-  # 4×4×256×512 kernel: 78 + 35 ms a step on a 2-core CPU, 39 ms with it).
-  grads = jax.lax.optimization_barrier(grads)
   updates, opt_state = tx.update(grads, network.opt_state, network.params)
   return NetworkState(params=optax.apply_updates(network.params, updates),
                       collections=collections, opt_state=opt_state)
