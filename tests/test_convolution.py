@@ -247,20 +247,26 @@ def test_auto_lowers_to_gemm_on_cpu_under_grad():
   assert 'convolution(' in hlo_xla
 
 
-def test_auto_takes_xla_for_stride1_conv2d_and_gemm_for_a_full_window():
-  # The per-layer choice (`_cpu_prefers_gemm`): stride-1 3x3 and 1x1 convolutions lower to
-  # XLA's convolution (forward and both gradients) on every backend; a stride-1 kernel that
-  # covers the whole padded input (one matrix product) stays on the GEMM path on CPU.
-  x = jnp.ones((2, 8, 8, 3))
-  for k in (jnp.ones((3, 3, 3, 2)), jnp.ones((1, 1, 3, 2))):
-    pad = k.shape[0] // 2
-    hlo = jax.jit(jax.grad(lambda x, k, pad=pad: jnp.sum(conv2d(x, k, padding=pad) ** 2),
-                           argnums=(0, 1))).lower(x, k).as_text(dialect='hlo')
-    assert 'convolution(' in hlo
-  if jax.default_backend() == 'cpu':
-    hlo = jax.jit(lambda x, k: conv2d(x, k)).lower(x, jnp.ones((8, 8, 3, 1))).as_text(
-        dialect='hlo')
-    assert 'convolution(' not in hlo
+def _lowers_to_xla_convolution(x_shape, k_shape) -> bool:
+  x, k = jnp.ones(x_shape), jnp.ones(k_shape)
+  pad = k.shape[0] // 2 if k.shape[0] < x.shape[1] else 0
+  hlo = jax.jit(jax.grad(lambda x, k: jnp.sum(conv2d(x, k, padding=pad) ** 2),
+                         argnums=(0, 1))).lower(x, k).as_text(dialect='hlo')
+  return 'convolution(' in hlo
+
+
+def test_auto_picks_the_convolution_per_layer():
+  # The per-layer choice (`_cpu_prefers_gemm`), forward and both gradients: XLA's
+  # convolution for small stride-1 layers (< 2^21 multiply-adds per tap and image) and
+  # narrow outputs (< 8 channels) on every backend; on CPU the GEMM path from that much
+  # work on, and for a kernel covering its whole padded input (one matrix product).
+  assert _lowers_to_xla_convolution((2, 8, 8, 3), (3, 3, 3, 2))
+  assert _lowers_to_xla_convolution((2, 8, 8, 3), (1, 1, 3, 2))
+  assert _lowers_to_xla_convolution((1, 32, 32, 32), (3, 3, 32, 32))  # 2^20 per tap
+  assert _lowers_to_xla_convolution((1, 32, 32, 128), (3, 3, 128, 3))  # 3 output channels
+  on_cpu = jax.default_backend() == 'cpu'
+  assert _lowers_to_xla_convolution((1, 32, 32, 64), (3, 3, 64, 32)) != on_cpu  # 2^21
+  assert _lowers_to_xla_convolution((2, 8, 8, 3), (8, 8, 3, 1)) != on_cpu
 
 
 @pytest.mark.parametrize('op', ['conv2d', 'conv_transpose2d'])

@@ -10,9 +10,9 @@ do). Two implementations compute the same function:
   convolution is lowered to a dilated convolution that is more than an order of
   magnitude slower than the forward pass (measurements: benchmarks/README.md).
 
-``'auto'`` (the default) picks per convolution: ``'xla'`` for a stride-1 ``conv2d`` (the
-3x3 and 1x1 layers of the ResNet models and Inception) on every backend, and for a strided or
-transposed one ``'gemm'`` when lowering for CPU, ``'xla'`` otherwise (see `_cpu_prefers_gemm`).
+``'auto'`` (the default) picks per convolution: ``'xla'`` on GPU/TPU; on CPU ``'gemm'`` for a
+strided or transposed one and for a stride-1 ``conv2d`` with enough work per image and output
+channels, ``'xla'`` for the small and the narrow ones (see `_cpu_prefers_gemm`).
 Both work under ``jit``, ``vmap``, ``lax.scan`` and autodiff in every mode (``grad``,
 ``vjp``, ``jvp``, ``jacfwd``, ``linearize``, to any order): ``'gemm'`` defines its
 derivative with ``jax.custom_jvp`` (see 3. below).
@@ -203,8 +203,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
       right))``, or ``'SAME'`` / ``'VALID'`` (as Flax; see `conv_padding`).
     implementation: ``'xla'`` (one ``lax.conv_general_dilated``), ``'gemm'`` (the
       matrix-multiply formulation that is fast on XLA:CPU), or ``'auto'``: the faster
-      of the two for this convolution on the backend it is lowered for (``'gemm'`` for a
-      strided one on CPU, else ``'xla'``; see `_cpu_prefers_gemm`).
+      of the two for this convolution on the backend it is lowered for (on CPU by its
+      stride, size and channels, else ``'xla'``; see `_cpu_prefers_gemm`).
     precision: ``jax.lax.Precision`` of the products (None: the backend's default).
 
   Returns:
@@ -232,7 +232,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
                      f'padding {padding}): the output would be empty.')
   xla = functools.partial(_conv2d_xla, stride=stride, padding=padding, precision=precision)
   gemm = functools.partial(_conv2d_gemm, stride=stride, padding=padding, precision=precision)
-  cpu_gemm = _cpu_prefers_gemm(stride, padded, (kh, kw))
+  out_size = tuple((p - k) // st + 1 for p, k, st in zip(padded, (kh, kw), stride))
+  cpu_gemm = _cpu_prefers_gemm(stride, padded, (kh, kw), out_size, kernel.shape[2:])
   return _dispatch(implementation, xla, gemm, x, kernel, cpu_gemm=cpu_gemm)
 
 
@@ -287,23 +288,39 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   return _dispatch(implementation, xla, gemm, x, kernel)
 
 
-def _cpu_prefers_gemm(stride, padded_size=None, kernel_size=None) -> bool:
-  """Whether ``'auto'`` takes the GEMM path on CPU: for every strided and transposed
-  convolution (``padded_size`` None), and for a stride-1 ``conv2d`` only when its kernel
-  covers the whole padded input (a single matrix product, e.g. the chapter D's last 4x4 layer).
+# Stride-1 conv2d on CPU: the GEMM path from this much work per image (output positions ×
+# input × output channels) and this many output channels (see `_cpu_prefers_gemm`).
+_GEMM_MIN_WORK = 2**21
+_GEMM_MIN_OUT_CHANNELS = 8
 
-  Why (benchmarks/README.md, ``resnet_step.py --conv_table`` and ``conv_transpose.py``):
-  XLA:CPU lowers the kernel gradient of a strided convolution, and every product of a
-  transposed one (an input-dilated convolution), to loops 10-40x slower than the GEMM
-  path, while its stride-1 convolutions run on Eigen's spatial-convolution kernels, which
-  beat our im2col + GEMM forward and backward on the ResNet's 3x3 and 1x1 layers (its
-  32-px step 477 vs 595 ms). A rule by shape costs nothing at run time and is the same on
-  every machine; a measured probe would cost a compile and timing per shape for the same
-  answer on these layer families.
+
+def _cpu_prefers_gemm(stride, padded_size=None, kernel_size=None, out_size=None,
+                      channels=None) -> bool:
+  """Whether ``'auto'`` takes the GEMM path on CPU: for every strided and transposed
+  convolution (``padded_size`` None), for a stride-1 ``conv2d`` whose kernel covers the
+  whole padded input (a single matrix product, e.g. the chapter D's last 4x4 layer), and
+  for a stride-1 ``conv2d`` with at least `_GEMM_MIN_OUT_CHANNELS` output ``channels``
+  and `_GEMM_MIN_WORK` multiply-adds per tap and image (``out_size`` positions ×
+  ``channels`` in × out).
+
+  Why (benchmarks/README.md, ``resnet_step.py --conv_table`` and whole steps, measured
+  quiet): XLA:CPU lowers the kernel gradient of a strided convolution, and every product of
+  a transposed one (an input-dilated convolution), to loops 10-40x slower than the GEMM
+  path. Its stride-1 convolutions beat im2col + GEMM on narrow outputs (the 128-px G's
+  64→3 output layer: 86 vs 374 ms, forward and both gradients: a GEMM 3 columns wide) and
+  in the small 32-px model, whose largest layers (32² 32→32, 2^20 per tap) time faster on
+  the GEMM path alone (61 vs 72 ms) but made its whole step slower there (529 vs 494 ms);
+  from 2^21 on they lose (the 128-px model's layers, 3·2^20 to 2^26 per tap: 1.1-2.8x
+  slower; its step 8,823 ms with this rule, 9,220 all-GEMM, 9,992 all-XLA). A rule by shape
+  costs nothing at run time and is the same on every machine.
   """
   if max(stride) > 1 or padded_size is None:
     return True
-  return tuple(padded_size) == tuple(kernel_size)
+  if tuple(padded_size) == tuple(kernel_size):
+    return True
+  c_in, c_out = channels
+  return (c_out >= _GEMM_MIN_OUT_CHANNELS
+          and out_size[0] * out_size[1] * c_in * c_out >= _GEMM_MIN_WORK)
 
 
 def _dispatch(implementation, xla, gemm, x, kernel, *, cpu_gemm=True):
