@@ -131,7 +131,7 @@ def test_values_derived_from_a_config():
   assert ema_settings(chapter) is None and not uses_ema(chapter)
   cond32 = get_config(ROOT / "configs" / "mnist_cond32.py")
   assert image_shape(cond32) == (32, 32, 1)
-  assert ema_settings(cond32) == EmaSettings(0.999, 500)
+  assert ema_settings(cond32) == EmaSettings(0.995, 500)
   assert uses_ema(cond32) and not uses_ema(cond32, use_ema=False)
   cond32.ema.use_for_eval = False
   assert not uses_ema(cond32) and uses_ema(cond32, use_ema=True)
