@@ -91,7 +91,8 @@ def main() -> int:
     padded = np.zeros((sharding.padded_size(len(batch), extractor.mesh),) + batch.shape[1:],
                       batch.dtype)
     lowered = inception_lib._forward.lower(  # pylint: disable=protected-access
-        extractor.params, jax.device_put(padded, sharding.batch_sharded(extractor.mesh)), impl)
+        extractor.params, jax.device_put(padded, sharding.batch_sharded(extractor.mesh)), impl,
+        extractor.groups(len(padded)))
     start = time.perf_counter()
     lowered.compile()
     ours[impl] = (extractor, time.perf_counter() - start)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from sagan_jax.eval import EvalAssetNotFoundError, EvalError, FIDInception, inception_weights
+from sagan_jax.eval import inception as inception_lib
 from sagan_jax.eval.inception_net import FIDInceptionV3
 from tests.reference.inception_reference import images, random_state_dict
 
@@ -137,3 +138,19 @@ def test_evaluate_py_says_where_the_weights_are_published(tmp_path):
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
   assert last == (f"error: FID Inception weights {missing} not found: download "
                   f"{inception_weights.WEIGHTS_URL} and pass its path (--inception_weights)")
+
+
+def test_a_batch_in_groups_equals_the_whole_batch(inception):
+  # On one CPU device a batch runs through the network in groups of ≤ CPU_GROUP_SIZE images
+  # (a lax.map inside the jitted call). The same float32 products per image, but XLA:CPU
+  # picks its convolution's blocking by batch size, so they are summed in another order:
+  # rounding, bounded as between device counts (test_sharded_over_devices_equals_one_device).
+  pixels = jax.device_put(images(5, 4, 16))
+  whole, grouped = ({k: np.asarray(v) for k, v in inception_lib._forward(
+      inception.params, pixels, "xla", groups).items()} for groups in (1, 2))
+  np.testing.assert_allclose(grouped["features"], whole["features"], rtol=0,
+                             atol=1e-5 * np.abs(whole["features"]).max())
+  np.testing.assert_allclose(grouped["probs"], whole["probs"], rtol=0, atol=1e-6)
+  assert inception_lib.group_count(50, jax.devices("cpu")[:1]) == 5  # 5 groups of 10
+  assert inception_lib.group_count(7, jax.devices("cpu")[:1]) == 1
+  assert inception_lib.group_count(8, jax.devices("cpu")[:2]) == 1  # several devices split it
