@@ -60,13 +60,21 @@ def temporary_checkpoints(workdir) -> set[str]:
     return set()
 
 
+def _interruptible() -> None:
+  """In the child before it starts: SIGINT back to its default, as from a terminal. A test
+  session started in the background of a non-interactive shell has SIGINT ignored, which
+  children inherit and the trainer (rightly) keeps, so Ctrl-C tests would fail there."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Training:
   """``train.py`` running in the background, its stderr in a file."""
 
   def __init__(self, args, env, log: pathlib.Path):
     self.log = log
     with open(log, "w") as f:
-      self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+      self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                      preexec_fn=_interruptible)
 
   def output(self) -> str:
     return self.log.read_text(errors="replace")

@@ -27,6 +27,15 @@ pytestmark = pytest.mark.usefixtures("one_device_with_compilation_cache")
 SIGNAL_STEP = 3
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_from_a_terminal():
+  """SIGINT raises KeyboardInterrupt here, as in a terminal: a test session started in the
+  background of a non-interactive shell has it ignored, which the trainer (rightly) keeps."""
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  yield
+  signal.signal(signal.SIGINT, previous)
+
+
 def signal_during_step(monkeypatch, number: int, step: int = SIGNAL_STEP) -> None:
   """Makes the dispatch of ``step`` send ``number`` to this process, as if it arrived then."""
   dispatch = loop.Trainer.dispatch
