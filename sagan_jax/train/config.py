@@ -274,15 +274,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_eval(config)
 
 
+def _names(value, field: str, kind: str, valid, *, non_empty: bool = False):
+  """``value`` if it is a tuple (or list) of names from ``valid``; else one ConfigError line."""
+  if isinstance(value, str) or not isinstance(value, (tuple, list)) or (non_empty and not value):
+    raise ConfigError(f"config.{field} must be a {'non-empty ' if non_empty else ''}tuple of "
+                      f"names from {list(valid)}, got {value!r}")
+  for name in value:
+    if name not in valid:
+      raise ConfigError(f"config.{field}: unknown {kind} {name!r}; choose from {list(valid)}")
+  return value
+
+
 def _validate_logging(config: ml_collections.ConfigDict) -> None:
-  writers = config.logging.writers
-  if isinstance(writers, str) or not isinstance(writers, (tuple, list)):
-    raise ConfigError(f"config.logging.writers must be a tuple of names from "
-                      f"{list(WRITER_NAMES)}, got {writers!r}")
-  for name in writers:
-    if name not in WRITER_NAMES:
-      raise ConfigError(f"config.logging.writers: unknown writer {name!r}; choose from "
-                        f"{list(WRITER_NAMES)}")
+  writers = _names(config.logging.writers, "logging.writers", "writer", WRITER_NAMES)
   if "wandb" in writers and importlib.util.find_spec("wandb") is None:
     raise ConfigError("config.logging.writers names 'wandb' but wandb is not installed: "
                       "pip install wandb, or leave 'wandb' out")
@@ -309,14 +313,8 @@ def _validate_eval(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_eval_metrics(config: ml_collections.ConfigDict) -> None:
-  metrics = config.eval.metrics
-  if isinstance(metrics, str) or not isinstance(metrics, (tuple, list)) or not metrics:
-    raise ConfigError(f"config.eval.metrics must be a non-empty tuple of names from "
-                      f"{list(EVAL_METRICS)}, got {metrics!r}")
-  for name in metrics:
-    if name not in EVAL_METRICS:
-      raise ConfigError(f"config.eval.metrics: unknown metric {name!r}; choose from "
-                        f"{list(EVAL_METRICS)}")
+  metrics = _names(config.eval.metrics, "eval.metrics", "metric", EVAL_METRICS,
+                   non_empty=True)
   needed = METRIC_OF_BEST[config.eval.best_metric]
   if needed not in metrics:
     raise ConfigError(f"config.eval.best_metric={config.eval.best_metric!r} is computed by "
