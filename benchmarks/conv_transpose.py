@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from sagan_jax.ops import conv2d, conv_transpose2d  # noqa: E402  (after the path set-up)
+from sagan_jax.ops.compiler_options import compiler_options  # noqa: E402
 from timing import Conditions  # noqa: E402  # benchmarks/timing.py
 
 try:
@@ -69,7 +70,7 @@ def _jax_step(op, stride, padding, implementation):
   fn = functools.partial(op, stride=stride, padding=padding,
                          implementation=implementation)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=compiler_options())
   def step(x, kernel, r):
     y, vjp = jax.vjp(fn, x, kernel)
     return y, vjp(r)

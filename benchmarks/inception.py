@@ -9,7 +9,9 @@ values, so the 91 MiB file is not needed) on the same batches of ``--batch_size`
   once per convolution op in ``--implementations`` (``xla``: ``lax.conv_general_dilated``;
   ``gemm``: sagan-jax's im2col GEMM path, `sagan_jax.ops.convolution`). A call includes the
   host→device copy, the sharding over the devices, resize, network, softmax and the copy
-  back: what ``extract`` pays per batch.
+  back: what ``extract`` pays per batch. ``--xla_defaults`` adds a side per implementation
+  compiled with XLA's default options instead of `sagan_jax.ops.compiler_options`' (on CPU:
+  convolutions on YNNPACK instead of Eigen).
 * pytorch-fid: ``InceptionV3([3])`` under ``torch.no_grad()`` on the same images as a
   (B, 3, H, W) float tensor in [0, 1] (what its ``ToTensor`` makes), moved to the device and
   back as its ``get_activations`` does (image decoding, on both sides, is not timed).
@@ -22,7 +24,7 @@ time (``lower().compile()``) — paid once per image size and process.
 
 Usage:
   python benchmarks/inception.py [--batch_size 50] [--image_size 32] [--repeats 5]
-      [--implementations xla gemm] [--device cpu|gpu]
+      [--implementations xla gemm] [--device cpu|gpu] [--xla_defaults]
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ def main() -> int:
                       choices=["xla", "gemm", "auto"])
   parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
   parser.add_argument("--no_torch", action="store_true", help="time sagan-jax only")
+  parser.add_argument("--xla_defaults", action="store_true",
+                      help="also time each implementation compiled with XLA's default options "
+                      "(on CPU: convolutions on YNNPACK), as '<impl> xla-defaults'")
   parser.add_argument("--summary", default=None, help="append rows to this table file "
                       "(benchmarks/summary.py)")
   args = parser.parse_args()
@@ -86,17 +91,32 @@ def main() -> int:
   state_dict = random_state_dict(0)
   batch = images(1, args.batch_size, args.image_size)
   ours = {}
+  forwards = {"": inception_lib._compiled_forward(devices[0].platform)}  # the library's
+  if args.xla_defaults:
+    forwards[" xla-defaults"] = jax.jit(inception_lib._forward,
+                                        static_argnames=("implementation", "groups"))
   for impl in args.implementations:
     extractor = FIDInception(state_dict=state_dict, devices=devices, implementation=impl)
     padded = np.zeros((sharding.padded_size(len(batch), extractor.mesh),) + batch.shape[1:],
                       batch.dtype)
-    lowered = inception_lib._forward.lower(  # pylint: disable=protected-access
-        extractor.params, jax.device_put(padded, sharding.batch_sharded(extractor.mesh)), impl,
-        extractor.groups(len(padded)))
-    start = time.perf_counter()
-    lowered.compile()
-    ours[impl] = (extractor, time.perf_counter() - start)
-    extractor(batch)  # warm-up: the jitted call compiles too
+    groups = extractor.groups(len(padded))
+    for suffix, forward in forwards.items():
+      placed = jax.device_put(padded, sharding.batch_sharded(extractor.mesh))
+      lowered = forward.lower(extractor.params, placed, impl, groups)
+      start = time.perf_counter()
+      lowered.compile()
+      compile_s = time.perf_counter() - start
+
+      def run(batch, extractor=extractor, forward=forward, impl=impl, placed=placed):
+        # What FIDInception.__call__ does with a full uint8 batch, through this `forward`.
+        placed = jax.device_put(batch, placed.sharding)
+        out = forward(extractor.params, placed, impl, groups)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+      run = run if suffix else extractor
+
+      run(padded)  # warm-up: the jitted call compiles too
+      ours[impl + suffix] = (run, compile_s)
   torch_run, torch_note = (None, "skipped") if args.no_torch else _torch_side(state_dict,
                                                                             args.device)
   if torch_run is not None:
@@ -110,8 +130,8 @@ def main() -> int:
     times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
 
   for _ in range(args.repeats):
-    for impl, (extractor, _) in ours.items():
-      timed(impl, extractor)
+    for name, (run, _) in ours.items():
+      timed(name, run)
     if torch_run is not None:
       timed("pytorch-fid", torch_run)
 
@@ -122,13 +142,13 @@ def main() -> int:
   rates, cpu_times = {}, {}
   for name, values in times.items():
     if not values:
-      print(f"  {name:<16} {torch_note}")
+      print(f"  {name:<28} {torch_note}")
       continue
     wall = statistics.median(v[0] for v in values)
     cpu_times[name] = statistics.median(v[1] for v in values)
     rates[name] = args.batch_size / wall
     extra = (f", compile {ours[name][1]:.1f} s" if name in ours else f" ({torch_note})")
-    print(f"  {'sagan-jax ' + name if name in ours else name:<16} {rates[name]:7.1f} images/s "
+    print(f"  {'sagan-jax ' + name if name in ours else name:<28} {rates[name]:7.1f} images/s "
           f"({wall:.2f} s a batch, {cpu_times[name]:.2f} s CPU){extra}")
   if "pytorch-fid" in rates:
     for impl in ours:

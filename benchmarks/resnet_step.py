@@ -44,6 +44,7 @@ from sagan_jax.losses import get_loss  # noqa: E402
 from summary import add_row  # noqa: E402  # benchmarks/summary.py
 from timing import Conditions, import_torch, interleaved, median_time  # noqa: E402
 from sagan_jax.models import build_gan  # noqa: E402
+from sagan_jax.ops.compiler_options import compiler_options  # noqa: E402
 from sagan_jax.ops.convolution import conv2d  # noqa: E402
 from sagan_jax.train.config import base_config  # noqa: E402
 from sagan_jax.train.optimizers import make_optimizers  # noqa: E402
@@ -72,8 +73,12 @@ def resnet_config(case: str, implementation: str, compute_dtype: str = "float32"
 
 
 class Ours:
-  def __init__(self, case: str, implementation: str, compute_dtype: str, batch: int):
+  def __init__(self, case: str, implementation: str, compute_dtype: str, batch: int,
+               xla_defaults: bool = False):
     config = resnet_config(case, implementation, compute_dtype)
+    # The library's programs compile with `compiler_options` (on CPU: convolutions on Eigen);
+    # ``xla_defaults`` times the same step with XLA's own defaults instead.
+    options = {} if xla_defaults else compiler_options()
     resolution, channels, classes, *_, d_steps = CASES[case]
     shape = (resolution, resolution, channels)
     generator, discriminator = build_gan(config.model, shape)
@@ -87,7 +92,7 @@ class Ours:
     lead = (batch,) if d_steps == 1 else (d_steps, batch)
     self.batch = {"image": jax.random.uniform(key, (*lead, *shape), minval=-1, maxval=1),
                   "label": jax.random.randint(key, lead, 0, classes)}
-    self.step = jax.jit(step, donate_argnums=0)
+    self.step = jax.jit(step, donate_argnums=0, compiler_options=options)
 
   def __call__(self):
     self.state, metrics = self.step(self.state, self.batch)
@@ -164,7 +169,7 @@ def conv_table(case: str, repeats: int) -> None:
     for implementation in ("gemm", "xla"):
       loss = lambda x, w: jnp.sum(conv2d(x, w, padding=k // 2,  # noqa: E731
                                          implementation=implementation) ** 2)
-      fn = jax.jit(jax.grad(loss, argnums=(0, 1)))
+      fn = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=compiler_options())
       row[implementation] = median_time(lambda: jax.block_until_ready(fn(x, w)), repeats).wall
     faster = min(row, key=row.get)
     print(f"{name:<34} {row['gemm'] * 1e3:8.1f} {row['xla'] * 1e3:8.1f}  {faster}", flush=True)
@@ -201,6 +206,9 @@ def main():
   parser.add_argument("--compute_dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--batch", type=int, default=None, help="override the case's batch")
   parser.add_argument("--conv_table", action="store_true")
+  parser.add_argument("--xla_defaults", action="store_true",
+                      help="also time each implementation compiled with XLA's default options "
+                      "(on CPU: convolutions on YNNPACK), side 'ours <impl> xla-defaults'")
   parser.add_argument("--torch_threads", type=int, nargs="+", default=None,
                       help="CPU thread counts to time torch with (default: 1 and its own)")
   parser.add_argument("--summary", default=None, help="append rows to this table file "
@@ -213,12 +221,15 @@ def main():
         f"{os.cpu_count()} CPUs; {args.compute_dtype}; medians of {args.repeats} interleaved "
         f"rounds")
   print(conditions.start_line(), flush=True)
-  print(f"{'case':>4} | {'batch':>5} | {'side':>9} | {'wall ms':>8} | {'CPU ms':>8} | "
+  print(f"{'case':>4} | {'batch':>5} | {'side':>24} | {'wall ms':>8} | {'CPU ms':>8} | "
         f"{'torch/ours':>10} | {'compile s':>9} | {'peak MB':>8}")
   for case in args.cases:
     batch = args.batch or CASES[case][6]
     sides = {f"ours {impl}": Ours(case, impl, args.compute_dtype, batch)
              for impl in args.implementations}
+    if args.xla_defaults:
+      sides.update({f"ours {impl} xla-defaults": Ours(case, impl, args.compute_dtype, batch, True)
+                    for impl in args.implementations})
     if torch:
       sides.update(_torch_sides(torch, case, args.device, batch, args.torch_threads))
     timings = interleaved(sides, args.repeats)
@@ -229,7 +240,7 @@ def main():
       compile_s = f"{t.first - t.wall:9.1f}" if ours else f"{'-':>9}"
       peak = sides[name].peak_mb() if ours else None
       peak = f"{peak:8.0f}" if peak else f"{'-':>8}"
-      print(f"{case:>4} | {batch:5d} | {name:>9} | {t.wall * 1e3:8.0f} | {t.cpu * 1e3:8.0f} | "
+      print(f"{case:>4} | {batch:5d} | {name:>24} | {t.wall * 1e3:8.0f} | {t.cpu * 1e3:8.0f} | "
             f"{ratio} | {compile_s} | {peak}", flush=True)
       if args.summary and ours:
         add_row(args.summary, f"ResNet {case} step, {args.compute_dtype}, {name}", t.wall * 1e3,

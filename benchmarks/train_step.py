@@ -32,6 +32,7 @@ from sagan_jax.losses import get_loss  # noqa: E402
 from summary import add_row  # noqa: E402  # benchmarks/summary.py
 from timing import Conditions, import_torch, interleaved  # noqa: E402  # benchmarks/timing.py
 from sagan_jax.models import build_gan  # noqa: E402
+from sagan_jax.ops.compiler_options import compiler_options  # noqa: E402
 from sagan_jax.train.config import base_config  # noqa: E402
 from sagan_jax.train.optimizers import make_optimizers  # noqa: E402
 from sagan_jax.train.state import init_gan_state  # noqa: E402
@@ -70,7 +71,8 @@ def model_flops(config: ml_collections.ConfigDict, batch: int) -> float:
 class Ours:
   """The jitted step for one batch size and option set."""
 
-  def __init__(self, batch: int, width: int, compute_dtype: str = "float32", k: int = 1):
+  def __init__(self, batch: int, width: int, compute_dtype: str = "float32", k: int = 1,
+               xla_defaults: bool = False):
     config: ml_collections.ConfigDict = base_config()
     config.model.width = width
     config.model.compute_dtype = compute_dtype
@@ -80,7 +82,9 @@ class Ours:
     shape = (batch, 64, 64, 1) if k == 1 else (k, batch, 64, 64, 1)
     self.batch = {"image": jax.random.uniform(jax.random.key(1), shape, minval=-1, maxval=1)}
     fn = step if k == 1 else make_multi_step(step)
-    self.step = jax.jit(fn, donate_argnums=0)
+    # As the trainer compiles it (`compiler_options`), or with XLA's defaults.
+    self.step = jax.jit(fn, donate_argnums=0,
+                        compiler_options={} if xla_defaults else compiler_options())
     self.flops = model_flops(config, batch) if k == 1 else None
 
   def __call__(self):
@@ -123,6 +127,9 @@ def main():
   parser.add_argument("--width", type=int, default=64)
   parser.add_argument("--k", type=int, default=4, help="steps per dispatch for the scan option")
   parser.add_argument("--skip_options", action="store_true", help="only float32, K=1")
+  parser.add_argument("--xla_defaults", action="store_true",
+                      help="also time the step compiled with XLA's default options (on CPU: "
+                      "convolutions on YNNPACK), side 'ours xla-def'")
   parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
   parser.add_argument("--torch_compile", action="store_true",
                       help="also time the PyTorch step with torch.compile'd models")
@@ -144,6 +151,8 @@ def main():
   for batch in args.batch_sizes:
     ours = Ours(batch, args.width)
     sides = {"ours": ours}
+    if args.xla_defaults:
+      sides["ours xla-def"] = Ours(batch, args.width, xla_defaults=True)
     if not args.skip_options:
       sides["ours bf16"] = Ours(batch, args.width, "bfloat16")
       sides[f"ours scan{args.k}"] = Ours(batch, args.width, k=args.k)

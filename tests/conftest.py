@@ -40,6 +40,7 @@ from tests.tiny_configs import tiny_config  # noqa: E402
 # Test file → the floor of sagan_jax it tests (README "Layout"; pyproject.toml registers
 # the markers). A file that tests several floors is filed under the highest one it needs.
 FLOORS = {
+    "test_compiler_options.py": "ops",
     "test_convolution.py": "ops",
     "test_upsample_convolution.py": "ops",
     "test_attention_efficient.py": "ops",

@@ -257,15 +257,18 @@ def _lowers_to_xla_convolution(x_shape, k_shape) -> bool:
 
 def test_auto_picks_the_convolution_per_layer():
   # The per-layer choice (`_cpu_prefers_gemm`), forward and both gradients: XLA's
-  # convolution for small stride-1 layers (< 2^21 multiply-adds per tap and image) and
-  # narrow outputs (< 8 channels) on every backend; on CPU the GEMM path from that much
-  # work on, and for a kernel covering its whole padded input (one matrix product).
-  assert _lowers_to_xla_convolution((2, 8, 8, 3), (3, 3, 3, 2))
-  assert _lowers_to_xla_convolution((2, 8, 8, 3), (1, 1, 3, 2))
-  assert _lowers_to_xla_convolution((1, 32, 32, 32), (3, 3, 32, 32))  # 2^20 per tap
+  # convolution for stride-1 layers on every backend, except on CPU the GEMM path for
+  # few output positions (<= 64) with many channels (in x out >= 2^19), for an image's few
+  # input channels (<= 4) into >= 8 outputs, and for a kernel covering its whole padded
+  # input (one matrix product).
+  assert _lowers_to_xla_convolution((2, 8, 8, 3), (3, 3, 3, 2))  # 2 output channels
+  assert _lowers_to_xla_convolution((1, 32, 32, 32), (3, 3, 32, 32))
+  assert _lowers_to_xla_convolution((1, 16, 16, 512), (3, 3, 512, 1024))  # 256 positions
+  assert _lowers_to_xla_convolution((1, 8, 8, 256), (3, 3, 256, 1024))  # 2^18 channels
   assert _lowers_to_xla_convolution((1, 32, 32, 128), (3, 3, 128, 3))  # 3 output channels
   on_cpu = jax.default_backend() == 'cpu'
-  assert _lowers_to_xla_convolution((1, 32, 32, 64), (3, 3, 64, 32)) != on_cpu  # 2^21
+  assert _lowers_to_xla_convolution((1, 8, 8, 512), (3, 3, 512, 1024)) != on_cpu  # 2^19
+  assert _lowers_to_xla_convolution((2, 8, 8, 3), (1, 1, 3, 8)) != on_cpu  # RGB in
   assert _lowers_to_xla_convolution((2, 8, 8, 3), (8, 8, 3, 1)) != on_cpu
 
 

@@ -146,8 +146,8 @@ def test_a_batch_in_groups_equals_the_whole_batch(inception):
   # picks its convolution's blocking by batch size, so they are summed in another order:
   # rounding, bounded as between device counts (test_sharded_over_devices_equals_one_device).
   pixels = jax.device_put(images(5, 4, 16))
-  whole, grouped = ({k: np.asarray(v) for k, v in inception_lib._forward(
-      inception.params, pixels, "xla", groups).items()} for groups in (1, 2))
+  whole, grouped = ({k: np.asarray(v) for k, v in inception_lib._compiled_forward(
+      "cpu")(inception.params, pixels, "xla", groups).items()} for groups in (1, 2))
   np.testing.assert_allclose(grouped["features"], whole["features"], rtol=0,
                              atol=1e-5 * np.abs(whole["features"]).max())
   np.testing.assert_allclose(grouped["probs"], whole["probs"], rtol=0, atol=1e-6)

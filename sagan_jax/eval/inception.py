@@ -43,6 +43,7 @@ from sagan_jax import sharding
 from sagan_jax.eval.errors import EvalError
 from sagan_jax.eval.inception_net import FIDInceptionV3
 from sagan_jax.eval.inception_weights import from_state_dict, load_weights
+from sagan_jax.ops.compiler_options import compiler_options
 
 __all__ = ["FIDInception", "INPUT_SIZE", "bilinear_weights", "resize_bilinear"]
 
@@ -84,12 +85,13 @@ def resize_bilinear(images: jax.Array, size: int = INPUT_SIZE) -> jax.Array:
 
 
 # On one CPU device a batch runs through the network this many images at a time (a
-# `lax.map` inside the one jitted call): batch 50 of 32-px images took 3.52 s instead of
-# 4.08 s a batch, 5.8 instead of 6.7 s of CPU time, with groups of 10 (5 and 2: the same),
-# and the same compile time (benchmarks/README.md). Each group's activations (~0.3 GB at
-# 299 px) are reused across the loop instead of fresh buffers for the whole batch. The
-# features differ from one whole-batch call by rounding only (XLA:CPU blocks a convolution
-# by its batch size), as between device counts.
+# `lax.map` inside the one jitted call). Each group's activations (~0.3 GB at 299 px) are
+# reused across the loop instead of fresh buffers for the whole batch (~1.5 GB). With XLA's
+# default YNNPACK convolutions that was also faster (batch 50 of 32-px images: 3.52 s
+# instead of 4.08 s a batch); with the Eigen convolutions `compiler_options` picks it is
+# within noise (groups of 10: 2.85 s, of 5: 2.78 s, whole batch: 2.89 s; benchmarks/README.md).
+# The features may differ from one whole-batch call by rounding (a convolution library may
+# block by batch size), as between device counts.
 CPU_GROUP_SIZE = 10
 
 
@@ -103,7 +105,13 @@ def group_count(batch: int, devices: Sequence[jax.Device]) -> int:
   return batch // size
 
 
-@functools.partial(jax.jit, static_argnames=("implementation", "groups"))
+@functools.cache
+def _compiled_forward(platform: str):
+  """`_forward` jitted with the compiler options for ``platform`` (`compiler_options`)."""
+  return jax.jit(_forward, static_argnames=("implementation", "groups"),
+                 compiler_options=compiler_options(platform))
+
+
 def _forward(params: Any, images: jax.Array, implementation: str,
              groups: int = 1) -> dict[str, jax.Array]:
   if groups == 1:
@@ -209,7 +217,8 @@ class FIDInception:
     if self._padded_batch > batch:
       pad = [(0, self._padded_batch - batch)] + [(0, 0)] * 3
       images = jnp.pad(images, pad) if isinstance(images, jax.Array) else np.pad(images, pad)
-    out = _forward(self.params, jax.device_put(images, self._batch_sharding),
+    forward = _compiled_forward(self.mesh.devices.flat[0].platform)
+    out = forward(self.params, jax.device_put(images, self._batch_sharding),
                    self.implementation, self.groups(self._padded_batch))
     return {"features": np.asarray(out["features"])[:batch],
             "probs": np.asarray(out["probs"])[:batch]}

@@ -42,6 +42,7 @@ from sagan_jax.data.mnist import PER_CLASS
 from sagan_jax.data.transforms import resize_uint8
 from sagan_jax.eval.errors import EvalAssetNotFoundError, EvalError
 from sagan_jax.layers import Conv, Dense
+from sagan_jax.ops.compiler_options import compiler_options
 
 __all__ = [
     "ASSET",
@@ -219,7 +220,8 @@ class MnistClassifier:
     self.params, self.meta = load_weights(path, self.model)
     self.feature_scale = float(self.meta.get("feature_scale", 1.0))
     self._predict = jax.jit(functools.partial(_predict, self.model,
-                                              feature_scale=self.feature_scale))
+                                              feature_scale=self.feature_scale),
+                            compiler_options=compiler_options())
 
   def __call__(self, images: Any) -> dict[str, jax.Array]:
     """``{'features': (B, 64), 'probs': (B, 10), 'logits': (B, 10)}`` for images in [-1, 1].

@@ -11,8 +11,9 @@ do). Two implementations compute the same function:
   magnitude slower than the forward pass (measurements: benchmarks/README.md).
 
 ``'auto'`` (the default) picks per convolution: ``'xla'`` on GPU/TPU; on CPU ``'gemm'`` for a
-strided or transposed one and for a stride-1 ``conv2d`` with enough work per image and output
-channels, ``'xla'`` for the small and the narrow ones (see `_cpu_prefers_gemm`).
+strided or transposed one and for a stride-1 ``conv2d`` on a small map with many channels or
+on an image's few input channels, ``'xla'`` for the rest (see `_cpu_prefers_gemm`; measured
+with XLA's convolutions on Eigen, as `sagan_jax.ops.compiler_options` compiles them).
 Both work under ``jit``, ``vmap``, ``lax.scan`` and autodiff in every mode (``grad``,
 ``vjp``, ``jvp``, ``jacfwd``, ``linearize``, to any order): ``'gemm'`` defines its
 derivative with ``jax.custom_jvp`` (see 3. below).
@@ -288,9 +289,11 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: IntOrPair = 1,
   return _dispatch(implementation, xla, gemm, x, kernel)
 
 
-# Stride-1 conv2d on CPU: the GEMM path from this much work per image (output positions ×
-# input × output channels) and this many output channels (see `_cpu_prefers_gemm`).
-_GEMM_MIN_WORK = 2**21
+# Stride-1 conv2d on CPU: the GEMM path for few output positions with many channels, and
+# for an image's few input channels (see `_cpu_prefers_gemm`).
+_GEMM_MAX_POSITIONS = 64  # an 8x8 output
+_GEMM_MIN_CHANNEL_PRODUCT = 2**19  # input x output channels, e.g. 512 -> 1024
+_GEMM_MAX_IN_CHANNELS = 4  # gray, RGB, RGBA
 _GEMM_MIN_OUT_CHANNELS = 8
 
 
@@ -299,28 +302,32 @@ def _cpu_prefers_gemm(stride, padded_size=None, kernel_size=None, out_size=None,
   """Whether ``'auto'`` takes the GEMM path on CPU: for every strided and transposed
   convolution (``padded_size`` None), for a stride-1 ``conv2d`` whose kernel covers the
   whole padded input (a single matrix product, e.g. the chapter D's last 4x4 layer), and
-  for a stride-1 ``conv2d`` with at least `_GEMM_MIN_OUT_CHANNELS` output ``channels``
-  and `_GEMM_MIN_WORK` multiply-adds per tap and image (``out_size`` positions ×
-  ``channels`` in × out).
+  for a stride-1 ``conv2d`` with at least `_GEMM_MIN_OUT_CHANNELS` output ``channels`` and
+  either at most `_GEMM_MAX_IN_CHANNELS` input channels or at most `_GEMM_MAX_POSITIONS`
+  output positions with `_GEMM_MIN_CHANNEL_PRODUCT` channels in x out.
 
-  Why (benchmarks/README.md, ``resnet_step.py --conv_table`` and whole steps, measured
-  quiet): XLA:CPU lowers the kernel gradient of a strided convolution, and every product of
+  Why (benchmarks/README.md, ``resnet_step.py --conv_table``, forward and both gradients,
+  compiled as the library compiles, `sagan_jax.ops.compiler_options`: XLA's convolutions on
+  Eigen): XLA:CPU lowers the kernel gradient of a strided convolution, and every product of
   a transposed one (an input-dilated convolution), to loops 10-40x slower than the GEMM
-  path. Its stride-1 convolutions beat im2col + GEMM on narrow outputs (the 128-px G's
-  64→3 output layer: 86 vs 374 ms, forward and both gradients: a GEMM 3 columns wide) and
-  in the small 32-px model, whose largest layers (32² 32→32, 2^20 per tap) time faster on
-  the GEMM path alone (61 vs 72 ms) but made its whole step slower there (529 vs 494 ms);
-  from 2^21 on they lose (the 128-px model's layers, 3·2^20 to 2^26 per tap: 1.1-2.8x
-  slower; its step 8,823 ms with this rule, 9,220 all-GEMM, 9,992 all-XLA). A rule by shape
-  costs nothing at run time and is the same on every machine.
+  path. Its stride-1 convolutions beat im2col + GEMM on almost every layer of the ResNet
+  models (32² 32→32: 27 vs 57 ms; the 128-px G's 128² 128→64: 349 vs 862 ms; its 64→3
+  output: 64 vs 299 ms), except on maps of a few positions and many channels, where
+  im2col is cheap and one wide GEMM keeps the cores busy (8² 1024→1024: 148 vs 191 ms;
+  4² 1024→1024: 56 vs 105 ms), and on an image's 1-3 input channels, which Eigen's
+  convolution vectorizes poorly (D's 32² 1→32: 4.0 vs 7.1 ms; 128² 3→64: 53 vs 58 ms). A rule
+  by shape costs nothing at run time and is the same on every machine.
   """
   if max(stride) > 1 or padded_size is None:
     return True
   if tuple(padded_size) == tuple(kernel_size):
     return True
   c_in, c_out = channels
-  return (c_out >= _GEMM_MIN_OUT_CHANNELS
-          and out_size[0] * out_size[1] * c_in * c_out >= _GEMM_MIN_WORK)
+  if c_out < _GEMM_MIN_OUT_CHANNELS:
+    return False
+  return c_in <= _GEMM_MAX_IN_CHANNELS or (
+      out_size[0] * out_size[1] <= _GEMM_MAX_POSITIONS
+      and c_in * c_out >= _GEMM_MIN_CHANNEL_PRODUCT)
 
 
 def _dispatch(implementation, xla, gemm, x, kernel, *, cpu_gemm=True):
@@ -358,10 +365,12 @@ def _conv2d_xla(x, kernel, *, stride, padding, precision):
   pads = [tuple(p) for p in padding]  # ((top, bottom), (left, right))
   if any(lo or hi for lo, hi in pads) or kernel.shape[1] == 1:
     return conv(pads)
-  # XLA:CPU runs a convolution without any padding 2-3x slower than the same one with some
-  # (batch 50, 3x3, 80 -> 192 channels at 73x73: 2.2 s vs 1.0 s of CPU time). One zero
-  # column after the input takes the fast path; the extra output column it adds is cut
-  # off, and the others read the same inputs: bit-identical results on CPU.
+  # XLA:CPU's default convolution library (YNNPACK) runs a convolution without any padding
+  # 2-3x slower than the same one with some (batch 10, 3x3, 80 -> 192 channels at 73x73:
+  # 185 vs 69 ms). One zero column after the input takes the fast path; the extra output
+  # column it adds is cut off, and the others read the same inputs: bit-identical results
+  # on CPU. Programs compiled with `sagan_jax.ops.compiler_options` run convolutions on Eigen,
+  # which has no such gap (59 vs 61 ms): the column is for a caller's own jit without them.
   width = (x.shape[2] - kernel.shape[1]) // stride[1] + 1
   return lax.platform_dependent(
       cpu=lambda: conv([pads[0], (0, 1)])[:, :, :width],

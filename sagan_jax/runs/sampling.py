@@ -31,6 +31,7 @@ from sagan_jax.atomic_file import atomic_write, check_writable, check_writable_f
 from sagan_jax.checks import require_int
 from sagan_jax.interop.torch import as_state_dict, from_torch
 from sagan_jax.models import build_generator
+from sagan_jax.ops.compiler_options import compiler_options
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import SUBDIR as BEST_SUBDIR
 from sagan_jax.runs.errors import ArgumentError, SamplingError
@@ -96,14 +97,15 @@ class Sampler:
         return generator.apply(variables, *inputs, train=False, return_attention=True)
       return generator.apply(variables, *inputs, train=False), None
 
+    options = compiler_options(self.mesh.devices.flat[0].platform)
     self._generate = jax.jit(
         generate, in_shardings=(self._replicated, self._batched, self._batched),
-        out_shardings=self._batched)
+        out_shardings=self._batched, compiler_options=options)
     self._sample = jax.jit(
         lambda variables, seed, indices, labels: generate(
             variables, latents(seed, indices, self.z_dim), labels),
         in_shardings=(self._replicated, None, self._batched, self._batched),
-        out_shardings=self._batched)
+        out_shardings=self._batched, compiler_options=options)
 
   def place(self, variables: Any) -> Any:
     """``variables`` replicated on this sampler's devices (through the host: the

@@ -26,6 +26,7 @@ from sagan_jax import sharding
 from sagan_jax.eval.evaluator import min_generated_samples
 from sagan_jax.losses import get_loss
 from sagan_jax.models import build_gan, is_conditional
+from sagan_jax.ops.compiler_options import compiler_options
 from sagan_jax.runs import evaluation, sampling, shared_evaluation
 from sagan_jax.runtime import workdir as workdir_lib
 from sagan_jax.runs.best_checkpoint import BestCheckpoint
@@ -159,17 +160,20 @@ def build_steps(config: ml_collections.ConfigDict, generator, discriminator, g_t
   batch_sharding = sharding.batch_sharded_at(mesh, batch_axis)
   stacked_sharding = sharding.batch_sharded_at(mesh, batch_axis + 1)
   ema = ema_settings(config)
+  options = compiler_options(mesh.devices.flat[0].platform)
   step_fn = make_train_step(generator, discriminator, g_tx, d_tx, get_loss(config.loss),
                             config.model.z_dim, num_classes=config.model.num_classes,
                             d_steps=config.optimizer.d_steps, ema=ema)
   init = jax.jit(functools.partial(
       init_gan_state, generator, discriminator, seed=config.seed, z_dim=config.model.z_dim,
       image_shape=image_shape, g_tx=g_tx, d_tx=d_tx, conditional=is_conditional(config.model),
-      ema=ema is not None), out_shardings=replicated)
+      ema=ema is not None), out_shardings=replicated, compiler_options=options)
   train_step = jax.jit(step_fn, in_shardings=(replicated, batch_sharding),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+                       out_shardings=(replicated, replicated), donate_argnums=0,
+                       compiler_options=options)
   multi_step = jax.jit(make_multi_step(step_fn), in_shardings=(replicated, stacked_sharding),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+                       out_shardings=(replicated, replicated), donate_argnums=0,
+                       compiler_options=options)
   return TrainSteps(init, train_step, multi_step, batch_axis, batch_sharding, stacked_sharding)
 
 
