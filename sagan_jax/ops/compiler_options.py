@@ -49,7 +49,7 @@ def _cpu_accepts_options() -> bool:
   """Whether this XLA:CPU compiles with `_CPU_OPTIONS` (the flag is experimental: a
   jaxlib that renamed or dropped it rejects the program)."""
   probe = jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS)
-  on_cpu = jax.sharding.SingleDeviceSharding(jax.devices('cpu')[0])
+  on_cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend='cpu')[0])
   try:
     probe.lower(jax.ShapeDtypeStruct((1,), jnp.float32, sharding=on_cpu)).compile()
   except jax.errors.JaxRuntimeError:
