@@ -142,8 +142,9 @@ def test_evaluate_py_says_where_the_weights_are_published(tmp_path):
 
 def test_a_batch_in_groups_equals_the_whole_batch(inception):
   # On one CPU device a batch runs through the network in groups of ≤ CPU_GROUP_SIZE images
-  # (a lax.map inside the jitted call). The same float32 products per image, but XLA:CPU
-  # picks its convolution's blocking by batch size, so they are summed in another order:
+  # (a lax.map inside the jitted call). The same float32 products per image; a convolution
+  # library may block by batch size and sum them in another order (YNNPACK does; Eigen,
+  # which `compiler_options` picks, gave identical features on the benchmark's batch):
   # rounding, bounded as between device counts (test_sharded_over_devices_equals_one_device).
   pixels = jax.device_put(images(5, 4, 16))
   whole, grouped = ({k: np.asarray(v) for k, v in inception_lib._compiled_forward(

@@ -22,11 +22,12 @@ import pytest
 from PIL import Image
 
 from sagan_jax.data import DataError
+from sagan_jax.ops.compiler_options import compiler_options
 from sagan_jax import sharding
 from sagan_jax.runs import training as loop
 from sagan_jax.runs.cadence import Cadence
 from sagan_jax.train.checkpoint import IncompatibleCheckpointError
-from sagan_jax.train.config import ConfigError
+from sagan_jax.train.config import ConfigError, image_shape
 from sagan_jax.runs import NonFiniteLossError, load_config, restore_generator
 from tests.run_checks import (assert_all_checkpoints_restore, assert_states_identical,
                               checkpoint_steps, poisoned_make_train_step, read_events, restore,
@@ -336,3 +337,25 @@ def test_a_run_compiles_a_bounded_set_of_programs(tmp_path, caplog):
   assert any(line.startswith("step 6/14 | d_loss ") for line in lines)
   assert lines[-1] == (f"done: 14 steps, checkpoints in {tmp_path / 'checkpoints'}, samples in "
                        f"{tmp_path / 'samples'}; `tensorboard --logdir {tmp_path}`")
+
+
+def test_the_trainers_programs_compile_with_the_library_options(monkeypatch):
+  # `build_steps` (init, step, K-step scan) and `build_samplers` (two jits each) pass
+  # `compiler_options` for their devices' platform: on CPU, XLA's convolutions on Eigen
+  # (tests/test_compiler_options.py checks what the option does to a program).
+  expected = compiler_options(jax.default_backend())  # before recording: its one-time probe
+  assert expected or jax.default_backend() != "cpu"  # on CPU the option is there to pass
+  recorded = []
+  real_jit = jax.jit
+
+  def recording_jit(fun, **kwargs):
+    recorded.append(kwargs.get("compiler_options"))
+    return real_jit(fun, **kwargs)
+
+  monkeypatch.setattr(jax, "jit", recording_jit)
+  config = tiny_config()
+  shape = image_shape(config)
+  generator, discriminator, g_tx, d_tx = loop.build_models_and_optimizers(config, shape)
+  loop.build_steps(config, generator, discriminator, g_tx, d_tx, shape)
+  loop.build_samplers(config, generator)
+  assert recorded == [expected] * 7
