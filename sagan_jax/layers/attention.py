@@ -36,16 +36,13 @@ from sagan_jax.layers.conv import PointwiseConv
 from sagan_jax.layers.spectral_norm import DEFAULT_EPS
 from sagan_jax.layers.validation import layer_name, require_rank
 from sagan_jax.ops.attention import attend, attention_weights
+from sagan_jax.ops.pooling import max_pool_2x2
 
 __all__ = ["OfficialSelfAttention", "SelfAttention", "attend", "attention_weights"]
 
 
 def _flatten_positions(t: jax.Array) -> jax.Array:
   return t.reshape(t.shape[0], t.shape[1] * t.shape[2], t.shape[3])
-
-
-def _max_pool_2x2(t: jax.Array) -> jax.Array:
-  return nn.max_pool(t, window_shape=(2, 2), strides=(2, 2))
 
 
 class SelfAttention(nn.Module):
@@ -146,7 +143,7 @@ class SelfAttention(nn.Module):
     target_proj = conv(qk_channels, name="key_conv")(x, update_stats=update_stats)
     value = conv(value_channels, name="value_conv")(x, update_stats=update_stats)
     if self.pool_sources:
-      source_proj, value = _max_pool_2x2(source_proj), _max_pool_2x2(value)
+      source_proj, value = max_pool_2x2(source_proj), max_pool_2x2(value)
     out = attend(_flatten_positions(target_proj), _flatten_positions(source_proj),
                  _flatten_positions(value), return_weights=return_attention,
                  chunk_size=self.chunk_size, precision=self.precision)

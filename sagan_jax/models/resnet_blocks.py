@@ -37,15 +37,10 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax
 
+from sagan_jax.ops.pooling import avg_pool_2x2
 from sagan_jax.ops.upsample_convolution import upsample_nearest_2x
 
 ModuleDef = Callable[..., Any]
-
-
-def avg_pool_2x2(x: jax.Array) -> jax.Array:
-  """2×2 average pooling, stride 2 (``nn.AvgPool2d(2)``), NHWC with even H, W."""
-  b, h, w, c = x.shape
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
 def normalize(which_bn: ModuleDef, name: str, x: jax.Array, labels: Optional[jax.Array],
