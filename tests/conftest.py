@@ -44,6 +44,7 @@ FLOORS = {
     "test_convolution.py": "ops",
     "test_upsample_convolution.py": "ops",
     "test_pooling.py": "ops",
+    "test_pooled_convolution.py": "ops",
     "test_attention_efficient.py": "ops",
     "test_attention_parity.py": "layers",
     "test_spectral_norm_parity.py": "layers",

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from sagan_jax.layers.base import KernelLayer
 from sagan_jax.layers.validation import require_rank
 from sagan_jax.ops.convolution import IntOrPair, Padding, as_pair, conv2d, conv_transpose2d
+from sagan_jax.ops.pooled_convolution import conv2d_avg_pool_2x2
 from sagan_jax.ops.upsample_convolution import upsample_conv2d
 
 
@@ -67,19 +68,27 @@ class Conv(_Convolution):
   attributes by keyword (see ``_Convolution`` and ``KernelLayer``). ``upsample=True``
   (keyword, stride 1) convolves the input nearest-upsampled x2 (``nn.Upsample(scale_factor=2)``
   then ``nn.Conv2d``) without materializing it: `sagan_jax.ops.upsample_convolution`.
+  ``downsample=True`` (keyword, stride 1) average-pools the output 2×2 (``nn.Conv2d`` then
+  ``nn.AvgPool2d(2)``), on CPU as one stride-2 convolution:
+  `sagan_jax.ops.pooled_convolution`. The kernel is the same parameter either way.
   """
 
   _: dataclasses.KW_ONLY
   upsample: bool = False
+  downsample: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, update_stats: Optional[bool] = None) -> jax.Array:
     x, kernel, bias = self._operands(x, x.shape[-1], update_stats)
-    if self.upsample:
+    if self.upsample or self.downsample:
+      resampling = "upsample" if self.upsample else "downsample"
+      if self.upsample and self.downsample:
+        raise ValueError("Conv: upsample=True and downsample=True together; choose one")
       if as_pair(self.strides, "strides") != (1, 1):
-        raise ValueError(f"Conv(upsample=True) needs stride 1, got {self.strides!r}")
-      y = upsample_conv2d(x, kernel, padding=self.padding, implementation=self.implementation,
-                          precision=self.precision)
+        raise ValueError(f"Conv({resampling}=True) needs stride 1, got {self.strides!r}")
+      resampled = upsample_conv2d if self.upsample else conv2d_avg_pool_2x2
+      y = resampled(x, kernel, padding=self.padding, implementation=self.implementation,
+                    precision=self.precision)
       return self._add_bias(y, bias)
     y = conv2d(x, kernel, stride=self.strides, padding=self.padding,
                implementation=self.implementation, precision=self.precision)
