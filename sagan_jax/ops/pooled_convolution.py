@@ -20,7 +20,7 @@ batch 64 42.8 → 26.0 ms, 128² 64→64 at batch 8 228 → 169 ms, 64² 64→12
 pooled maps of 8×8 it lost (16² 32→32: 7.0 vs 7.9 ms; 16² 256→512 at batch 8: 59 vs 96 ms),
 so on CPU the fused form is taken for pooled maps of at least `_CPU_MIN_POOLED_POSITIONS`.
 On GPU/TPU it is not taken: unmeasured there, and cuDNN's Winograd 3×3 convolutions stand
-against the FLOP saving (``benchmarks/gpu.sh`` times the step both ways on a GPU).
+against the FLOP saving.
 """
 
 from __future__ import annotations
