@@ -66,6 +66,44 @@ def assert_close(actual, expected, atol: float = ATOL, what: str = "") -> float:
   return error
 
 
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+
+
+def summation_gamma(n: int) -> float:
+  """``gamma_{n+1} = (n+1)·u / (1 − (n+1)·u)``: the relative bound of a float32 sum of ``n``
+  products, each product and addition rounding once (``u = 2**-24``)."""
+  m = (n + 1) * FLOAT32_UNIT_ROUNDOFF
+  return m / (1 - m)
+
+
+def torch_float64_conv_terms(source_form, x, kernel, cotangent):
+  """``(y, dL/dx, dL/dkernel)`` in float64 of ``y = source_form(x, kernel)`` (PyTorch ops on
+  NCHW / OIHW tensors) and ``L = sum(y · cotangent)``; NHWC / HWIO arrays in and out."""
+  import torch  # pylint: disable=import-outside-toplevel
+
+  xt = torch.tensor(x.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
+  kt = torch.tensor(kernel.transpose(3, 2, 0, 1), dtype=torch.float64, requires_grad=True)
+  yt = source_form(xt, kt)
+  (yt * torch.tensor(cotangent.transpose(0, 3, 1, 2), dtype=torch.float64)).sum().backward()
+  return (yt.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
+          kt.grad.numpy().transpose(2, 3, 1, 0))
+
+
+def assert_conv_within_summation_bound(source_form, x, kernel, cotangent, computed, lengths):
+  """Each of ``computed = (y, dx, dkernel)`` (float32) within ``gamma_{n+1} · Σ|terms|`` of the
+  float64 ``source_form``, element by element: ``Σ|terms|`` is the same computation on
+  ``|x|``, ``|kernel|``, ``|cotangent|`` and ``n`` the quantity's longest sum (``lengths``)."""
+  exact = torch_float64_conv_terms(source_form, x, kernel, cotangent)
+  magnitude = torch_float64_conv_terms(source_form, np.abs(x), np.abs(kernel),
+                                       np.abs(cotangent))
+  for what, got, want, size, n in zip(("y", "dx", "dkernel"), computed, exact, magnitude,
+                                      lengths):
+    got = np.asarray(got, np.float64)
+    assert got.shape == want.shape, what
+    excess = np.abs(got - want) / (summation_gamma(n) * size + 1e-30)
+    assert excess.max() <= 1.0, f"{what}: error {excess.max():.2f}x the bound gamma_{n + 1}"
+
+
 def assert_tree_close(actual, expected, atol: float = ATOL, what: str = "") -> float:
   """``assert_close`` leaf by leaf over two pytrees of the same structure (``None``
   leaves are skipped); returns the largest error."""

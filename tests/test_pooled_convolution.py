@@ -24,8 +24,7 @@ from sagan_jax.ops import pooled_convolution
 from sagan_jax.ops.convolution import conv2d
 from sagan_jax.ops.pooled_convolution import conv2d_avg_pool_2x2
 from sagan_jax.ops.pooling import avg_pool_2x2
-
-U = 2.0**-24  # float32 unit roundoff
+from tests.parity import assert_conv_within_summation_bound
 
 # (input (H, W, Cin), Cout, kernel (kh, kw), padding): the block's 3×3 pad-1 first, then an
 # odd stride-1 output (the pool's floor drops a row), no padding, a 1×1 and a 2×3 kernel.
@@ -36,10 +35,6 @@ CASES = [
     ((6, 6, 3), 2, (1, 1), 0),
     ((6, 8, 2), 3, (2, 3), ((1, 0), (1, 1))),
 ]
-
-
-def _gamma(n: int) -> float:
-  return (n + 1) * U / (1 - (n + 1) * U)
 
 
 @pytest.fixture
@@ -63,28 +58,14 @@ def test_matches_torch_float64_within_the_summation_bound(case, implementation, 
   r = rng.uniform(-1, 1, y.shape).astype(np.float32)
   dx, dk = vjp(r)
   pads = ((padding, padding),) * 2 if isinstance(padding, int) else padding
+  functional = torch.nn.functional
 
-  def torch_side(x, k, r):
-    """(y, dL/dx, dL/dk) in float64 of the source form, NHWC/HWIO in and out."""
-    xt = torch.tensor(x.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
-    kt = torch.tensor(k.transpose(3, 2, 0, 1), dtype=torch.float64, requires_grad=True)
-    padded = torch.nn.functional.pad(xt, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
-    yt = torch.nn.functional.avg_pool2d(torch.nn.functional.conv2d(padded, kt), 2)
-    (yt * torch.tensor(r.transpose(0, 3, 1, 2), dtype=torch.float64)).sum().backward()
-    return (yt.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
-            kt.grad.numpy().transpose(2, 3, 1, 0))
+  def source_form(x, k):  # the discriminator block's: pad, convolve, average-pool
+    return functional.avg_pool2d(functional.conv2d(functional.pad(x, (*pads[1], *pads[0])), k), 2)
 
-  exact = torch_side(x, kernel, r)
-  magnitude = torch_side(np.abs(x), np.abs(kernel), np.abs(r))
   taps = (kh + 1) * (kw + 1)
   lengths = (taps * cin + 3, taps * cout + 3, y.shape[0] * y.shape[1] * y.shape[2] + 3)
-  for what, got, want, size, n in zip(("y", "dx", "dkernel"), (y, dx, dk), exact, magnitude,
-                                      lengths):
-    got = np.asarray(got, np.float64)
-    assert got.shape == want.shape, what
-    bound = _gamma(n) * size + 1e-30
-    excess = np.abs(got - want) / bound
-    assert excess.max() <= 1.0, f"{what}: error {excess.max():.2f}x the bound gamma_{n + 1}"
+  assert_conv_within_summation_bound(source_form, x, kernel, r, (y, dx, dk), lengths)
 
 
 def _stride_two_convolutions(fn, *args, platform="cpu") -> int:

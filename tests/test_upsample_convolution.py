@@ -25,8 +25,7 @@ import pytest
 
 from sagan_jax.ops import conv2d
 from sagan_jax.ops.upsample_convolution import upsample_conv2d, upsample_nearest_2x
-
-U = 2.0**-24  # float32 unit roundoff
+from tests.parity import assert_conv_within_summation_bound
 
 # (input (H, W, Cin), Cout, kernel (kh, kw), padding): the generator's 3x3 pad-1 conv first,
 # then geometries where a phase crops the input or pads beyond a tap; the last (odd output)
@@ -39,10 +38,6 @@ CASES = [
     ((3, 4, 2), 2, (3, 3), 3),
     ((4, 4, 2), 3, (4, 4), 1),
 ]
-
-
-def _gamma(n: int) -> float:
-  return (n + 1) * U / (1 - (n + 1) * U)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
@@ -60,28 +55,14 @@ def test_matches_torch_float64_within_the_summation_bound(case, implementation):
   dx, dk = vjp(r)
 
   pads = ((padding, padding),) * 2 if isinstance(padding, int) else padding
+  functional = torch.nn.functional
 
-  def torch_side(x, k, r):
-    """(y, dL/dx, dL/dk) in float64 of the source form, NHWC/HWIO in and out."""
-    xt = torch.tensor(x.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
-    kt = torch.tensor(k.transpose(3, 2, 0, 1), dtype=torch.float64, requires_grad=True)
-    up = torch.nn.functional.interpolate(xt, scale_factor=2, mode="nearest")
-    up = torch.nn.functional.pad(up, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
-    yt = torch.nn.functional.conv2d(up, kt)
-    (yt * torch.tensor(r.transpose(0, 3, 1, 2), dtype=torch.float64)).sum().backward()
-    return (yt.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
-            kt.grad.numpy().transpose(2, 3, 1, 0))
+  def source_form(x, k):  # the generator's: upsample, pad, convolve
+    up = functional.interpolate(x, scale_factor=2, mode="nearest")
+    return functional.conv2d(functional.pad(up, (*pads[1], *pads[0])), k)
 
-  exact = torch_side(x, kernel, r)
-  magnitude = torch_side(np.abs(x), np.abs(kernel), np.abs(r))
   lengths = (kh * kw * cin, 4 * kh * kw * cout, y.shape[0] * y.shape[1] * y.shape[2])
-  for what, got, want, size, n in zip(("y", "dx", "dkernel"), (y, dx, dk), exact, magnitude,
-                                      lengths):
-    got = np.asarray(got, np.float64)
-    assert got.shape == want.shape, what
-    bound = _gamma(n) * size + 1e-30
-    excess = np.abs(got - want) / bound
-    assert excess.max() <= 1.0, f"{what}: error {excess.max():.2f}x the bound gamma_{n + 1}"
+  assert_conv_within_summation_bound(source_form, x, kernel, r, (y, dx, dk), lengths)
 
 
 def test_upsampled_conv_layer_is_the_upsample_then_conv():

@@ -80,10 +80,10 @@ class Conv(_Convolution):
   @nn.compact
   def __call__(self, x: jax.Array, update_stats: Optional[bool] = None) -> jax.Array:
     x, kernel, bias = self._operands(x, x.shape[-1], update_stats)
+    if self.upsample and self.downsample:
+      raise ValueError("Conv: upsample=True and downsample=True together; choose one")
     if self.upsample or self.downsample:
       resampling = "upsample" if self.upsample else "downsample"
-      if self.upsample and self.downsample:
-        raise ValueError("Conv: upsample=True and downsample=True together; choose one")
       if as_pair(self.strides, "strides") != (1, 1):
         raise ValueError(f"Conv({resampling}=True) needs stride 1, got {self.strides!r}")
       resampled = upsample_conv2d if self.upsample else conv2d_avg_pool_2x2

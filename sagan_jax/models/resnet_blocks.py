@@ -28,9 +28,10 @@ so here it runs at the smaller one: the same function, 4× fewer FLOPs (float32
 sums in another order). Likewise the generator's upsample + conv3×3 runs as four
 phase convolutions on the small map, and the discriminator's conv3×3 + avgpool
 (bias added after the pool) on CPU as one stride-2 4×4 convolution
-(`sagan_jax.ops.upsample_convolution`, `sagan_jax.ops.pooled_convolution`). BatchNorm (``which_bn``) is conditional when the
-block gets labels; ``which_conv`` carries spectral norm, init and the conv
-implementation, as BigGAN's partially applied constructors do.
+(`sagan_jax.ops.upsample_convolution`, `sagan_jax.ops.pooled_convolution`).
+BatchNorm (``which_bn``) is conditional when the block gets labels;
+``which_conv`` carries spectral norm, init and the conv implementation, as
+BigGAN's partially applied constructors do.
 """
 
 from __future__ import annotations

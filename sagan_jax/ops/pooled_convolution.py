@@ -18,7 +18,9 @@ over the full-resolution map is gone. Measured on CPU (benchmarks/README.md), fo
 both gradients, against the stride-1 convolution (``auto``) then `avg_pool_2x2`: 32² 32→32 at
 batch 64 42.8 → 26.0 ms, 128² 64→64 at batch 8 228 → 169 ms, 64² 64→128 103 → 50 ms; on
 pooled maps of 8×8 it lost (16² 32→32: 7.0 vs 7.9 ms; 16² 256→512 at batch 8: 59 vs 96 ms),
-so on CPU the fused form is taken for pooled maps of at least `_CPU_MIN_POOLED_POSITIONS`.
+and in the whole 32-px step its 32² 32→32 layer's gain vanished (356 vs 359 ms), while the
+128-px step went 6,966 → 6,375 ms. So on CPU the fused form is taken for pooled maps of at
+least `_CPU_MIN_POOLED_POSITIONS` with at least `_CPU_MIN_CHANNEL_PRODUCT` channels in × out.
 On GPU/TPU it is not taken: unmeasured there, and cuDNN's Winograd 3×3 convolutions stand
 against the FLOP saving.
 """
