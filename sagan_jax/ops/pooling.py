@@ -10,13 +10,19 @@ An odd last row or column is dropped (PyTorch's floor).
 Why not ``flax.linen.max_pool``: that is a ``reduce_window`` whose derivative XLA computes
 with a variadic (value, index) ``reduce_window`` and an index ``iota`` as large as the input.
 On the 32-px ResNet SAGAN step on CPU those were ~20 ms of ~380 ms of CPU time; here the
-pool, its tangent and its transpose are elementwise selects over four strided views, which
-XLA fuses with their neighbours. Its tie-breaking is not specified; this one is PyTorch's.
+pool is elementwise selects over four strided views, which XLA fuses with their neighbours.
+Its tie-breaking is not specified; this one is PyTorch's.
 
 ``avg_pool_2x2`` is ``nn.AvgPool2d(2)`` of the ResNet discriminator's blocks, summed in
 PyTorch's order, ``((x00 + x01) + x10) + x11``, then divided by 4. Not ``reshape(...).mean``:
 XLA:CPU hands that reduction over two non-adjacent axes to YNNPACK, which took 32 ms of the
 32-px step's CPU time for one [64, 32, 32, 32] map (the four adds: one elementwise fusion).
+
+Both pools' tangents are sums over each window (of the chosen element, for the max), so that
+the backward pass JAX derives from them is one broadcast over the windows: the transpose of
+four strided views would be four zero-filled, input-sized pads and three adds. The 32-px
+step, both forms in one process: 350 → 333 ms (benchmarks/README.md). Reverse-mode values are
+unchanged, each input's gradient being one output's (or a quarter of it).
 """
 
 from __future__ import annotations
@@ -25,18 +31,42 @@ import jax
 import jax.numpy as jnp
 
 
+def _windows(x: jax.Array) -> jax.Array:
+  """(B, H, W, C) → (B, H/2, 2, W/2, 2, C): each 2×2 window on axes 2 and 4 (odd edge dropped)."""
+  b, h, w, c = x.shape
+  return x[:, :h - h % 2, :w - w % 2].reshape(b, h // 2, 2, w // 2, 2, c)
+
+
 def _window_elements(x: jax.Array) -> list[jax.Array]:
   """The four elements of each 2×2 window in PyTorch's scan order, each (B, H/2, W/2, C)."""
-  b, h, w, c = x.shape
-  windows = x[:, :h - h % 2, :w - w % 2].reshape(b, h // 2, 2, w // 2, 2, c)
+  windows = _windows(x)
   return [windows[:, :, row, :, col] for row in (0, 1) for col in (0, 1)]
+
+
+def _sum_windows(windows: jax.Array) -> jax.Array:
+  # For tangents only: a reduction, so that its transpose — the backward pass — is one
+  # broadcast over the windows. The transpose of the four strided views is four
+  # zero-filled input-sized pads and three adds (~5 ms each for one [64, 32, 32, 32] map
+  # on the 2-core CPU). The primal keeps PyTorch's summation order.
+  return jnp.sum(windows, axis=(2, 4))
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:
   """``F.avg_pool2d(x, 2)`` for NHWC ``x``: (B, H, W, C) → (B, H // 2, W // 2, C)."""
   _check_shape("avg_pool_2x2", x)
+  return _avg_pool(x)
+
+
+@jax.custom_jvp
+def _avg_pool(x: jax.Array) -> jax.Array:
   top_left, top_right, bottom_left, bottom_right = _window_elements(x)
   return (((top_left + top_right) + bottom_left) + bottom_right) / 4
+
+
+@_avg_pool.defjvp
+def _avg_pool_jvp(primals, tangents):
+  (x,), (x_dot,) = primals, tangents
+  return _avg_pool(x), _sum_windows(_windows(x_dot)) / 4
 
 
 def _check_shape(name: str, x: jax.Array) -> None:
@@ -70,9 +100,7 @@ def _max_pool(x: jax.Array) -> jax.Array:
 def _max_pool_jvp(primals, tangents):
   (x,), (x_dot,) = primals, tangents
   pooled, choice = _pool_with_choice(x)
-  # Linear in x_dot (selects of its strided views), so JAX transposes it for reverse mode.
-  elements = _window_elements(x_dot)
-  pooled_dot = elements[0]
-  for position, element in enumerate(elements[1:], start=1):
-    pooled_dot = jnp.where(choice == position, element, pooled_dot)
-  return pooled, pooled_dot
+  # Linear in x_dot: the chosen element of each window, as a masked window sum.
+  position = 2 * jnp.arange(2).reshape(2, 1, 1) + jnp.arange(2).reshape(1, 2, 1)  # (row, col, 1)
+  chosen = choice[:, :, None, :, None, :] == position.reshape(1, 1, 2, 1, 2, 1)
+  return pooled, _sum_windows(jnp.where(chosen, _windows(x_dot), 0))
