@@ -60,7 +60,11 @@ ENDLESS_COMPILE_TRAIN = """
 import runpy, sys, threading
 from sagan_jax.runtime import compilation
 def endless_compile(jitted, *args, what, compiler_options=None):
-  print(f"Compiling {what} (endless)", file=sys.stderr, flush=True)
+  # One write, newline included: print() writes the text and the newline separately, and on
+  # an unbuffered stderr (PYTHONUNBUFFERED) the acknowledgement of a signal sent as soon as
+  # the text shows could land between the two, on the same line.
+  sys.stderr.write(f"Compiling {what} (endless)\\n")
+  sys.stderr.flush()
   threading.Event().wait()
 compilation.compile_reported = endless_compile
 sys.argv[0] = "train.py"
@@ -72,7 +76,7 @@ def test_sigterm_while_compiling_ends_the_process_at_once(tmp_path, env):
   training = Training([sys.executable, "-c", ENDLESS_COMPILE_TRAIN, *TRAIN[2:],
                        "--workdir", str(tmp_path / "run")], env, tmp_path / "train.log")
   try:
-    training.wait_for(lambda: "Compiling the initial state (endless)" in training.output(),
+    training.wait_for(lambda: "Compiling the initial state (endless)\n" in training.output(),
                       "the initial state's compilation")
     training.process.send_signal(signal.SIGTERM)
     assert training.process.wait(timeout=TIMEOUT_S) == 143, training.output()[-3000:]

@@ -101,6 +101,6 @@ def _max_pool_jvp(primals, tangents):
   (x,), (x_dot,) = primals, tangents
   pooled, choice = _pool_with_choice(x)
   # Linear in x_dot: the chosen element of each window, as a masked window sum.
-  position = 2 * jnp.arange(2).reshape(2, 1, 1) + jnp.arange(2).reshape(1, 2, 1)  # (row, col, 1)
-  chosen = choice[:, :, None, :, None, :] == position.reshape(1, 1, 2, 1, 2, 1)
+  position = jnp.arange(4, dtype=choice.dtype).reshape(1, 1, 2, 1, 2, 1)  # scan order in a window
+  chosen = choice[:, :, None, :, None, :] == position
   return pooled, _sum_windows(jnp.where(chosen, _windows(x_dot), 0))
